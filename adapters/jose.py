@@ -1,0 +1,130 @@
+"""JWS/JWT helpers on joserfc (RFC 7515, RFC 7519): compact encoding, typ checks, alg allow-lists.
+
+Signing is split in two so private keys never have to leave the key service: callers build the
+JWS signing input here, the key service signs the bytes, and ``compact`` joins the parts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
+
+ASYMMETRIC_ALGS = frozenset({"ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"})
+
+
+class JWTError(Exception):
+    """A token that is malformed, badly signed or not acceptable; the message says why."""
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(data: str) -> bytes:
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+
+
+def _json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=False).encode()
+
+
+def signing_input(header: Mapping[str, Any], claims: Mapping[str, Any]) -> bytes:
+    return f"{b64url(_json(header))}.{b64url(_json(claims))}".encode("ascii")
+
+
+def compact(signing_input_: bytes, signature: bytes) -> str:
+    return f"{signing_input_.decode('ascii')}.{b64url(signature)}"
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    try:
+        head = token.split(".", 1)[0]
+        header = json.loads(b64url_decode(head))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JWTError("malformed JWT header") from exc
+    if not isinstance(header, dict):
+        raise JWTError("malformed JWT header")
+    return header
+
+
+def import_public_jwk(jwk: Mapping[str, Any]) -> Key:
+    kty = jwk.get("kty")
+    cls = {"EC": ECKey, "OKP": OKPKey, "RSA": RSAKey}.get(str(kty))
+    if cls is None:
+        raise JWTError(f"unsupported key type {kty!r}")
+    try:
+        return cls.import_key(dict(jwk))
+    except (JoseError, ValueError, TypeError) as exc:
+        raise JWTError("unusable public key") from exc
+
+
+@dataclass(frozen=True)
+class VerifiedJWT:
+    header: dict[str, Any]
+    claims: dict[str, Any]
+
+
+def verify_jws(
+    token: str,
+    key_for: Callable[[dict[str, Any]], Key | None],
+    *,
+    algorithms: frozenset[str] = ASYMMETRIC_ALGS,
+    typ: str | None = None,
+) -> VerifiedJWT:
+    """Verify a compact JWS whose key is chosen by ``key_for(header)``; returns header+claims.
+
+    Refuses ``none`` and symmetric algorithms unless explicitly allowed, a wrong ``typ``
+    (compared case-insensitively, ``application/`` prefix tolerated), and non-object claims.
+    """
+    if token.count(".") != 2:
+        raise JWTError("not a compact JWS")
+    header = unverified_header(token)
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise JWTError(f"alg {alg!r} is not allowed")
+    if typ is not None:
+        got = str(header.get("typ", "")).lower().removeprefix("application/")
+        if got != typ.lower():
+            raise JWTError(f"typ must be {typ!r}")
+    key = key_for(header)
+    if key is None:
+        raise JWTError("no key known for this token")
+    try:
+        obj = jws.deserialize_compact(token, key, algorithms=[alg])
+        claims = json.loads(obj.payload)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise JWTError("signature does not verify") from exc
+    if not isinstance(claims, dict):
+        raise JWTError("claims must be a JSON object")
+    return VerifiedJWT(header, claims)
+
+
+def check_times(claims: Mapping[str, Any], now: float, *, leeway: int = 30) -> None:
+    """``exp`` required and in the future; ``nbf``/``iat`` not in the future (with leeway)."""
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise JWTError("exp missing or not a number")
+    if now >= exp + leeway:
+        raise JWTError("token expired")
+    for name in ("nbf", "iat"):
+        value = claims.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise JWTError(f"{name} is not a number")
+        if value > now + leeway:
+            raise JWTError(f"{name} is in the future")
+
+
+def audience_matches(claims: Mapping[str, Any], expected: str) -> bool:
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return aud == expected
+    return isinstance(aud, list) and expected in aud

@@ -1,0 +1,59 @@
+"""Starlette application factory: per-tenant routes under ``/t/{tenant}``, admin API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from broker.endpoints import admin, demo, introspect, metadata, revoke, token
+from broker.runtime import Broker
+from tenants.migrate import upgrade
+
+TENANT = "/t/{tenant}"
+
+
+async def health(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "invalid_request"}.get(exc.status_code, "invalid_request")
+    return JSONResponse({"error": code, "error_description": str(exc.detail)},
+                        status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(broker: Broker, *, background: bool = True, migrate: bool = True) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if migrate:
+            await upgrade(broker.engine)
+        if background:
+            broker.start_background()
+        try:
+            yield
+        finally:
+            await broker.close()
+
+    routes = [
+        Route("/healthz", health, methods=["GET"]),
+        Route(TENANT + "/token", token.token_endpoint, methods=["POST"]),
+        Route(TENANT + "/introspect", introspect.introspection_endpoint, methods=["POST"]),
+        Route(TENANT + "/revoke", revoke.revocation_endpoint, methods=["POST"]),
+        Route(TENANT + "/jwks", metadata.jwks, methods=["GET"]),
+        Route(TENANT + "/.well-known/openid-configuration", metadata.discovery, methods=["GET"]),
+        Route("/.well-known/oauth-authorization-server" + TENANT, metadata.discovery,
+              methods=["GET"]),
+        Route(TENANT + "/demo/whoami", demo.whoami, methods=["GET", "POST"]),
+        *admin.routes(),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error})
+    app.state.broker = broker
+    return app

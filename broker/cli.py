@@ -1,0 +1,220 @@
+"""The ``tessera`` command line: serve, and manage tenants, clients, keys and the audit chain."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters.errors import OAuthError
+from broker import management as ops
+from broker.config import Settings
+from broker.runtime import Broker
+from tenants.migrate import upgrade
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+
+
+def _print(args: argparse.Namespace, value: Any, columns: Sequence[str] = ()) -> None:
+    if getattr(args, "json", False) or not columns:
+        print(json.dumps(value, indent=2, sort_keys=True))
+        return
+    rows = value if isinstance(value, list) else [value]
+    for row in rows:
+        print("  ".join(f"{c}={json.dumps(row.get(c))}" for c in columns if c in row))
+
+
+async def _with_broker(fn: Callable[[Broker], Awaitable[Any]]) -> Any:
+    settings = Settings.load()
+    if not settings.base_url:
+        settings = settings.with_base_url(DEFAULT_HOST, DEFAULT_PORT)
+    broker = Broker.build(settings)
+    try:
+        await upgrade(broker.engine)
+        return await fn(broker)
+    finally:
+        await broker.close()
+
+
+def _run(args: argparse.Namespace, fn: Callable[[Broker], Awaitable[Any]],
+         columns: Sequence[str] = ()) -> int:
+    try:
+        result = asyncio.run(_with_broker(fn))
+    except OAuthError as exc:
+        print(f"error: {exc.description or exc.error}", file=sys.stderr)
+        return 2
+    _print(args, result, columns)
+    return 0
+
+
+TENANT_COLS = ("id", "status", "issuer")
+CLIENT_COLS = ("client_id", "name", "status", "token_endpoint_auth_method", "scopes",
+               "audiences", "dpop_bound_access_tokens", "client_secret")
+
+
+def cmd_tenant(args: argparse.Namespace) -> int:
+    if args.action == "create":
+        settings: dict[str, Any] = {"key_alg": args.key_alg}
+        if args.rotation_hours is not None:
+            settings["key_rotation_seconds"] = int(args.rotation_hours * 3600)
+        if args.dpop_nonce:
+            settings["dpop_nonce_required"] = True
+        return _run(args, lambda b: ops.create_tenant(
+            b, args.name, display_name=args.display_name, settings=settings), TENANT_COLS)
+    if args.action == "list":
+        return _run(args, ops.list_tenants, TENANT_COLS)
+    status = "disabled" if args.action == "disable" else "active"
+    return _run(args, lambda b: ops.set_tenant_status(b, args.name, status), TENANT_COLS)
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    if args.action == "create":
+        jwks = json.loads(Path(args.jwks_file).read_text()) if args.jwks_file else None
+        return _run(args, lambda b: ops.create_client(
+            b, args.tenant, name=args.name, client_id=args.client_id,
+            auth_method=args.auth_method, scopes=args.scope, audiences=args.audience, jwks=jwks,
+            access_token_lifetime=args.lifetime, dpop_bound_access_tokens=args.dpop_required,
+        ), CLIENT_COLS)
+    if args.action == "list":
+        return _run(args, lambda b: ops.list_clients(b, args.tenant), CLIENT_COLS)
+    status = "disabled" if args.action == "disable" else "active"
+    return _run(args, lambda b: ops.set_client_status(b, args.tenant, args.client_id, status),
+                CLIENT_COLS)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    if args.action == "rotate":
+        return _run(args, lambda b: ops.rotate_keys(b, args.tenant),
+                    ("tenant", "active", "retiring", "next"))
+    return _run(args, lambda b: ops.list_keys(b, args.tenant), ("kid", "alg", "state"))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    if args.action == "export":
+        try:
+            events = asyncio.run(_with_broker(lambda b: ops.export_audit(b, args.tenant)))
+        except OAuthError as exc:
+            print(f"error: {exc.description}", file=sys.stderr)
+            return 2
+        for event in events:
+            print(json.dumps(event, sort_keys=True))
+        return 0
+    try:
+        report = asyncio.run(_with_broker(lambda b: ops.verify_audit(b, args.tenant)))
+    except OAuthError as exc:
+        print(f"error: {exc.description}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    elif report["intact"]:
+        print(f"audit chain of {args.tenant}: intact, {report['events']} events")
+    else:
+        print(f"audit chain of {args.tenant}: BROKEN at event {report['first_broken_seq']}: "
+              f"{report['reason']}")
+    return 0 if report["intact"] else 1
+
+
+def cmd_admin_token(_args: argparse.Namespace) -> int:
+    print(Settings.load().admin_token_value())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from broker.serve import serve
+
+    logging.basicConfig(level=os.environ.get("TESSERA_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.load().with_base_url(args.host, args.port)
+    try:
+        asyncio.run(serve(settings, args.host, args.port, args.certfile, args.keyfile))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tessera", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the broker (Hypercorn)")
+    serve.add_argument("--host", default=DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--certfile", help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--keyfile", help="private key of --certfile (PEM)")
+    serve.set_defaults(func=cmd_serve)
+
+    tenant = sub.add_parser("tenant", help="manage tenants")
+    tsub = tenant.add_subparsers(dest="action", required=True)
+    tc = tsub.add_parser("create")
+    tc.add_argument("name")
+    tc.add_argument("--display-name")
+    tc.add_argument("--key-alg", default="ES256", choices=["ES256", "EdDSA", "RS256"])
+    tc.add_argument("--rotation-hours", type=float, help="key rotation period (default 24)")
+    tc.add_argument("--dpop-nonce", action="store_true", help="require DPoP server nonces")
+    tl = tsub.add_parser("list")
+    for action in ("disable", "enable"):
+        ta = tsub.add_parser(action)
+        ta.add_argument("name")
+    for sp in (tc, tl, *[tsub.choices[a] for a in ("disable", "enable")]):
+        sp.add_argument("--json", action="store_true", help="print JSON")
+    tenant.set_defaults(func=cmd_tenant)
+
+    client = sub.add_parser("client", help="manage OAuth clients of a tenant")
+    csub = client.add_subparsers(dest="action", required=True)
+    cc = csub.add_parser("create")
+    cc.add_argument("--tenant", required=True)
+    cc.add_argument("--name", required=True)
+    cc.add_argument("--client-id")
+    cc.add_argument("--scope", action="append", default=[])
+    cc.add_argument("--audience", action="append", default=[])
+    cc.add_argument("--dpop-required", action="store_true")
+    cc.add_argument("--auth-method", default="client_secret_basic",
+                    choices=["client_secret_basic", "client_secret_post", "private_key_jwt"])
+    cc.add_argument("--jwks-file", help="public JWKS for private_key_jwt")
+    cc.add_argument("--lifetime", type=int, default=300, help="access token lifetime (s)")
+    cl = csub.add_parser("list")
+    cl.add_argument("--tenant", required=True)
+    for action in ("disable", "enable"):
+        ca = csub.add_parser(action)
+        ca.add_argument("--tenant", required=True)
+        ca.add_argument("client_id")
+    for sp in (cc, cl, csub.choices["disable"], csub.choices["enable"]):
+        sp.add_argument("--json", action="store_true", help="print JSON")
+    client.set_defaults(func=cmd_client)
+
+    keys = sub.add_parser("keys", help="signing keys of a tenant")
+    ksub = keys.add_subparsers(dest="action", required=True)
+    for action in ("rotate", "list"):
+        ka = ksub.add_parser(action)
+        ka.add_argument("--tenant", required=True)
+        ka.add_argument("--json", action="store_true")
+    keys.set_defaults(func=cmd_keys)
+
+    aud = sub.add_parser("audit", help="the tenant's hash-chained audit log")
+    asub = aud.add_subparsers(dest="action", required=True)
+    for action in ("verify", "export"):
+        aa = asub.add_parser(action)
+        aa.add_argument("--tenant", required=True)
+        aa.add_argument("--json", action="store_true")
+    aud.set_defaults(func=cmd_audit)
+
+    tok = sub.add_parser("admin-token", help="print the admin API bearer token")
+    tok.set_defaults(func=cmd_admin_token)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())

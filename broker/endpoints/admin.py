@@ -1,0 +1,131 @@
+"""The JSON admin API under ``/admin/v1/``, guarded by the super-admin bearer token."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.errors import InvalidRequest, InvalidToken, OAuthError
+from broker import management as ops
+from broker.errors import challenge, error_response
+from broker.runtime import Broker
+
+Handler = Callable[[Request, Broker, dict[str, Any]], Awaitable[Any]]
+
+
+def _authorized(request: Request, broker: Broker) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = broker.settings.admin_token_value()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                             expected.encode()):
+        raise InvalidToken("admin bearer token required",
+                           headers={"WWW-Authenticate": challenge(
+                               "Bearer", {"realm": "tessera-admin", "error": "invalid_token"})})
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    if request.method != "POST":
+        return {}
+    raw = await request.body()
+    if len(raw) > request.app.state.broker.settings.max_body_bytes:
+        raise InvalidRequest("request body too large")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequest("body must be a JSON object") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return body
+
+
+def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        broker: Broker = request.app.state.broker
+        try:
+            _authorized(request, broker)
+            result = await handler(request, broker, await _body(request))
+        except OAuthError as exc:
+            return error_response(exc)
+        return JSONResponse(result, status_code=status, headers={"Cache-Control": "no-store"})
+
+    return run
+
+
+def _str_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest(f"{name} must be a list of strings")
+    return value
+
+
+async def _create_tenant(request: Request, broker: Broker, body: dict[str, Any]) -> Any:
+    name = body.get("name")
+    if not isinstance(name, str):
+        raise InvalidRequest("name is required")
+    settings = body.get("settings")
+    if settings is not None and not isinstance(settings, dict):
+        raise InvalidRequest("settings must be an object")
+    return await ops.create_tenant(broker, name, display_name=body.get("display_name"),
+                                   settings=settings)
+
+
+async def _create_client(request: Request, broker: Broker, body: dict[str, Any]) -> Any:
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("name is required")
+    lifetime = body.get("access_token_lifetime", 300)
+    if not isinstance(lifetime, int) or isinstance(lifetime, bool):
+        raise InvalidRequest("access_token_lifetime must be an integer")
+    jwks = body.get("jwks")
+    if jwks is not None and not isinstance(jwks, dict):
+        raise InvalidRequest("jwks must be an object")
+    return await ops.create_client(
+        broker, request.path_params["tenant"], name=name, client_id=body.get("client_id"),
+        auth_method=str(body.get("token_endpoint_auth_method", "client_secret_basic")),
+        scopes=_str_list(body, "scopes"), audiences=_str_list(body, "audiences"), jwks=jwks,
+        access_token_lifetime=lifetime,
+        dpop_bound_access_tokens=bool(body.get("dpop_bound_access_tokens", False)),
+    )
+
+
+def routes() -> list[Route]:
+    t = "/admin/v1/tenants/{tenant}"
+    c = t + "/clients/{client_id}"
+    return [
+        Route("/admin/v1/tenants", endpoint(lambda r, b, _: ops.list_tenants(b)), methods=["GET"]),
+        Route("/admin/v1/tenants", endpoint(_create_tenant, 201), methods=["POST"]),
+        Route(t, endpoint(lambda r, b, _: ops.get_tenant(b, r.path_params["tenant"])),
+              methods=["GET"]),
+        Route(t + "/disable", endpoint(
+            lambda r, b, _: ops.set_tenant_status(b, r.path_params["tenant"], "disabled")),
+            methods=["POST"]),
+        Route(t + "/enable", endpoint(
+            lambda r, b, _: ops.set_tenant_status(b, r.path_params["tenant"], "active")),
+            methods=["POST"]),
+        Route(t + "/clients", endpoint(
+            lambda r, b, _: ops.list_clients(b, r.path_params["tenant"])), methods=["GET"]),
+        Route(t + "/clients", endpoint(_create_client, 201), methods=["POST"]),
+        Route(c, endpoint(lambda r, b, _: ops.get_client(
+            b, r.path_params["tenant"], r.path_params["client_id"])), methods=["GET"]),
+        Route(c + "/disable", endpoint(lambda r, b, _: ops.set_client_status(
+            b, r.path_params["tenant"], r.path_params["client_id"], "disabled")),
+            methods=["POST"]),
+        Route(c + "/enable", endpoint(lambda r, b, _: ops.set_client_status(
+            b, r.path_params["tenant"], r.path_params["client_id"], "active")),
+            methods=["POST"]),
+        Route(t + "/keys", endpoint(lambda r, b, _: ops.list_keys(b, r.path_params["tenant"])),
+              methods=["GET"]),
+        Route(t + "/keys/rotate", endpoint(
+            lambda r, b, _: ops.rotate_keys(b, r.path_params["tenant"])), methods=["POST"]),
+        Route(t + "/audit/verify", endpoint(
+            lambda r, b, _: ops.verify_audit(b, r.path_params["tenant"])), methods=["GET"]),
+    ]

@@ -1,0 +1,71 @@
+"""Token revocation (RFC 7009): the owning client revokes; a revoked token is inactive at once
+on every replica, because every check reads the revocation table."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters.errors import InvalidClient, InvalidToken, OAuthError, UnauthorizedClient
+from broker.client_auth import authenticate
+from broker.errors import NO_STORE, error_response
+from broker.forms import read_form
+from broker.runtime import Broker, TenantView
+from broker.tokens import verify_access_token
+from tenants import audit
+from tenants.models import RevokedToken
+from tenants.scope import scoped
+
+
+async def revocation_endpoint(request: Request) -> Response:
+    broker: Broker = request.app.state.broker
+    try:
+        tenant = await broker.tenant(request.path_params["tenant"])
+    except OAuthError as exc:
+        return error_response(exc)
+    client_id: str | None = None
+    try:
+        form = await read_form(request, broker.settings.max_body_bytes)
+        caller = await authenticate(
+            broker, tenant, request, form,
+            {f"{tenant.issuer}/revoke", f"{tenant.issuer}/token", tenant.issuer},
+        )
+        client_id = caller.client.client_id
+        token = form.require("token")
+        if caller.claims and await broker.journal.record(tenant.id, claims=caller.claims):
+            raise InvalidClient("client assertion replayed")
+        try:
+            claims = await verify_access_token(broker, tenant, token, check_state=False)
+        except InvalidToken:
+            return Response(status_code=200, headers=NO_STORE)  # unknown: nothing to do
+        if claims["client_id"] != client_id:
+            raise UnauthorizedClient("the token was not issued to this client")
+        await revoke_jti(broker, tenant, claims["jti"], float(claims["exp"]), client_id,
+                         subject=str(claims.get("sub")), reason="revocation endpoint")
+    except OAuthError as exc:
+        await broker.journal.record(tenant.id, granted=[audit.Event(
+            "token.revocation_refused", "refused", client_id,
+            detail={"error": exc.error, "description": exc.description})])
+        return error_response(exc)
+    return Response(status_code=200, headers=NO_STORE)
+
+
+async def revoke_jti(
+    broker: Broker, tenant: TenantView, jti: str, expires_at: float, client_id: str | None,
+    *, subject: str | None, reason: str,
+) -> None:
+    """Record the revocation and its audit event in one transaction."""
+    now = broker.clock.now()
+    insert = pg_insert if broker.engine.dialect.name == "postgresql" else sqlite_insert
+    async with broker.sessions() as session, session.begin():
+        scoped(session, tenant.id)
+        await session.execute(
+            insert(RevokedToken)
+            .values(tenant_id=tenant.id, jti=jti, expires_at=expires_at, revoked_at=now,
+                    client_id=client_id, reason=reason)
+            .on_conflict_do_nothing()
+        )
+        await audit.append(session, tenant.id, [audit.Event(
+            "token.revoked", "revoked", client_id, subject, {"jti": jti, "reason": reason})], now)

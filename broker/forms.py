@@ -1,0 +1,60 @@
+"""Strict parsing of ``application/x-www-form-urlencoded`` request bodies (RFC 6749 §3.2)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from adapters.errors import InvalidRequest
+
+MULTI_VALUED = frozenset({"resource", "audience"})
+
+
+class Form:
+    """Parameters of an OAuth request: single-valued unless the spec allows repeats."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._values: dict[str, list[str]] = {}
+        for name, value in pairs:
+            self._values.setdefault(name, []).append(value)
+        for name, values in self._values.items():
+            if len(values) > 1 and name not in MULTI_VALUED:
+                raise InvalidRequest(f"parameter {name!r} is included more than once")
+
+    def get(self, name: str) -> str | None:
+        values = self._values.get(name)
+        if not values or values[0] == "":
+            return None
+        return values[0]
+
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise InvalidRequest(f"missing parameter {name!r}")
+        return value
+
+    def all(self, name: str) -> list[str]:
+        return [v for v in self._values.get(name, []) if v]
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+
+async def read_form(request: Request, max_bytes: int) -> Form:
+    if request.method != "POST":
+        raise InvalidRequest("use POST")
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise InvalidRequest("body must be application/x-www-form-urlencoded")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise InvalidRequest("request body too large")
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest("malformed form body") from exc
+    return Form(pairs)

@@ -1,0 +1,96 @@
+"""``tessera serve``: migrate, bootstrap the demo, serve with Hypercorn, shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from broker import management as ops
+from broker.app import create_app
+from broker.config import Settings
+from broker.endpoints.demo import demo_audience
+from broker.runtime import Broker, TenantView
+from tenants.migrate import upgrade
+from tenants.settings import TenantSettings
+
+DEMO_TENANT, DEMO_CLIENT = "demo", "demo-agent"
+
+
+async def bootstrap_demo(broker: Broker) -> dict[str, Any] | None:
+    """On first start (no tenants at all) create tenant ``demo`` and client ``demo-agent``;
+    keep its one-time secret in the demo file (0600) so later starts can show it again."""
+    file = Path(broker.settings.demo_file)
+    if not broker.settings.demo:
+        return None
+    if not await ops.list_tenants(broker):
+        await ops.create_tenant(broker, DEMO_TENANT, display_name="Demo tenant")
+        issuer = broker.issuer(DEMO_TENANT)
+        view = TenantView(DEMO_TENANT, issuer, TenantSettings())
+        client = await ops.create_client(
+            broker, DEMO_TENANT, name="Demo agent", client_id=DEMO_CLIENT,
+            scopes=["demo.read", "demo.write"], audiences=[demo_audience(view)],
+        )
+        saved = {"tenant": DEMO_TENANT, "client_id": DEMO_CLIENT,
+                 "client_secret": client["client_secret"]}
+        file.unlink(missing_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(saved, fh)
+        return saved
+    if file.exists():
+        saved = json.loads(file.read_text())
+        return saved if isinstance(saved, dict) else None
+    return None
+
+
+def banner(broker: Broker, demo: dict[str, Any] | None) -> str:
+    lines = [f"tessera listening on {broker.settings.base_url}"]
+    if demo:
+        issuer = broker.issuer(demo["tenant"])
+        lines += [
+            f"  demo issuer:        {issuer}",
+            f"  discovery:          {issuer}/.well-known/openid-configuration",
+            f"  demo client_id:     {demo['client_id']}",
+            f"  demo client_secret: {demo['client_secret']}",
+            "  get a token:",
+            f"    curl -s -u '{demo['client_id']}:{demo['client_secret']}' "
+            f"-d grant_type=client_credentials {issuer}/token",
+            "  then call the demo resource with it:",
+            f"    curl -s -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/whoami",
+        ]
+    lines.append(f"  admin API token:    in {broker.settings.admin_token_file}"
+                 if not broker.settings.admin_token else "  admin API token:    from settings")
+    return "\n".join(lines)
+
+
+async def serve(
+    settings: Settings, host: str, port: int, certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
+    broker = Broker.build(settings)
+    await upgrade(broker.engine)
+    demo = await bootstrap_demo(broker)
+    settings.admin_token_value()  # create the admin token file on first start
+    print(banner(broker, demo), flush=True)
+
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.graceful_timeout = 10.0
+    config.accesslog = None
+    config.h11_max_incomplete_size = 16 * 1024
+    if certfile:
+        config.certfile, config.keyfile = certfile, keyfile
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    app = create_app(broker, migrate=False)
+    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]

@@ -1,0 +1,152 @@
+"""Append-only, hash-chained audit events per tenant.
+
+Each event's ``hash`` is SHA-256 over the previous event's hash and the canonical JSON of the
+event itself, so editing, deleting or reordering any stored event breaks every later link.
+Appending locks the tenant's chain head with an UPDATE first (a write lock on SQLite, a row
+lock on PostgreSQL), so concurrent writers from several replicas keep one linear chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tenants.models import AuditEvent, AuditHead
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class Event:
+    """One decision worth remembering: who asked for what, and what tessera decided."""
+
+    action: str  # e.g. token.issued, token.refused, token.revoked, key.rotated
+    outcome: str  # granted | refused | revoked | changed
+    client_id: str | None = None
+    subject: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def link_hash(prev_hash: str, tenant_id: str, seq: int, at: float, event: Event) -> str:
+    body = json.dumps(
+        {
+            "tenant": tenant_id,
+            "seq": seq,
+            "at": repr(float(at)),
+            "action": event.action,
+            "outcome": event.outcome,
+            "client_id": event.client_id,
+            "subject": event.subject,
+            "detail": event.detail,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(prev_hash.encode() + body.encode()).hexdigest()
+
+
+async def append(
+    session: AsyncSession, tenant_id: str, events: Sequence[Event], at: float
+) -> None:
+    """Append events to the tenant's chain inside the caller's transaction."""
+    if not events:
+        return
+    n = len(events)
+    head = (
+        await session.execute(
+            update(AuditHead)
+            .where(AuditHead.tenant_id == tenant_id)
+            .values(seq=AuditHead.seq + n)
+            .returning(AuditHead.seq, AuditHead.hash)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if head is None:
+        await session.execute(insert(AuditHead).values(tenant_id=tenant_id, seq=n, hash=GENESIS))
+        last_seq, prev = n, GENESIS
+    else:
+        last_seq, prev = head
+    seq = last_seq - n
+    rows = []
+    for event in events:
+        seq += 1
+        digest = link_hash(prev, tenant_id, seq, at, event)
+        rows.append(
+            {
+                "tenant_id": tenant_id,
+                "seq": seq,
+                "at": at,
+                "action": event.action,
+                "outcome": event.outcome,
+                "client_id": event.client_id,
+                "subject": event.subject,
+                "detail": event.detail,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    await session.execute(insert(AuditEvent), rows)
+    await session.execute(
+        update(AuditHead)
+        .where(AuditHead.tenant_id == tenant_id)
+        .values(hash=prev)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    events: int
+    first_broken_seq: int | None
+    reason: str = ""
+
+    @property
+    def intact(self) -> bool:
+        return self.first_broken_seq is None
+
+
+async def iter_events(
+    session: AsyncSession, tenant_id: str, batch: int = 1000
+) -> AsyncIterator[AuditEvent]:
+    after = 0
+    while True:
+        rows = (
+            await session.execute(
+                select(AuditEvent)
+                .where(AuditEvent.tenant_id == tenant_id, AuditEvent.seq > after)
+                .order_by(AuditEvent.seq)
+                .limit(batch)
+            )
+        ).scalars().all()
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        after = rows[-1].seq
+
+
+async def verify_chain(session: AsyncSession, tenant_id: str) -> ChainReport:
+    """Walk the chain from genesis; report the first event whose link does not hold."""
+    prev, expected_seq, count = GENESIS, 1, 0
+    async for row in iter_events(session, tenant_id):
+        count += 1
+        if row.seq != expected_seq:
+            return ChainReport(count, expected_seq, f"event {expected_seq} is missing")
+        event = Event(row.action, row.outcome, row.client_id, row.subject, row.detail or {})
+        if row.prev_hash != prev:
+            return ChainReport(count, row.seq, "prev_hash does not match the previous event")
+        if link_hash(prev, tenant_id, row.seq, row.at, event) != row.hash:
+            return ChainReport(count, row.seq, "event content does not match its hash")
+        prev, expected_seq = row.hash, expected_seq + 1
+    head = await session.get(AuditHead, tenant_id)
+    if head is not None and (head.seq != count or head.hash != prev):
+        return ChainReport(count, count + 1, "chain head does not match the last event")
+    return ChainReport(count, None)

@@ -1,0 +1,126 @@
+"""Tenants and their clients: create, list, look up, disable."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tenants import audit
+from tenants.models import Client, Tenant
+from tenants.scope import TenantScope
+from tenants.settings import TenantSettings
+
+TENANT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+
+
+class DirectoryError(ValueError):
+    """A request to change the directory that cannot be honoured (bad name, duplicate...)."""
+
+
+async def create_tenant(
+    session: AsyncSession, name: str, *, display_name: str | None = None,
+    settings: dict[str, Any] | None = None, now: float,
+) -> Tenant:
+    if not TENANT_NAME.match(name):
+        raise DirectoryError("tenant name: 1-64 of a-z, 0-9 and '-', not starting or ending in '-'")
+    if await session.get(Tenant, name) is not None:
+        raise DirectoryError(f"tenant {name!r} exists")
+    merged = TenantSettings.from_dict(settings or {}).to_dict()
+    tenant = Tenant(id=name, display_name=display_name or name, status="active",
+                    created_at=now, settings=merged)
+    session.add(tenant)
+    await session.flush()
+    await audit.append(session, name, [audit.Event("tenant.created", "changed")], now)
+    return tenant
+
+
+async def list_tenants(session: AsyncSession) -> Sequence[Tenant]:
+    return (await session.execute(select(Tenant).order_by(Tenant.id))).scalars().all()
+
+
+async def set_tenant_status(session: AsyncSession, name: str, status: str, now: float) -> Tenant:
+    tenant = await session.get(Tenant, name)
+    if tenant is None:
+        raise LookupError(name)
+    tenant.status = status
+    await audit.append(session, name, [audit.Event(f"tenant.{status}", "changed")], now)
+    return tenant
+
+
+@dataclass(frozen=True)
+class NewClient:
+    client: Client
+    secret: str | None  # shown once, never stored
+
+
+async def create_client(
+    scope: TenantScope,
+    *,
+    name: str,
+    hasher_hash: Any,
+    now: float,
+    client_id: str | None = None,
+    auth_method: str = "client_secret_basic",
+    scopes: Sequence[str] = (),
+    audiences: Sequence[str] = (),
+    jwks: dict[str, Any] | None = None,
+    access_token_lifetime: int = 300,
+    dpop_bound_access_tokens: bool = False,
+) -> NewClient:
+    if auth_method not in AUTH_METHODS:
+        raise DirectoryError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
+    client_id = client_id or secrets.token_urlsafe(12)
+    if not CLIENT_ID.match(client_id):
+        raise DirectoryError("client_id: 1-128 unreserved characters")
+    if await scope.get(Client, client_id) is not None:
+        raise DirectoryError(f"client {client_id!r} exists in tenant {scope.tenant_id!r}")
+    if auth_method == "private_key_jwt":
+        keys = (jwks or {}).get("keys")
+        if not isinstance(keys, list) or not keys:
+            raise DirectoryError("private_key_jwt needs a JWKS with at least one public key")
+        if any(not isinstance(k, dict) or "d" in k or k.get("kty") == "oct" for k in keys):
+            raise DirectoryError("the client JWKS must hold public asymmetric keys only")
+    if any(not s or " " in s for s in scopes):
+        raise DirectoryError("scopes are non-empty tokens without spaces")
+    if not 1 <= access_token_lifetime <= 86_400:
+        raise DirectoryError("access token lifetime must be 1..86400 seconds")
+    secret = None if auth_method == "private_key_jwt" else _new_secret()
+    client = scope.add(Client(
+        client_id=client_id, name=name, status="active", auth_method=auth_method,
+        secret_hash=hasher_hash(secret) if secret else None, jwks=jwks,
+        scopes=list(dict.fromkeys(scopes)), audiences=list(dict.fromkeys(audiences)),
+        access_token_lifetime=access_token_lifetime,
+        dpop_bound_access_tokens=dpop_bound_access_tokens, created_at=now,
+    ))
+    await scope.session.flush()
+    await audit.append(scope.session, scope.tenant_id, [audit.Event(
+        "client.created", "changed", client_id=client_id,
+        detail={"auth_method": auth_method, "scopes": list(scopes), "audiences": list(audiences),
+                "dpop_bound_access_tokens": dpop_bound_access_tokens})], now)
+    return NewClient(client, secret)
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+async def list_clients(scope: TenantScope) -> Sequence[Client]:
+    return (await scope.session.execute(select(Client).order_by(Client.client_id))).scalars().all()
+
+
+async def set_client_status(scope: TenantScope, client_id: str, status: str, now: float) -> Client:
+    client = await scope.get(Client, client_id)
+    if client is None:
+        raise LookupError(client_id)
+    client.status = status
+    await audit.append(scope.session, scope.tenant_id, [audit.Event(
+        f"client.{status}", "changed", client_id=client_id)], now)
+    return client

@@ -1,0 +1,165 @@
+"""Group commit of the hot path's writes: one-time-value claims and audit events.
+
+Every token request must record its DPoP proof ``jti`` (and client assertion ``jti``) and one
+audit event before the response leaves. Doing that in its own transaction per request makes
+the database commit the bottleneck, so requests hand their writes to the ``Journal``, which
+gathers what arrives within a few milliseconds into one transaction and wakes every caller
+only after that transaction committed: durability is never traded for speed.
+
+A claim whose key was already used makes the entry's ``refused`` event be written instead of
+its ``granted`` one, and the caller learns it (``False``) before issuing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from adapters.clock import Clock
+from tenants import audit
+from tenants.models import ReplayRecord
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A one-time value (hashed key) that must not have been used before ``expires_at``."""
+
+    key: str
+    expires_at: float
+    kind: str = "dpop"  # what the value was: dpop | client_assertion | ...
+
+
+@dataclass
+class _Entry:
+    tenant_id: str
+    claims: Sequence[Claim]
+    granted: Sequence[audit.Event]
+    refused: Sequence[audit.Event]
+    future: asyncio.Future[Claim | None]
+
+
+class Journal:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        *,
+        max_batch: int = 256,
+        max_delay: float = 0.002,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._max_batch = max_batch
+        self._max_delay = max_delay
+        self._queue: list[_Entry] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        dialect = sessions.kw["bind"].dialect.name
+        self._insert = pg_insert if dialect == "postgresql" else sqlite_insert
+
+    async def record(
+        self,
+        tenant_id: str,
+        *,
+        claims: Sequence[Claim] = (),
+        granted: Sequence[audit.Event] = (),
+        refused: Sequence[audit.Event] = (),
+    ) -> Claim | None:
+        """Durably claim every key and write ``granted`` events, returning None; on a reused
+        key write ``refused`` instead and return the claim that was already used."""
+        self._ensure_running()
+        future: asyncio.Future[Claim | None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Entry(tenant_id, claims, granted, refused, future))
+        self._wakeup.set()
+        return await future
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="journal")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            while self._queue:
+                await asyncio.sleep(self._max_delay)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if len(self._queue) < self._max_batch:
+                await asyncio.sleep(self._max_delay)
+            while self._queue:
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[_Entry]) -> None:
+        try:
+            results = await self._write(batch)
+        except Exception:
+            # One bad entry must not fail its neighbours: retry each on its own.
+            for entry in batch:
+                try:
+                    (result,) = await self._write([entry])
+                except Exception as exc:  # surfaced to the waiting request
+                    if not entry.future.done():
+                        entry.future.set_exception(exc)
+                    continue
+                if not entry.future.done():
+                    entry.future.set_result(result)
+            return
+        for entry, result in zip(batch, results, strict=True):
+            if not entry.future.done():
+                entry.future.set_result(result)
+
+    async def _write(self, batch: list[_Entry]) -> list[Claim | None]:
+        now = self._clock.now()
+        results: list[Claim | None] = []
+        events: dict[str, list[audit.Event]] = defaultdict(list)
+        async with self._sessions() as session, session.begin():
+            for entry in batch:
+                reused: Claim | None = None
+                taken: list[str] = []
+                for claim in entry.claims:
+                    stmt = (
+                        self._insert(ReplayRecord)
+                        .values(
+                            tenant_id=entry.tenant_id, key=claim.key, expires_at=claim.expires_at
+                        )
+                        .on_conflict_do_nothing()
+                    )
+                    if (await session.execute(stmt)).rowcount != 1:
+                        reused = claim
+                        break
+                    taken.append(claim.key)
+                if reused is not None and taken:  # a refused request leaves no claim behind
+                    await session.execute(
+                        delete(ReplayRecord).where(
+                            ReplayRecord.tenant_id == entry.tenant_id,
+                            ReplayRecord.key.in_(taken),
+                        )
+                    )
+                results.append(reused)
+                events[entry.tenant_id].extend(entry.refused if reused else entry.granted)
+            for tenant_id, tenant_events in events.items():
+                await audit.append(session, tenant_id, tenant_events, now)
+        return results
+
+    async def purge_expired(self) -> int:
+        """Drop one-time values whose window has passed (they can no longer be replayed)."""
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                delete(ReplayRecord).where(ReplayRecord.expires_at < self._clock.now())
+            )
+            return int(result.rowcount or 0)

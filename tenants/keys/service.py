@@ -1,0 +1,270 @@
+"""The key service: signs for a tenant, publishes its JWKS, rotates its keys on a schedule.
+
+Key states: ``next`` (published, not yet signing) -> ``active`` (signs) -> ``retiring``
+(published, verifies until every token it signed has expired) -> ``retired`` (gone from JWKS,
+key material erased). A rotation promotes ``next``, demotes ``active`` and creates a new
+``next``, so relying parties have seen a key in the JWKS for a whole period before it signs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc.jwk import Key
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from adapters import jose
+from adapters.clock import Clock
+from tenants import audit
+from tenants.keys.backend import KeyBackend
+from tenants.models import SigningKey, Tenant
+from tenants.settings import TenantSettings
+
+PUBLISHED = ("next", "active", "retiring")
+
+
+@dataclass(frozen=True)
+class KeyView:
+    kid: str
+    alg: str
+    state: str
+    public_jwk: dict[str, Any]
+    handle: bytes
+    activated_at: float | None
+    retire_after: float | None
+
+    def jwk(self) -> dict[str, Any]:
+        return {**self.public_jwk, "kid": self.kid, "use": "sig", "alg": self.alg}
+
+
+@dataclass
+class _TenantKeys:
+    loaded_at: float
+    keys: list[KeyView]
+    imported: dict[str, Key]
+
+    @property
+    def active(self) -> KeyView | None:
+        return next((k for k in self.keys if k.state == "active"), None)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    tenant_id: str
+    activated: str
+    retiring: str | None
+    published_next: str
+    retired: tuple[str, ...]
+
+
+class KeyService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        backend: KeyBackend,
+        clock: Clock,
+        *,
+        cache_ttl: float = 10.0,
+    ) -> None:
+        self._sessions = sessions
+        self._backend = backend
+        self._clock = clock
+        self._cache_ttl = cache_ttl
+        self._cache: dict[str, _TenantKeys] = {}
+        # A replica may keep signing with a just-demoted key for one cache period.
+        self.retire_margin = cache_ttl + 60.0
+
+    # -- reading -------------------------------------------------------------------------
+    async def _load(self, tenant_id: str, *, force: bool = False) -> _TenantKeys:
+        now = self._clock.now()
+        cached = self._cache.get(tenant_id)
+        if cached is not None and not force and now - cached.loaded_at < self._cache_ttl:
+            return cached
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(SigningKey).where(
+                        SigningKey.tenant_id == tenant_id, SigningKey.state.in_(PUBLISHED)
+                    ).order_by(SigningKey.created_at)
+                )
+            ).scalars().all()
+        keys = [
+            KeyView(r.kid, r.alg, r.state, r.public_jwk, r.private_blob, r.activated_at,
+                    r.retire_after)
+            for r in rows
+            if not (r.state == "retiring" and r.retire_after is not None and r.retire_after < now)
+        ]
+        entry = _TenantKeys(now, keys, {k.kid: jose.import_public_jwk(k.public_jwk) for k in keys})
+        self._cache[tenant_id] = entry
+        return entry
+
+    def invalidate(self, tenant_id: str) -> None:
+        self._cache.pop(tenant_id, None)
+
+    async def jwks(self, tenant_id: str) -> dict[str, Any]:
+        entry = await self._load(tenant_id)
+        return {"keys": [k.jwk() for k in entry.keys]}
+
+    async def keys(self, tenant_id: str) -> list[KeyView]:
+        return list((await self._load(tenant_id, force=True)).keys)
+
+    async def verification_key(self, tenant_id: str, kid: str) -> Key | None:
+        """The public key for ``kid`` if the tenant publishes it (reloads once on a miss)."""
+        entry = await self._load(tenant_id)
+        key = entry.imported.get(kid)
+        if key is None and self._clock.now() - entry.loaded_at >= 1.0:
+            key = (await self._load(tenant_id, force=True)).imported.get(kid)
+        return key
+
+    # -- signing -------------------------------------------------------------------------
+    async def sign(self, tenant_id: str, header: dict[str, Any], claims: dict[str, Any]) -> str:
+        entry = await self._load(tenant_id)
+        active = entry.active
+        if active is None:
+            await self.ensure(tenant_id)
+            active = (await self._load(tenant_id, force=True)).active
+            if active is None:
+                raise RuntimeError(f"tenant {tenant_id!r} has no active signing key")
+        data = jose.signing_input({**header, "alg": active.alg, "kid": active.kid}, claims)
+        signature = self._backend.sign(
+            active.alg, active.handle, data, context=_context(tenant_id, active.kid)
+        )
+        return jose.compact(data, signature)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _new_row(self, tenant_id: str, alg: str, state: str, now: float) -> SigningKey:
+        kid = secrets.token_urlsafe(12)
+        generated = self._backend.generate(alg, context=_context(tenant_id, kid))
+        return SigningKey(
+            tenant_id=tenant_id, kid=kid, alg=alg, state=state, backend=self._backend.name,
+            public_jwk=generated.public_jwk, private_blob=generated.handle, created_at=now,
+            activated_at=now if state == "active" else None,
+        )
+
+    async def ensure(self, tenant_id: str, session: AsyncSession | None = None) -> None:
+        """Give a tenant an active and a next key if it has none (first start, new tenant)."""
+        if session is None:
+            async with self._sessions() as own, own.begin():
+                await self.ensure(tenant_id, own)
+            return
+        tenant = await session.get(Tenant, tenant_id)
+        if tenant is None:
+            raise LookupError(tenant_id)
+        alg = TenantSettings.of(tenant).key_alg
+        states = set(
+            (
+                await session.execute(
+                    select(SigningKey.state).where(SigningKey.tenant_id == tenant_id)
+                )
+            ).scalars()
+        )
+        now = self._clock.now()
+        if "active" not in states:
+            session.add(self._new_row(tenant_id, alg, "active", now))
+        if "next" not in states:
+            session.add(self._new_row(tenant_id, alg, "next", now))
+        self.invalidate(tenant_id)
+
+    async def rotate(self, tenant_id: str, *, reason: str = "manual") -> Rotation:
+        """Promote ``next``, demote ``active`` to ``retiring``, publish a new ``next``."""
+        async with self._sessions() as session, session.begin():
+            rotation = await self._rotate(session, tenant_id, reason)
+        self.invalidate(tenant_id)
+        return rotation
+
+    async def _rotate(self, session: AsyncSession, tenant_id: str, reason: str) -> Rotation:
+        now = self._clock.now()
+        tenant = await session.get(Tenant, tenant_id)
+        if tenant is None:
+            raise LookupError(tenant_id)
+        settings = TenantSettings.of(tenant)
+        rows = (
+            await session.execute(
+                select(SigningKey).where(
+                    SigningKey.tenant_id == tenant_id, SigningKey.state.in_(PUBLISHED)
+                )
+            )
+        ).scalars().all()
+        active = next((r for r in rows if r.state == "active"), None)
+        nxt = next((r for r in rows if r.state == "next"), None)
+        if active is not None:
+            demoted = await session.execute(
+                update(SigningKey)
+                .where(SigningKey.tenant_id == tenant_id, SigningKey.kid == active.kid,
+                       SigningKey.state == "active")
+                .values(state="retiring", retiring_at=now,
+                        retire_after=now + settings.max_token_lifetime + self.retire_margin)
+                .execution_options(synchronize_session=False)
+            )
+            if demoted.rowcount != 1:
+                raise RuntimeError("concurrent rotation; try again")
+        if nxt is None:
+            nxt = self._new_row(tenant_id, settings.key_alg, "next", now)
+            session.add(nxt)
+            await session.flush()
+        nxt.state, nxt.activated_at = "active", now
+        fresh = self._new_row(tenant_id, settings.key_alg, "next", now)
+        session.add(fresh)
+        retired = await self._retire_expired(session, tenant_id, now)
+        rotation = Rotation(tenant_id, nxt.kid, active.kid if active else None, fresh.kid,
+                            retired)
+        await audit.append(session, tenant_id, [audit.Event(
+            "key.rotated", "changed", detail={
+                "reason": reason, "activated": nxt.kid, "retiring": rotation.retiring,
+                "next": fresh.kid, "retired": list(retired), "alg": settings.key_alg,
+            })], now)
+        return rotation
+
+    async def _retire_expired(
+        self, session: AsyncSession, tenant_id: str, now: float
+    ) -> tuple[str, ...]:
+        rows = (
+            await session.execute(
+                select(SigningKey).where(
+                    SigningKey.tenant_id == tenant_id, SigningKey.state == "retiring",
+                    SigningKey.retire_after < now,
+                )
+            )
+        ).scalars().all()
+        for row in rows:
+            row.state, row.private_blob = "retired", b""
+        return tuple(r.kid for r in rows)
+
+    async def tick(self) -> list[Rotation]:
+        """One pass of the schedule: rotate every active tenant whose key is due, retire
+        keys whose tokens have all expired. Safe to run on every replica."""
+        now = self._clock.now()
+        async with self._sessions() as session:
+            tenants = (
+                await session.execute(select(Tenant).where(Tenant.status == "active"))
+            ).scalars().all()
+            actives = {
+                r.tenant_id: r
+                for r in (
+                    await session.execute(select(SigningKey).where(SigningKey.state == "active"))
+                ).scalars()
+            }
+        done: list[Rotation] = []
+        for tenant in tenants:
+            period = TenantSettings.of(tenant).key_rotation_seconds
+            active = actives.get(tenant.id)
+            if active is None or (active.activated_at or 0) + period <= now:
+                try:
+                    if active is None:
+                        await self.ensure(tenant.id)
+                    else:
+                        done.append(await self.rotate(tenant.id, reason="schedule"))
+                except RuntimeError:
+                    continue  # another replica rotated first
+            else:
+                async with self._sessions() as session, session.begin():
+                    if await self._retire_expired(session, tenant.id, now):
+                        self.invalidate(tenant.id)
+        return done
+
+
+def _context(tenant_id: str, kid: str) -> bytes:
+    return f"{tenant_id}|{kid}".encode()

@@ -1,0 +1,83 @@
+"""Software key backend: keys generated in process, stored wrapped with AES-256-GCM.
+
+The wrapping key is derived (HKDF-SHA256) from the master key; each handle is bound to its
+tenant and kid as associated data, so a row copied to another tenant does not unwrap.
+Unwrapped keys are kept in memory of this backend only; nothing outside asks for them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+from tenants.keys.backend import SUPPORTED_SIGNING_ALGS, GeneratedKey
+
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+
+
+class SoftwareBackend:
+    name = "software"
+
+    def __init__(self, master_key: bytes) -> None:
+        if len(master_key) < 32:
+            raise ValueError("master key must be at least 32 bytes")
+        wrap_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"tessera key wrap v1"
+        ).derive(master_key)
+        self._aead = AESGCM(wrap_key)
+        self._unwrapped: dict[bytes, PrivateKey] = {}
+
+    def generate(self, alg: str, *, context: bytes) -> GeneratedKey:
+        key: PrivateKey
+        if alg == "ES256":
+            key = ec.generate_private_key(ec.SECP256R1())
+            public: dict[str, Any] = ECKey.import_key(key.public_key()).as_dict(private=False)
+        elif alg == "EdDSA":
+            key = ed25519.Ed25519PrivateKey.generate()
+            public = OKPKey.import_key(key.public_key()).as_dict(private=False)
+        elif alg == "RS256":
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            public = RSAKey.import_key(key.public_key()).as_dict(private=False)
+        else:
+            raise ValueError(f"unsupported alg {alg!r}; choose one of {SUPPORTED_SIGNING_ALGS}")
+        der = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        nonce = os.urandom(12)
+        handle = nonce + self._aead.encrypt(nonce, der, context)
+        return GeneratedKey(public_jwk=dict(public), handle=handle)
+
+    def _key(self, handle: bytes, context: bytes) -> PrivateKey:
+        key = self._unwrapped.get(handle)
+        if key is None:
+            der = self._aead.decrypt(handle[:12], handle[12:], context)
+            loaded = serialization.load_der_private_key(der, password=None)
+            if not isinstance(loaded, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+                              | rsa.RSAPrivateKey):
+                raise ValueError("unsupported key material")
+            key = loaded
+            self._unwrapped[handle] = key
+        return key
+
+    def sign(self, alg: str, handle: bytes, data: bytes, *, context: bytes) -> bytes:
+        key = self._key(handle, context)
+        if alg == "ES256" and isinstance(key, ec.EllipticCurvePrivateKey):
+            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PrivateKey):
+            return key.sign(data)
+        if alg == "RS256" and isinstance(key, rsa.RSAPrivateKey):
+            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        raise ValueError(f"key does not sign {alg}")
+
+    def forget(self, handle: bytes) -> None:
+        self._unwrapped.pop(handle, None)

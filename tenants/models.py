@@ -1,0 +1,102 @@
+"""Rows. Every tenant-owned row carries ``tenant_id`` (see ``tenants.scope``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tenants.db import Base
+
+
+class TenantOwned:
+    """Mixin for rows that belong to exactly one tenant; filtered by the isolation listener."""
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[float] = mapped_column(Float)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Client(TenantOwned, Base):
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    auth_method: Mapped[str] = mapped_column(String(40))
+    secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    audiences: Mapped[list[str]] = mapped_column(JSON, default=list)
+    access_token_lifetime: Mapped[int] = mapped_column(Integer, default=300)
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class SigningKey(TenantOwned, Base):
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # next | active | retiring | retired
+    backend: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    private_blob: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Float)
+    activated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    retiring_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    retire_after: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AuditHead(TenantOwned, Base):
+    """The head of a tenant's audit chain: locked by an UPDATE while events are appended."""
+
+    __tablename__ = "audit_heads"
+
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEvent(TenantOwned, Base):
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[float] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class ReplayRecord(TenantOwned, Base):
+    """One-time values (DPoP proof jti, client assertion jti), stored as hashes until expiry."""
+
+    __tablename__ = "replay_records"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class RevokedToken(TenantOwned, Base):
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float] = mapped_column(Float)
+    client_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+Index("ix_revoked_tokens_expires_at", RevokedToken.expires_at)

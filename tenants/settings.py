@@ -1,0 +1,30 @@
+"""Per-tenant configuration with defaults, stored as JSON on the tenant row."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from tenants.models import Tenant
+
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    key_alg: str = "ES256"
+    key_rotation_seconds: int = DAY
+    max_token_lifetime: int = 3_600  # ceiling for any token this tenant issues
+    dpop_nonce_required: bool = False
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantSettings:
+        return cls.from_dict(tenant.settings or {})
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TenantSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,140 @@
+"""Shared fixtures: a real broker on SQLite (and PostgreSQL when TESSERA_TEST_POSTGRES_URL is
+set), driven over ASGI by httpx; helpers to make tenants and clients."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from broker import management as ops
+from broker.app import create_app
+from broker.config import Settings
+from broker.runtime import Broker
+from tenants.db import Base, create_engine
+from tenants.migrate import upgrade
+
+BASE_URL = "http://tessera.test"
+ADMIN_TOKEN = "test-admin-token-" + "x" * 20
+POSTGRES_URL = os.environ.get("TESSERA_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
+
+
+class OffsetClock:
+    """Real time plus an offset the test can move forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.drop_all)
+        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    await engine.dispose()
+
+
+def database_url(backend: str, tmp_dir: Any) -> str:
+    if backend == "postgres":
+        assert POSTGRES_URL
+        return POSTGRES_URL
+    return f"sqlite+aiosqlite:///{tmp_dir}/tessera.db"
+
+
+def make_settings(url: str, **overrides: Any) -> Settings:
+    master = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    return Settings(database_url=url, base_url=BASE_URL, master_key=master,
+                    admin_token=ADMIN_TOKEN, demo=False, **overrides)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+async def broker(backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Broker]:
+    url = database_url(backend, tmp_path_factory.mktemp(backend))
+    if backend == "postgres":
+        await _reset_postgres(url)
+    b = Broker.build(make_settings(url), clock=OffsetClock())
+    await upgrade(b.engine)
+    yield b
+    await b.close()
+
+
+@pytest.fixture(scope="session")
+async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(broker, background=False, migrate=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class TestClient:
+    tenant: str
+    client_id: str
+    secret: str | None
+    issuer: str
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.issuer}/token"
+
+    @property
+    def basic(self) -> tuple[str, str]:
+        assert self.secret is not None
+        return (self.client_id, self.secret)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+async def new_tenant(broker: Broker, **settings: Any) -> str:
+    name = unique("t")
+    await ops.create_tenant(broker, name, settings=settings or None)
+    return name
+
+
+async def new_client(broker: Broker, tenant: str, **kwargs: Any) -> TestClient:
+    kwargs.setdefault("name", "test client")
+    kwargs.setdefault("scopes", ["read", "write"])
+    kwargs.setdefault("audiences", [f"{broker.issuer(tenant)}/demo", "https://api.example"])
+    body = await ops.create_client(broker, tenant, **kwargs)
+    return TestClient(tenant, body["client_id"], body.get("client_secret"), broker.issuer(tenant))
+
+
+@pytest.fixture
+async def tenant(broker: Broker) -> str:
+    return await new_tenant(broker)
+
+
+@pytest.fixture
+async def client(broker: Broker, tenant: str) -> TestClient:
+    return await new_client(broker, tenant)
+
+
+@pytest.fixture
+async def clocked_broker(broker: Broker) -> AsyncIterator[tuple[Broker, OffsetClock]]:
+    """A second broker process on the same database with a clock of its own."""
+    clock = OffsetClock()
+    other = Broker.build(make_settings(broker.settings.database_url), clock=clock)
+    yield other, clock
+    await other.close()
