@@ -8,7 +8,6 @@ or through a ``Clock``. Every defect of a proof raises ``InvalidDPoPProof`` (or
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -27,7 +26,7 @@ from adapters.clock import Clock
 from adapters.errors import InvalidDPoPProof, UseDPoPNonce
 
 _WANTED_ALGS = ("ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256")
-SUPPORTED_ALGS: frozenset[str] = frozenset(a for a in _WANTED_ALGS if a in jws.JWSRegistry.algorithms)
+SUPPORTED_ALGS: frozenset[str] = frozenset(_WANTED_ALGS).intersection(jws.JWSRegistry.algorithms)
 MAX_JTI_LENGTH = 256
 MAX_PROOF_LENGTH = 16_384
 
@@ -107,9 +106,14 @@ def single_dpop_header(values: list[str]) -> str | None:
     return values[0].strip()
 
 
+def _normalize_pct(match: re.Match[str]) -> str:
+    char = chr(int(match[1], 16))
+    return char if char in _UNRESERVED else "%" + match[1].upper()
+
+
 def _normalize_path(path: str) -> str:
-    path = _PCT.sub(lambda m: chr(int(m[1], 16)) if chr(int(m[1], 16)) in _UNRESERVED
-                    else "%" + m[1].upper(), path)
+    if "%" in path:
+        path = _PCT.sub(_normalize_pct, path)
     if "." not in path:
         return path or "/"
     out: list[str] = []
@@ -143,11 +147,12 @@ def normalize_htu(url: str) -> str:
 
 def _thumbprint_input(jwk: dict[str, Any]) -> str:
     """The RFC 7638 JSON of the required members (also the key-cache key); ValueError if bad."""
-    members = _REQUIRED_MEMBERS.get(jwk.get("kty"))  # type: ignore[arg-type]
+    kty = jwk.get("kty")
+    members = _REQUIRED_MEMBERS.get(kty) if isinstance(kty, str) else None
     if members is None:
         raise ValueError(f"unsupported key type {jwk.get('kty')!r}")
     if not all(isinstance(jwk.get(m), str) for m in members):
-        raise ValueError(f"{jwk['kty']} key needs string members {', '.join(members)}")
+        raise ValueError(f"{kty} key needs string members {', '.join(members)}")
     return json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -253,7 +258,7 @@ def verify_proof(
     except InvalidDPoPProof:
         raise
     except Exception as exc:  # whatever joserfc or cryptography raise: a bad proof
-        raise InvalidDPoPProof(f"DPoP proof signature invalid ({type(exc).__name__})") from None
+        raise InvalidDPoPProof(f"DPoP proof signature invalid ({type(exc).__name__})") from exc
     try:
         claims = json.loads(obj.payload)
     except (ValueError, RecursionError):
@@ -350,5 +355,5 @@ class DPoPNonces:
             fresh = current - 1 <= window <= current or (
                 window == current + 1 and window * self._lifetime - now <= self._SKEW)
             return fresh and hmac.compare_digest(raw[8:], self._mac(scope, raw[:8]))
-        except (ValueError, TypeError, binascii.Error):
+        except (ValueError, TypeError, AttributeError):
             return False

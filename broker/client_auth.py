@@ -142,5 +142,5 @@ async def _private_key_jwt(
         raise InvalidClient("client assertion lives too long")
     key = hashlib.sha256(f"client_assertion|{client_id}|{jti}".encode()).hexdigest()
     return AuthenticatedClient(
-        client, "private_key_jwt", (Claim(key, exp + LEEWAY),)
+        client, "private_key_jwt", (Claim(key, exp + LEEWAY, kind="client_assertion"),)
     )

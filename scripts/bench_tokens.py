@@ -1,0 +1,542 @@
+"""Load generator for tessera's token endpoint (W1) and introspection endpoint (W3).
+
+It starts nothing: point it at a running tessera (``tessera serve`` / Hypercorn) whose issuer is
+on the loopback interface. The targets are in the performance spec (``performance.md``, workloads
+W1 and W3): concurrency 32, 20 s measured after a 3 s warm-up; report the median of 3 runs with
+the command line.
+
+W1, client credentials + DPoP (fresh ES256 proof per request, client_secret_basic)::
+
+    python scripts/bench_tokens.py --issuer http://127.0.0.1:8000/t/demo \\
+        --client-id bench --client-secret "$BENCH_SECRET" \\
+        --concurrency 32 --duration 20 --warmup 3
+
+    # one Python process signing proofs may saturate before the server does:
+    python scripts/bench_tokens.py --issuer http://127.0.0.1:8000/t/demo \\
+        --client-id bench --client-secret "$BENCH_SECRET" --processes 2
+
+    # the same without DPoP (plain Bearer tokens):
+    python scripts/bench_tokens.py --issuer http://127.0.0.1:8000/t/demo \\
+        --client-id bench --client-secret "$BENCH_SECRET" --no-dpop
+
+W3, introspection of one valid DPoP-bound token (obtained first, then introspected repeatedly)::
+
+    python scripts/bench_tokens.py --mode introspect --issuer http://127.0.0.1:8000/t/demo \\
+        --client-id bench --client-secret "$BENCH_SECRET" \\
+        --concurrency 32 --duration 20 --warmup 3
+
+Add ``--json`` for one JSON object on stdout. Only operations that complete after the warm-up
+and before the end of the measured window count; requests still in flight at the end are
+cancelled and not counted. An operation whose proof is answered with ``use_dpop_nonce`` is
+retried with the new nonce, and its latency includes the retry.
+
+Exit status: 0 when every measured operation succeeded, 1 when any failed (or none succeeded),
+2 for bad arguments or a non-loopback issuer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import ipaddress
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import sys
+import time
+import traceback
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+MAX_NONCE_RETRIES = 2  # per operation: a stale nonce can be answered with use_dpop_nonce again
+MAX_ERROR_SAMPLES = 5
+SAMPLE_CHARS = 300
+TRANSPORT_ERROR_PAUSE = 0.05  # seconds; keeps a dead server from turning workers into busy loops
+WORKLOADS = {"token": "W1", "introspect": "W3"}
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if address.version == 4:
+        return address in ipaddress.ip_network("127.0.0.0/8")
+    return address == ipaddress.ip_address("::1")
+
+
+def basic_authorization(client_id: str, client_secret: str) -> str:
+    """``client_secret_basic`` (RFC 6749 §2.3.1): encode id and secret, then base64 them.
+
+    Everything but the unreserved characters is percent-encoded (a space becomes ``%20``, not
+    ``+``), which every form-urlencoded decoder reads back the same way.
+    """
+    pair = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
+
+
+class ProofSigner:
+    """One P-256 key pair; the protected-header segment is fixed, so a proof costs one sign."""
+
+    __slots__ = ("_header", "_htm", "_htu", "_key")
+
+    def __init__(self, htu: str, htm: str = "POST") -> None:
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self._key.public_key().public_numbers()
+        jwk = {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": b64url(numbers.x.to_bytes(32, "big")),
+            "y": b64url(numbers.y.to_bytes(32, "big")),
+        }
+        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}
+        self._header = b64url(json.dumps(header, separators=(",", ":")).encode("ascii"))
+        self._htm = htm
+        self._htu = htu
+
+    def proof(self, nonce: str | None) -> str:
+        claims: dict[str, Any] = {
+            "jti": b64url(os.urandom(18)),
+            "htm": self._htm,
+            "htu": self._htu,
+            "iat": int(time.time()),
+        }
+        if nonce is not None:
+            claims["nonce"] = nonce
+        payload = b64url(json.dumps(claims, separators=(",", ":")).encode("utf-8"))
+        signing_input = f"{self._header}.{payload}"
+        r, s = decode_dss_signature(self._key.sign(signing_input.encode("ascii"), _ECDSA_SHA256))
+        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a load-generator process needs; picklable for spawned children."""
+
+    mode: str
+    token_url: str
+    introspect_url: str
+    authorization: str
+    token_body: bytes
+    dpop: bool
+    warmup: float
+    duration: float
+    timeout: float
+    introspect_token: str | None = None
+    initial_nonce: str | None = None
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    key: str = ""
+    sample: str = ""
+    access_token: str | None = None
+    nonce_retries: int = 0
+
+
+@dataclass
+class Tally:
+    """The state shared by the worker coroutines of one process."""
+
+    nonce: str | None = None
+    latencies: array = field(default_factory=lambda: array("d"))
+    errors: Counter[str] = field(default_factory=Counter)
+    samples: list[str] = field(default_factory=list)
+    nonce_retries: int = 0
+
+    def note_error(self, key: str, sample: str) -> None:
+        self.errors[key] += 1
+        if len(self.samples) < MAX_ERROR_SAMPLES:
+            self.samples.append(f"{key}: {sample[:SAMPLE_CHARS]}")
+
+
+def _json_body(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _failure(response: httpx.Response, body: dict[str, Any] | None, what: str = "") -> Outcome:
+    code = str(body.get("error")) if body and "error" in body else what or "unexpected_body"
+    return Outcome(False, f"{response.status_code} {code}", response.text)
+
+
+async def request_token(
+    client: httpx.AsyncClient, cfg: Config, tally: Tally, signer: ProofSigner | None
+) -> Outcome:
+    """One client-credentials grant, retried with a fresh proof when a nonce is demanded."""
+    retries = 0
+    while True:
+        headers = {"Authorization": cfg.authorization, "Content-Type": FORM_CONTENT_TYPE}
+        if signer is not None:
+            headers["DPoP"] = signer.proof(tally.nonce)
+        response = await client.post(cfg.token_url, content=cfg.token_body, headers=headers)
+        nonce = response.headers.get("dpop-nonce")
+        if nonce:
+            tally.nonce = nonce
+        body = _json_body(response)
+        if response.status_code == 200 and body is not None:
+            token_type = str(body.get("token_type", ""))
+            expected = "dpop" if signer is not None else "bearer"
+            if not body.get("access_token"):
+                return Outcome(False, "200 no_access_token", response.text, nonce_retries=retries)
+            if token_type.lower() != expected:
+                return Outcome(False, f"200 token_type={token_type or '-'}", response.text,
+                               nonce_retries=retries)
+            return Outcome(True, access_token=str(body["access_token"]), nonce_retries=retries)
+        if (
+            response.status_code == 400
+            and signer is not None
+            and nonce
+            and body is not None
+            and body.get("error") == "use_dpop_nonce"
+            and retries < MAX_NONCE_RETRIES
+        ):
+            retries += 1
+            continue
+        outcome = _failure(response, body)
+        outcome.nonce_retries = retries
+        return outcome
+
+
+async def introspect(client: httpx.AsyncClient, cfg: Config, body: bytes) -> Outcome:
+    headers = {"Authorization": cfg.authorization, "Content-Type": FORM_CONTENT_TYPE}
+    response = await client.post(cfg.introspect_url, content=body, headers=headers)
+    parsed = _json_body(response)
+    if response.status_code == 200 and parsed is not None:
+        if parsed.get("active") is True:
+            return Outcome(True)
+        return Outcome(False, "200 inactive", response.text)
+    return _failure(response, parsed)
+
+
+async def worker(
+    client: httpx.AsyncClient,
+    cfg: Config,
+    tally: Tally,
+    signer: ProofSigner | None,
+    measure_from: float,
+    end: float,
+) -> None:
+    introspect_body = urlencode({"token": cfg.introspect_token or ""}).encode("ascii")
+    perf_counter = time.perf_counter
+    while True:
+        started = perf_counter()
+        if started >= end:
+            return
+        try:
+            if cfg.mode == "introspect":
+                outcome = await introspect(client, cfg, introspect_body)
+            else:
+                outcome = await request_token(client, cfg, tally, signer)
+        except httpx.TimeoutException as exc:
+            outcome = Outcome(False, "timeout", f"{type(exc).__name__}: {exc}")
+        except httpx.HTTPError as exc:
+            outcome = Outcome(False, f"transport {type(exc).__name__}", str(exc))
+        finished = perf_counter()
+        if measure_from <= finished <= end:
+            tally.nonce_retries += outcome.nonce_retries
+            if outcome.ok:
+                tally.latencies.append((finished - started) * 1000.0)
+            else:
+                tally.note_error(outcome.key, outcome.sample)
+        if not outcome.ok and outcome.key.startswith("transport"):
+            await asyncio.sleep(TRANSPORT_ERROR_PAUSE)
+
+
+def make_client(connections: int, timeout: float) -> httpx.AsyncClient:
+    limits = httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=60
+    )
+    return httpx.AsyncClient(
+        http1=True, http2=False, limits=limits, timeout=timeout, trust_env=False
+    )
+
+
+def make_signers(cfg: Config, workers: int) -> list[ProofSigner | None]:
+    if cfg.mode == "token" and cfg.dpop:
+        return [ProofSigner(cfg.token_url) for _ in range(workers)]
+    return [None] * workers
+
+
+async def run_load(cfg: Config, signers: list[ProofSigner | None]) -> dict[str, Any]:
+    """Run len(signers) workers over one keep-alive pool until warm-up + duration is over."""
+    tally = Tally(nonce=cfg.initial_nonce)
+    async with make_client(len(signers), cfg.timeout) as client:
+        start = time.perf_counter()
+        measure_from, end = start + cfg.warmup, start + cfg.warmup + cfg.duration
+        tasks = [
+            asyncio.create_task(worker(client, cfg, tally, signer, measure_from, end))
+            for signer in signers
+        ]
+        _, pending = await asyncio.wait(tasks, timeout=max(0.0, end - time.perf_counter()))
+        for task in pending:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    crashed = [r for r in results if isinstance(r, BaseException)
+               and not isinstance(r, asyncio.CancelledError)]
+    for exc in crashed[:MAX_ERROR_SAMPLES]:
+        tally.note_error(f"worker crashed {type(exc).__name__}", str(exc))
+    return {
+        "latencies": tally.latencies,
+        "errors": dict(tally.errors),
+        "samples": tally.samples,
+        "nonce_retries": tally.nonce_retries,
+        "in_flight_at_end": len(pending),
+        "workers": len(signers),
+    }
+
+
+def child_main(cfg: Config, workers: int, results: Any, barrier: Any, index: int) -> None:
+    """Entry point of one load-generator process: set up, wait for the others, run, report."""
+    try:
+        signers = make_signers(cfg, workers)
+        barrier.wait(timeout=120)
+        result = asyncio.run(run_load(cfg, signers))
+        result["index"] = index
+        results.put(result)
+    except BaseException:
+        results.put({"index": index, "fatal": traceback.format_exc()})
+        raise
+
+
+def split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def run_processes(cfg: Config, concurrency: int, processes: int) -> list[dict[str, Any]]:
+    shares = split(concurrency, processes)
+    if processes == 1:
+        return [asyncio.run(run_load(cfg, make_signers(cfg, shares[0])))]
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    barrier = ctx.Barrier(processes)
+    children = [
+        ctx.Process(target=child_main, args=(cfg, share, results, barrier, i), daemon=True)
+        for i, share in enumerate(shares)
+    ]
+    for child in children:
+        child.start()
+    collected: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 120 + cfg.warmup + cfg.duration + cfg.timeout + 30
+    while len(collected) < processes:
+        try:
+            collected.append(results.get(timeout=max(0.1, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    for child in children:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.terminate()
+            child.join(timeout=5)
+    missing = processes - len(collected)
+    collected.extend({"fatal": "no result from load-generator process"} for _ in range(missing))
+    return collected
+
+
+def percentile(ordered: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def summarise(
+    cfg: Config, args: argparse.Namespace, parts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    samples: list[str] = []
+    fatal: list[str] = []
+    nonce_retries = in_flight = 0
+    for part in parts:
+        if "fatal" in part:
+            fatal.append(part["fatal"])
+            continue
+        latencies.extend(part["latencies"])
+        errors.update(part["errors"])
+        samples.extend(part["samples"])
+        nonce_retries += part["nonce_retries"]
+        in_flight += part["in_flight_at_end"]
+    latencies.sort()
+    ok = len(latencies)
+
+    def ms(value: float) -> float | None:
+        return None if math.isnan(value) else round(value, 3)
+
+    return {
+        "workload": WORKLOADS[cfg.mode],
+        "mode": cfg.mode,
+        "issuer": args.issuer,
+        "dpop": cfg.dpop,
+        "processes": args.processes,
+        "concurrency": args.concurrency,
+        "concurrency_per_process": split(args.concurrency, args.processes),
+        "warmup_s": cfg.warmup,
+        "duration_s": cfg.duration,
+        "ok": ok,
+        "errors_total": sum(errors.values()) + len(fatal),
+        "errors": dict(errors.most_common()),
+        "error_samples": samples[:MAX_ERROR_SAMPLES],
+        "failed_processes": fatal,
+        "throughput_per_s": round(ok / cfg.duration, 1),
+        "latency_ms": {
+            "p50": ms(percentile(latencies, 50)),
+            "p90": ms(percentile(latencies, 90)),
+            "p99": ms(percentile(latencies, 99)),
+            "max": ms(latencies[-1] if latencies else math.nan),
+            "mean": ms(sum(latencies) / ok if ok else math.nan),
+        },
+        "nonce_retries": nonce_retries,
+        "in_flight_at_end": in_flight,
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    lat = report["latency_ms"]
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    dpop = "DPoP (ES256)" if report["dpop"] else "Bearer"
+    print(f"tessera bench  {report['workload']} {report['mode']}  {dpop}  {report['issuer']}")
+    print(
+        f"  processes {report['processes']}, concurrency {report['concurrency']} "
+        f"(per process {report['concurrency_per_process']}), warm-up {report['warmup_s']:g} s, "
+        f"measured {report['duration_s']:g} s"
+    )
+    print(f"  ok          {report['ok']}")
+    print(f"  throughput  {report['throughput_per_s']:.1f} ok/s")
+    print(
+        f"  latency ms  p50 {fmt(lat['p50'])}  p90 {fmt(lat['p90'])}  p99 {fmt(lat['p99'])}  "
+        f"max {fmt(lat['max'])}  (mean {fmt(lat['mean'])})"
+    )
+    print(f"  errors      {report['errors_total']}")
+    for key, count in report["errors"].items():
+        print(f"    {count:>8}  {key}")
+    for sample in report["error_samples"]:
+        print(f"    sample: {sample}")
+    for fatal in report["failed_processes"]:
+        print("    load-generator process failed:\n" + fatal)
+    print(f"  nonce retries {report['nonce_retries']}, in flight at end (not counted) "
+          f"{report['in_flight_at_end']}")
+
+
+def preflight(cfg: Config) -> tuple[Outcome, str | None]:
+    """One token request before the load: checks the configuration, learns the DPoP nonce and,
+    for introspection, yields the token to introspect."""
+
+    async def once() -> tuple[Outcome, str | None]:
+        tally = Tally()
+        signer = ProofSigner(cfg.token_url) if cfg.dpop else None
+        async with make_client(1, cfg.timeout) as client:
+            try:
+                outcome = await request_token(client, cfg, tally, signer)
+            except httpx.HTTPError as exc:
+                outcome = Outcome(False, f"transport {type(exc).__name__}", str(exc))
+        return outcome, tally.nonce
+
+    return asyncio.run(once())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Load generator for tessera's token (W1) and introspection (W3) endpoints. "
+        "Targets a running server on loopback only.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--issuer", required=True,
+                        help="tenant issuer, e.g. http://127.0.0.1:8000/t/demo")
+    parser.add_argument("--client-id", required=True)
+    parser.add_argument("--client-secret", required=True)
+    parser.add_argument("--mode", choices=sorted(WORKLOADS), default="token",
+                        help="token: W1 client credentials; introspect: W3 introspection")
+    parser.add_argument("--concurrency", type=int, default=32,
+                        help="keep-alive connections (one worker each), over all processes")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="load-generator processes, each with concurrency/N connections")
+    parser.add_argument("--no-dpop", action="store_true", help="plain Bearer tokens, no proofs")
+    parser.add_argument("--scope", help="scope parameter of the token request")
+    parser.add_argument("--resource", action="append",
+                        help="resource indicator (RFC 8707) of the token request; repeatable")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if args.concurrency < args.processes:
+        parser.error("--concurrency must be at least --processes")
+    if not args.duration > 0 or not args.warmup >= 0:
+        parser.error("--duration must be > 0 and --warmup >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    parts = urlsplit(args.issuer)
+    if parts.scheme not in ("http", "https") or not is_loopback_host(parts.hostname):
+        print(
+            f"refusing to run: issuer {args.issuer!r} is not an http(s) URL on a loopback host "
+            "(127.0.0.0/8, ::1 or localhost)",
+            file=sys.stderr,
+        )
+        return 2
+    issuer = args.issuer.rstrip("/")
+    form: list[tuple[str, str]] = [("grant_type", "client_credentials")]
+    if args.scope:
+        form.append(("scope", args.scope))
+    form.extend(("resource", resource) for resource in args.resource or ())
+    cfg = Config(
+        mode=args.mode,
+        token_url=f"{issuer}/token",
+        introspect_url=f"{issuer}/introspect",
+        authorization=basic_authorization(args.client_id, args.client_secret),
+        token_body=urlencode(form).encode("ascii"),
+        dpop=not args.no_dpop,
+        warmup=args.warmup,
+        duration=args.duration,
+        timeout=10.0,
+    )
+    outcome, nonce = preflight(cfg)
+    if not outcome.ok:
+        print(f"preflight token request failed: {outcome.key}: {outcome.sample[:SAMPLE_CHARS]}",
+              file=sys.stderr)
+        return 1
+    cfg = replace(cfg, introspect_token=outcome.access_token, initial_nonce=nonce)
+    report = summarise(cfg, args, run_processes(cfg, args.concurrency, args.processes))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_report(report)
+    return 0 if report["ok"] > 0 and report["errors_total"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
