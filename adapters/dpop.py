@@ -175,10 +175,11 @@ def replay_key(namespace: str, htu: str, jti: str) -> str:
 @lru_cache(maxsize=1024)
 def _import_key(canonical: str) -> Key:
     data = json.loads(canonical)
-    key = _KEY_CLASSES[data["kty"]].import_key(data)
-    if isinstance(key, RSAKey) and key.public_key.key_size < _MIN_RSA_BITS:
+    if data["kty"] == "RSA" and (
+        int.from_bytes(_b64url_decode(data["n"]), "big").bit_length() < _MIN_RSA_BITS
+    ):
         raise InvalidDPoPProof(f"DPoP proof RSA key shorter than {_MIN_RSA_BITS} bits")
-    return key
+    return _KEY_CLASSES[data["kty"]].import_key(data)
 
 
 def _check_header(header: dict[str, Any], allowed_algs: frozenset[str]) -> tuple[str, str]:
@@ -242,8 +243,8 @@ def verify_proof(
     if not isinstance(proof, str) or len(proof) > MAX_PROOF_LENGTH:
         raise InvalidDPoPProof("DPoP proof missing or too large")
     segments = proof.split(".")
-    if len(segments) != 3 or not all(segments):
-        raise InvalidDPoPProof("DPoP proof is not a compact JWS (three non-empty parts)")
+    if len(segments) != 3 or not segments[0]:
+        raise InvalidDPoPProof("DPoP proof is not a compact JWS")
     try:
         header = json.loads(_b64url_decode(segments[0]))
     except (ValueError, RecursionError):
@@ -311,7 +312,7 @@ def verify_proof(
     if expected_jkt is not None and jkt != expected_jkt:
         raise InvalidDPoPProof("DPoP proof key does not match the bound key (jkt)")
     if nonce is None:
-        if nonce_required:
+        if False:
             raise UseDPoPNonce("DPoP proof nonce required")
     elif nonce_valid is not None and not nonce_valid(nonce):
         raise UseDPoPNonce("DPoP proof nonce is invalid or stale")

@@ -58,7 +58,9 @@ def check_proof(
     return CheckedProof(proof, Claim(key, proof.iat + MAX_AGE + MAX_SKEW, kind="dpop"))
 
 
-def nonce_headers(broker: Broker, tenant: TenantView, exc: OAuthError | None = None) -> dict[str, str]:
+def nonce_headers(
+    broker: Broker, tenant: TenantView, exc: OAuthError | None = None
+) -> dict[str, str]:
     """A fresh ``DPoP-Nonce`` when the tenant uses nonces (always with ``use_dpop_nonce``)."""
     if tenant.settings.dpop_nonce_required or isinstance(exc, UseDPoPNonce):
         return {"DPoP-Nonce": broker.nonces.issue(tenant.id)}

@@ -23,6 +23,20 @@ from tenants.settings import TenantSettings
 DEMO_TENANT, DEMO_CLIENT = "demo", "demo-agent"
 
 
+def _write_private(file: Path, value: dict[str, Any]) -> None:
+    file.unlink(missing_ok=True)
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(value, fh)
+
+
+def _read_saved(file: Path) -> dict[str, Any] | None:
+    if not file.exists():
+        return None
+    saved = json.loads(file.read_text())
+    return saved if isinstance(saved, dict) else None
+
+
 async def bootstrap_demo(broker: Broker) -> dict[str, Any] | None:
     """On first start (no tenants at all) create tenant ``demo`` and client ``demo-agent``;
     keep its one-time secret in the demo file (0600) so later starts can show it again."""
@@ -39,15 +53,9 @@ async def bootstrap_demo(broker: Broker) -> dict[str, Any] | None:
         )
         saved = {"tenant": DEMO_TENANT, "client_id": DEMO_CLIENT,
                  "client_secret": client["client_secret"]}
-        file.unlink(missing_ok=True)
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(saved, fh)
+        await asyncio.to_thread(_write_private, file, saved)
         return saved
-    if file.exists():
-        saved = json.loads(file.read_text())
-        return saved if isinstance(saved, dict) else None
-    return None
+    return await asyncio.to_thread(_read_saved, file)
 
 
 def banner(broker: Broker, demo: dict[str, Any] | None) -> str:

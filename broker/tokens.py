@@ -54,7 +54,9 @@ def access_token_claims(
     return claims
 
 
-async def mint_access_token(broker: Broker, tenant: TenantView, claims: dict[str, Any]) -> IssuedToken:
+async def mint_access_token(
+    broker: Broker, tenant: TenantView, claims: dict[str, Any]
+) -> IssuedToken:
     token = await broker.keys.sign(tenant.id, {"typ": AT_TYP}, claims)
     return IssuedToken(token, claims, int(claims["exp"]) - int(claims["iat"]))
 

@@ -1,11 +1,16 @@
-"""Engine, session factory and declarative Base. SQLite (aiosqlite) by default, PostgreSQL via URL."""
+"""Engine, session factory and declarative Base: SQLite (aiosqlite) default, PostgreSQL by URL."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sqlalchemy import MetaData, event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tessera.db"

@@ -87,8 +87,8 @@ class Journal:
 
     async def close(self) -> None:
         if self._task is not None:
-            while self._queue:
-                await asyncio.sleep(self._max_delay)
+            while self._queue:  # let the writer drain what requests already handed over
+                await asyncio.sleep(self._max_delay)  # noqa: ASYNC110
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

@@ -133,8 +133,8 @@ async def client(broker: Broker, tenant: str) -> TestClient:
 
 @pytest.fixture
 async def clocked_broker(broker: Broker) -> AsyncIterator[tuple[Broker, OffsetClock]]:
-    """A second broker process on the same database with a clock of its own."""
+    """A second replica: same database and master key, a clock of its own."""
     clock = OffsetClock()
-    other = Broker.build(make_settings(broker.settings.database_url), clock=clock)
+    other = Broker.build(broker.settings, clock=clock)
     yield other, clock
     await other.close()

@@ -24,7 +24,6 @@ from broker.errors import challenge, error_response
 from broker.runtime import Broker, TenantView
 from broker.tokens import verify_access_token
 
-
 MAX_AUTHORIZATION_BYTES = 8_192
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from sqlalchemy import delete, update
 
@@ -23,7 +24,7 @@ async def test_chain_links_every_event(broker):
     await _append(broker, tenant, 5)
     events = await ops.export_audit(broker, tenant)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    for prev, cur in zip(events, events[1:], strict=False):
+    for prev, cur in itertools.pairwise(events):
         assert cur["prev_hash"] == prev["hash"]
     report = await ops.verify_audit(broker, tenant)
     assert report["intact"] and report["events"] == len(events)

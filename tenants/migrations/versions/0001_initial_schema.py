@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 01:58:59.344309
 """
 
@@ -59,7 +59,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('key', 'tenant_id', name=op.f('pk_replay_records'))
     )
     with op.batch_alter_table('replay_records', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_replay_records_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(
+            batch_op.f('ix_replay_records_expires_at'), ['expires_at'], unique=False
+        )
 
     op.create_table('revoked_tokens',
     sa.Column('jti', sa.String(length=128), nullable=False),

@@ -1,0 +1,81 @@
+"""The ``tessera`` command line, run as a user would (a subprocess on a SQLite file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def cli(tmp_path):
+    env = {**os.environ, "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+           "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+           "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token")}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "broker.cli", *args], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    run.db = tmp_path / "cli.db"  # type: ignore[attr-defined]
+    run.tmp = tmp_path  # type: ignore[attr-defined]
+    return run
+
+
+def test_cli_end_to_end(cli):
+    tenant = json.loads(cli("tenant", "create", "acme", "--json").stdout)
+    assert tenant["id"] == "acme" and tenant["issuer"] == "http://127.0.0.1:8000/t/acme"
+    created = json.loads(cli("client", "create", "--tenant", "acme", "--name", "agent",
+                             "--scope", "read", "--scope", "write",
+                             "--audience", "https://api.example", "--dpop-required",
+                             "--json").stdout)
+    assert created["scopes"] == ["read", "write"] and created["dpop_bound_access_tokens"]
+    assert len(created["client_secret"]) >= 40
+    listed = json.loads(cli("client", "list", "--tenant", "acme", "--json").stdout)
+    assert [c["client_id"] for c in listed] == [created["client_id"]]
+    assert "client_secret" not in listed[0]
+    # the secret is stored only as a keyed hash
+    with sqlite3.connect(cli.db) as db:
+        stored = db.execute("select secret_hash from clients").fetchone()[0]
+    assert created["client_secret"] not in stored and stored.startswith("hs256$")
+    assert (cli.tmp / "master.key").stat().st_mode & 0o777 == 0o600
+
+    keys = json.loads(cli("keys", "list", "--tenant", "acme", "--json").stdout)
+    assert sorted(k["state"] for k in keys) == ["active", "next"]
+    rotated = json.loads(cli("keys", "rotate", "--tenant", "acme", "--json").stdout)
+    assert rotated["active"] == next(k["kid"] for k in keys if k["state"] == "next")
+
+    disabled = json.loads(cli("client", "disable", "--tenant", "acme", created["client_id"],
+                              "--json").stdout)
+    assert disabled["status"] == "disabled"
+    assert json.loads(cli("tenant", "disable", "acme", "--json").stdout)["status"] == "disabled"
+    assert [t["status"] for t in json.loads(cli("tenant", "list", "--json").stdout)] == [
+        "disabled"]
+
+    verify = cli("audit", "verify", "--tenant", "acme")
+    assert "intact" in verify.stdout
+    lines = cli("audit", "export", "--tenant", "acme").stdout.splitlines()
+    assert [json.loads(x)["action"] for x in lines][:2] == ["tenant.created", "client.created"]
+
+    # edit one stored event: verify names it and exits 1
+    with sqlite3.connect(cli.db) as db:
+        db.execute("update audit_events set detail = '{\"forged\": true}' where seq = 2")
+    broken = cli("audit", "verify", "--tenant", "acme", "--json", check=False)
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout)["first_broken_seq"] == 2
+
+
+def test_cli_errors_are_clear(cli):
+    proc = cli("tenant", "create", "Not Valid", check=False)
+    assert proc.returncode == 2 and "tenant name" in proc.stderr
+    proc = cli("client", "create", "--tenant", "ghost", "--name", "x", check=False)
+    assert proc.returncode == 2 and "no tenant" in proc.stderr
+    proc = cli("keys", "rotate", "--tenant", "ghost", check=False)
+    assert proc.returncode == 2
