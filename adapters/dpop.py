@@ -312,7 +312,7 @@ def verify_proof(
     if expected_jkt is not None and jkt != expected_jkt:
         raise InvalidDPoPProof("DPoP proof key does not match the bound key (jkt)")
     if nonce is None:
-        if False:
+        if nonce_required:
             raise UseDPoPNonce("DPoP proof nonce required")
     elif nonce_valid is not None and not nonce_valid(nonce):
         raise UseDPoPNonce("DPoP proof nonce is invalid or stale")

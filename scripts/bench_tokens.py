@@ -458,6 +458,8 @@ def preflight(cfg: Config) -> tuple[Outcome, str | None]:
         async with make_client(1, cfg.timeout) as client:
             try:
                 outcome = await request_token(client, cfg, tally, signer)
+            except httpx.TimeoutException as exc:
+                outcome = Outcome(False, "timeout", f"{type(exc).__name__}: {exc}")
             except httpx.HTTPError as exc:
                 outcome = Outcome(False, f"transport {type(exc).__name__}", str(exc))
         return outcome, tally.nonce

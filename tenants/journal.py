@@ -13,7 +13,6 @@ its ``granted`` one, and the caller learns it (``False``) before issuing anythin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +61,7 @@ class Journal:
         self._queue: list[_Entry] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         dialect = sessions.kw["bind"].dialect.name
         self._insert = pg_insert if dialect == "postgresql" else sqlite_insert
 
@@ -86,23 +86,24 @@ class Journal:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="journal")
 
     async def close(self) -> None:
-        if self._task is not None:
-            while self._queue:  # let the writer drain what requests already handed over
-                await asyncio.sleep(self._max_delay)  # noqa: ASYNC110
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Write everything already handed over, then stop the writer."""
+        if self._task is not None and not self._task.done():
+            self._closing = True
+            self._wakeup.set()
+            await self._task
+        self._task, self._closing = None, False
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if len(self._queue) < self._max_batch:
-                await asyncio.sleep(self._max_delay)
+            if len(self._queue) < self._max_batch and not self._closing:
+                await asyncio.sleep(self._max_delay)  # gather what arrives meanwhile
             while self._queue:
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
                 await self._flush(batch)
+            if self._closing:
+                return
 
     async def _flush(self, batch: list[_Entry]) -> None:
         try:
