@@ -67,11 +67,11 @@ def banner(broker: Broker, demo: dict[str, Any] | None) -> str:
             f"  discovery:          {issuer}/.well-known/openid-configuration",
             f"  demo client_id:     {demo['client_id']}",
             f"  demo client_secret: {demo['client_secret']}",
-            "  get a token:",
-            f"    curl -s -u '{demo['client_id']}:{demo['client_secret']}' "
-            f"-d grant_type=client_credentials {issuer}/token",
-            "  then call the demo resource with it:",
-            f"    curl -s -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/whoami",
+            "  get a token and call the demo resource with it:",
+            f"    TOKEN=$(curl -s -u '{demo['client_id']}:{demo['client_secret']}' "
+            f"-d grant_type=client_credentials {issuer}/token | python3 -c "
+            "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])') && "
+            f"curl -s -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/whoami",
         ]
     lines.append(f"  admin API token:    in {broker.settings.admin_token_file}"
                  if not broker.settings.admin_token else "  admin API token:    from settings")
