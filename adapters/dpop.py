@@ -127,6 +127,7 @@ def _normalize_path(path: str) -> str:
     return "/" + "/".join(out) + ("/" if trailing and out else "")
 
 
+@lru_cache(maxsize=512)  # the same few endpoint URLs on every request
 def normalize_htu(url: str) -> str:
     """RFC 3986 §6.2.2/§6.2.3 normalisation for comparing ``htu``: scheme and host lowercased,
     default port removed, percent-encodings normalised, dot segments removed, empty path ->
@@ -246,7 +247,7 @@ def verify_proof(
     if len(segments) != 3 or not segments[0]:
         raise InvalidDPoPProof("DPoP proof is not a compact JWS")
     try:
-        header = json.loads(_b64url_decode(segments[0]))
+        header = json.loads(_b64url_decode(segments[0]).decode())
     except (ValueError, RecursionError):
         raise InvalidDPoPProof("DPoP proof header is not base64url JSON") from None
     if not isinstance(header, dict):
@@ -261,7 +262,7 @@ def verify_proof(
     except Exception as exc:  # whatever joserfc or cryptography raise: a bad proof
         raise InvalidDPoPProof(f"DPoP proof signature invalid ({type(exc).__name__})") from exc
     try:
-        claims = json.loads(obj.payload)
+        claims = json.loads(obj.payload.decode())
     except (ValueError, RecursionError):
         raise InvalidDPoPProof("DPoP proof payload is not JSON") from None
     if not isinstance(claims, dict):

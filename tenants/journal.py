@@ -126,36 +126,61 @@ class Journal:
 
     async def _write(self, batch: list[_Entry]) -> list[Claim | None]:
         now = self._clock.now()
-        results: list[Claim | None] = []
         events: dict[str, list[audit.Event]] = defaultdict(list)
         async with self._sessions() as session, session.begin():
-            for entry in batch:
-                reused: Claim | None = None
-                taken: list[str] = []
+            inserted = await self._claim_all(session, batch)
+            owner: dict[tuple[str, str], int] = {}  # first entry of the batch to claim a key
+            results: list[Claim | None] = []
+            for index, entry in enumerate(batch):
+                reused = None
                 for claim in entry.claims:
-                    stmt = (
-                        self._insert(ReplayRecord)
-                        .values(
-                            tenant_id=entry.tenant_id, key=claim.key, expires_at=claim.expires_at
-                        )
-                        .on_conflict_do_nothing()
-                    )
-                    if (await session.execute(stmt)).rowcount != 1:
+                    ident = (entry.tenant_id, claim.key)
+                    if ident not in inserted or owner.setdefault(ident, index) != index:
                         reused = claim
                         break
-                    taken.append(claim.key)
-                if reused is not None and taken:  # a refused request leaves no claim behind
-                    await session.execute(
-                        delete(ReplayRecord).where(
-                            ReplayRecord.tenant_id == entry.tenant_id,
-                            ReplayRecord.key.in_(taken),
-                        )
-                    )
+                if reused is not None:
+                    await self._release(session, entry, owner, index)
                 results.append(reused)
                 events[entry.tenant_id].extend(entry.refused if reused else entry.granted)
             for tenant_id, tenant_events in events.items():
                 await audit.append(session, tenant_id, tenant_events, now)
         return results
+
+    async def _claim_all(
+        self, session: AsyncSession, batch: list[_Entry]
+    ) -> set[tuple[str, str]]:
+        """One INSERT for every claim of the batch; returns the keys that were new."""
+        rows = {
+            (entry.tenant_id, claim.key): claim.expires_at
+            for entry in batch
+            for claim in entry.claims
+        }
+        if not rows:
+            return set()
+        stmt = (
+            self._insert(ReplayRecord)
+            .values([
+                {"tenant_id": tenant_id, "key": key, "expires_at": expires_at}
+                for (tenant_id, key), expires_at in rows.items()
+            ])
+            .on_conflict_do_nothing()
+            .returning(ReplayRecord.tenant_id, ReplayRecord.key)
+        )
+        return {(row[0], row[1]) for row in await session.execute(stmt)}
+
+    async def _release(
+        self, session: AsyncSession, entry: _Entry, owner: dict[tuple[str, str], int], index: int
+    ) -> None:
+        """A refused entry leaves none of its claims behind."""
+        mine = [c.key for c in entry.claims if owner.get((entry.tenant_id, c.key)) == index]
+        for key in mine:
+            del owner[(entry.tenant_id, key)]
+        if mine:
+            await session.execute(
+                delete(ReplayRecord).where(
+                    ReplayRecord.tenant_id == entry.tenant_id, ReplayRecord.key.in_(mine)
+                )
+            )
 
     async def purge_expired(self) -> int:
         """Drop one-time values whose window has passed (they can no longer be replayed)."""

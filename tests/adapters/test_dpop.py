@@ -332,6 +332,10 @@ def test_jwk_of_another_key_refused() -> None:
     refused(proof(jwk=public_jwk(OTHER_KEY)), "signature invalid")
 
 
+def test_unencoded_payload_option_refused() -> None:
+    refused(proof(extra_header={"b64": False, "crit": ["b64"]}), "b64 header must not be used")
+
+
 @pytest.mark.parametrize(
     "extra",
     [{"crit": ["exp"]}, {"crit": "x"}, {"kid": 5}, {"x5u": "ftp://x"}, {"b64": False}],

@@ -1,0 +1,259 @@
+"""Interop fixtures: a real ``tessera serve`` process on a loopback port, driven by third-party
+clients (openid-client on Node.js, Authlib on Python) over real HTTP.
+
+One server per test session, in a temporary working directory of its own (SQLite file, master
+key, demo client file). It is stopped with SIGTERM at the end and must exit cleanly and soon:
+graceful shutdown is a feature.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jws
+from joserfc.jwk import KeySet
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PEERS_DIR = REPO_ROOT / "tests" / "peers"
+OPENID_CLIENT_SCRIPT = PEERS_DIR / "openid_client_cc.mjs"
+
+STARTUP_TIMEOUT = 30.0
+SHUTDOWN_TIMEOUT = 15.0
+NODE_TIMEOUT = 30.0
+NPM_TIMEOUT = 300.0
+MIN_NODE_MAJOR = 20  # openid-client v6 needs WebCrypto and fetch as globals
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _b64url_json(segment: str) -> dict[str, Any]:
+    value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    assert isinstance(value, dict)
+    return value
+
+
+@dataclass(frozen=True)
+class TesseraServer:
+    """What a test needs to talk to the running server."""
+
+    base_url: str
+    issuer: str  # of tenant ``demo``
+    admin_token: str
+    demo_client_id: str
+    demo_client_secret: str
+    workdir: Path
+    log_file: Path
+
+    # --- URLs -------------------------------------------------------------------------------
+    def issuer_of(self, tenant: str) -> str:
+        return f"{self.base_url}/t/{tenant}"
+
+    def token_endpoint(self, tenant: str = "demo") -> str:
+        return f"{self.issuer_of(tenant)}/token"
+
+    def introspection_endpoint(self, tenant: str = "demo") -> str:
+        return f"{self.issuer_of(tenant)}/introspect"
+
+    def revocation_endpoint(self, tenant: str = "demo") -> str:
+        return f"{self.issuer_of(tenant)}/revoke"
+
+    def demo_audience(self, tenant: str = "demo") -> str:
+        return f"{self.issuer_of(tenant)}/demo"
+
+    def demo_resource(self, tenant: str = "demo") -> str:
+        return f"{self.issuer_of(tenant)}/demo/whoami"
+
+    # --- admin API --------------------------------------------------------------------------
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        return httpx.request(method, f"{self.base_url}/admin/v1{path}", json=body,
+                             headers={"Authorization": f"Bearer {self.admin_token}"},
+                             timeout=10.0)
+
+    def create_tenant(self, prefix: str = "t", **settings: Any) -> str:
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        response = self.admin("POST", "/tenants", {"name": name, "settings": settings})
+        assert response.status_code == 201, response.text
+        return name
+
+    def create_client(self, tenant: str = "demo", **body: Any) -> dict[str, Any]:
+        """Register a client through the admin API; defaults: scope demo.read, the tenant's
+        demo resource as the only audience, client_secret_basic."""
+        body.setdefault("name", f"interop-{secrets.token_hex(3)}")
+        body.setdefault("scopes", ["demo.read"])
+        body.setdefault("audiences", [self.demo_audience(tenant)])
+        response = self.admin("POST", f"/tenants/{tenant}/clients", body)
+        assert response.status_code == 201, response.text
+        created = response.json()
+        assert isinstance(created, dict)
+        return created
+
+    # --- tokens -----------------------------------------------------------------------------
+    def jwks(self, tenant: str = "demo") -> dict[str, Any]:
+        response = httpx.get(f"{self.issuer_of(tenant)}/jwks", timeout=10.0)
+        assert response.status_code == 200, response.text
+        value = response.json()
+        assert isinstance(value, dict)
+        return value
+
+    def verify_access_token(
+        self, token: str, tenant: str = "demo"
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Check the JWS signature against the tenant's published JWKS; return header, claims."""
+        keys = KeySet.import_key_set(self.jwks(tenant))  # type: ignore[arg-type]
+        header = _b64url_json(token.split(".")[0])
+        obj = jws.deserialize_compact(token, keys, algorithms=[str(header.get("alg"))])
+        claims = json.loads(obj.payload)
+        assert isinstance(claims, dict)
+        return dict(obj.headers()), claims
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no server log)"
+
+
+def _server_env(db_url: str, admin_token: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env.update({
+        "TESSERA_DATABASE_URL": db_url,
+        "TESSERA_ADMIN_TOKEN": admin_token,
+        "PYTHONUNBUFFERED": "1",
+        # run the code under test even where the package is not installed
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
+    })
+    return env
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log_file: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last_error = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"tessera serve exited with {proc.returncode} before becoming healthy:\n"
+                        f"{log_file.read_text(errors='replace')}")
+        try:
+            response = httpx.get(f"{base_url}/healthz", timeout=2.0)
+            if response.status_code == 200:
+                return
+            last_error = f"HTTP {response.status_code}"
+        except httpx.TransportError as exc:
+            last_error = repr(exc)
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"tessera serve not healthy after {STARTUP_TIMEOUT}s ({last_error}):\n"
+                f"{log_file.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="session")
+def tessera_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TesseraServer]:
+    workdir = tmp_path_factory.mktemp("tessera-serve")
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    admin_token = "interop-admin-" + secrets.token_urlsafe(24)
+    log_file = workdir / "server.log"
+    env = _server_env(f"sqlite+aiosqlite:///{workdir}/t.db", admin_token)
+    cmd = [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with log_file.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        _wait_healthy(proc, base_url, log_file)
+        demo = json.loads((workdir / "tessera-demo-client.json").read_text())
+        server = TesseraServer(
+            base_url=base_url, issuer=f"{base_url}/t/demo", admin_token=admin_token,
+            demo_client_id=demo["client_id"], demo_client_secret=demo["client_secret"],
+            workdir=workdir, log_file=log_file,
+        )
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=SHUTDOWN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                pytest.fail(f"tessera serve did not exit within {SHUTDOWN_TIMEOUT}s of SIGTERM:\n"
+                            f"{log_file.read_text(errors='replace')[-4000:]}")
+    assert proc.returncode in (0, -signal.SIGTERM), (
+        f"tessera serve exited with {proc.returncode} after SIGTERM:\n"
+        f"{log_file.read_text(errors='replace')[-4000:]}")
+
+
+# --- Node.js peers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodePeer:
+    node: str
+    script: Path
+
+    def run(self, *args: str, secret: str | None = None,
+            expect_ok: bool = True) -> dict[str, Any]:
+        """Run the openid-client script; return its JSON line (stdout on success, stderr on
+        failure). The client secret travels in the environment, not on the command line."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+        if secret is not None:
+            env["TESSERA_CLIENT_SECRET"] = secret
+        proc = subprocess.run([self.node, str(self.script), *args], cwd=self.script.parent,
+                              env=env, capture_output=True, text=True, timeout=NODE_TIMEOUT,
+                              check=False)
+        if expect_ok:
+            assert proc.returncode == 0, (
+                f"openid-client peer failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
+            out = proc.stdout
+        else:
+            assert proc.returncode != 0, f"openid-client peer unexpectedly succeeded:\n{proc.stdout}"
+            out = proc.stderr
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        assert lines, f"no JSON line from the peer:\nstdout={proc.stdout}\nstderr={proc.stderr}"
+        value = json.loads(lines[-1])
+        assert isinstance(value, dict)
+        return value
+
+
+@pytest.fixture(scope="session")
+def openid_client_peer() -> NodePeer:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH: the openid-client interop tests need Node.js >= 20")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+    major = version.stdout.strip().lstrip("v").split(".")[0]
+    if not major.isdigit() or int(major) < MIN_NODE_MAJOR:
+        pytest.skip(f"node {version.stdout.strip()} is too old for openid-client v6 "
+                    f"(needs >= {MIN_NODE_MAJOR})")
+    if not (PEERS_DIR / "node_modules" / "openid-client").is_dir():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("node is installed but npm is not: cannot install tests/peers deps")
+        try:
+            proc = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=PEERS_DIR,
+                                  capture_output=True, text=True, timeout=NPM_TIMEOUT,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"npm install in {PEERS_DIR} took more than {NPM_TIMEOUT}s")
+        if proc.returncode != 0:
+            pytest.fail(f"npm install in {PEERS_DIR} failed ({proc.returncode}):\n"
+                        f"{proc.stdout}\n{proc.stderr}")
+    return NodePeer(node=node, script=OPENID_CLIENT_SCRIPT)
