@@ -1,8 +1,11 @@
 """Client authentication (RFC 6749 §2.3, RFC 7523 §2.2 client assertions).
 
 Methods: ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt``. A request may use
-exactly one; the client must use the one it registered. A client assertion's ``jti`` is
-returned as a ``Claim`` so the caller records it with the request's other one-time values.
+exactly one, and the client must use the one it registered. Reading what was presented
+(``presented_credentials``) is pure and comes first, so the endpoint can fetch the tenant and
+the client in one database read; checking it (``verify_client``) needs no I/O at all. A client
+assertion's ``jti`` comes back as a ``Claim`` that the endpoint records together with the
+request's other one-time values.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 from joserfc.jwk import Key
@@ -20,41 +25,44 @@ from starlette.requests import Request
 from adapters import jose
 from adapters.errors import InvalidClient, InvalidRequest
 from broker.forms import Form
-from broker.runtime import Broker, TenantView
+from broker.runtime import Broker, ClientView
 from tenants.journal import Claim
-from tenants.models import Client
 
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_MAX_LIFETIME = 600
 LEEWAY = 30
+BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="tessera"'}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    method: str
+    client_id: str
+    secret: str | None = None
+    assertion: str | None = None
 
 
 @dataclass(frozen=True)
 class AuthenticatedClient:
-    client: Client
+    client: ClientView
     method: str
     claims: tuple[Claim, ...] = ()
 
 
 def _basic(request: Request) -> tuple[str, str] | None:
     header = request.headers.get("authorization")
-    if not header or not header[:6].lower() == "basic ":
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
         raw_id, raw_secret = decoded.split(":", 1)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidClient("malformed Basic credentials", headers=_basic_challenge()) from exc
+        raise InvalidClient("malformed Basic credentials", headers=BASIC_CHALLENGE) from exc
     return unquote(raw_id), unquote(raw_secret)
 
 
-def _basic_challenge() -> dict[str, str]:
-    return {"WWW-Authenticate": 'Basic realm="tessera"'}
-
-
-async def authenticate(
-    broker: Broker, tenant: TenantView, request: Request, form: Form, audiences: set[str]
-) -> AuthenticatedClient:
+def presented_credentials(request: Request, form: Form) -> Credentials:
+    """What the request presents, without judging it yet."""
     basic = _basic(request)
     used = [
         name
@@ -68,52 +76,50 @@ async def authenticate(
     if len(used) > 1:
         raise InvalidRequest("use exactly one client authentication method")
     if not used:
-        raise InvalidClient("client authentication required", headers=_basic_challenge())
+        raise InvalidClient("client authentication required", headers=BASIC_CHALLENGE)
     method = used[0]
     if basic is not None:
-        client_id, secret = basic
-        if form.get("client_id") not in (None, client_id):
+        if form.get("client_id") not in (None, basic[0]):
             raise InvalidRequest("client_id does not match the authenticated client")
-    elif method == "client_secret_post":
-        client_id, secret = form.require("client_id"), form.require("client_secret")
-    else:
-        return await _private_key_jwt(broker, tenant, form, audiences)
-    client = await _active_client(broker, tenant, client_id, method)
-    if not broker.hasher.verify(secret, client.secret_hash):
-        raise InvalidClient("client authentication failed", headers=_challenge_for(method))
-    return AuthenticatedClient(client, method)
-
-
-def _challenge_for(method: str) -> dict[str, str]:
-    return _basic_challenge() if method == "client_secret_basic" else {}
-
-
-async def _active_client(
-    broker: Broker, tenant: TenantView, client_id: str, method: str
-) -> Client:
-    client = await broker.client(tenant.id, client_id)
-    if client is None or client.status != "active" or client.auth_method != method:
-        raise InvalidClient("client authentication failed", headers=_challenge_for(method))
-    return client
-
-
-async def _private_key_jwt(
-    broker: Broker, tenant: TenantView, form: Form, audiences: set[str]
-) -> AuthenticatedClient:
+        return Credentials(method, basic[0], secret=basic[1])
+    if method == "client_secret_post":
+        return Credentials(method, form.require("client_id"), secret=form.require("client_secret"))
     if form.get("client_assertion_type") != JWT_BEARER_ASSERTION:
         raise InvalidClient(f"client_assertion_type must be {JWT_BEARER_ASSERTION}")
     assertion = form.require("client_assertion")
     try:
         claimed = json.loads(jose.b64url_decode(assertion.split(".")[1]))
-    except (IndexError, ValueError) as exc:
+    except (IndexError, ValueError, binascii.Error) as exc:
         raise InvalidClient("malformed client assertion") from exc
     client_id = claimed.get("sub") if isinstance(claimed, dict) else None
     if not isinstance(client_id, str) or form.get("client_id") not in (None, client_id):
         raise InvalidClient("client assertion sub must be the client_id")
-    client = await _active_client(broker, tenant, client_id, "private_key_jwt")
-    keys = (client.jwks or {}).get("keys", [])
+    return Credentials(method, client_id, assertion=assertion)
 
-    def key_for(header: dict[str, object]) -> Key | None:
+
+def verify_client(
+    broker: Broker, client: ClientView | None, creds: Credentials, audiences: Collection[str]
+) -> AuthenticatedClient:
+    """Judge the credentials against the registered client (no I/O)."""
+    challenge = BASIC_CHALLENGE if creds.method == "client_secret_basic" else {}
+    if client is None or client.status != "active" or client.auth_method != creds.method:
+        raise InvalidClient("client authentication failed", headers=challenge)
+    if creds.method != "private_key_jwt":
+        if creds.secret is None or not broker.hasher.verify(creds.secret, client.secret_hash):
+            raise InvalidClient("client authentication failed", headers=challenge)
+        return AuthenticatedClient(client, creds.method)
+    assert creds.assertion is not None
+    return AuthenticatedClient(
+        client, creds.method, (_check_assertion(broker, client, creds.assertion, audiences),)
+    )
+
+
+def _check_assertion(
+    broker: Broker, client: ClientView, assertion: str, audiences: Collection[str]
+) -> Claim:
+    keys: list[dict[str, Any]] = list((client.jwks or {}).get("keys", []))
+
+    def key_for(header: dict[str, Any]) -> Key | None:
         kid = header.get("kid")
         for jwk in keys:
             if kid is None or jwk.get("kid") == kid:
@@ -123,14 +129,13 @@ async def _private_key_jwt(
                     return None
         return None
 
+    now = broker.clock.now()
     try:
-        verified = jose.verify_jws(assertion, key_for)
-        claims = verified.claims
-        jose.check_times(claims, broker.clock.now(), leeway=LEEWAY)
+        claims = jose.verify_jws(assertion, key_for).claims
+        jose.check_times(claims, now, leeway=LEEWAY)
     except jose.JWTError as exc:
         raise InvalidClient(f"client assertion refused: {exc}") from exc
-    now = broker.clock.now()
-    if claims.get("iss") != client_id or claims.get("sub") != client_id:
+    if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
         raise InvalidClient("client assertion iss and sub must be the client_id")
     if not any(jose.audience_matches(claims, aud) for aud in audiences):
         raise InvalidClient("client assertion aud must name this server")
@@ -140,7 +145,5 @@ async def _private_key_jwt(
     exp = float(claims["exp"])
     if exp - now > ASSERTION_MAX_LIFETIME:
         raise InvalidClient("client assertion lives too long")
-    key = hashlib.sha256(f"client_assertion|{client_id}|{jti}".encode()).hexdigest()
-    return AuthenticatedClient(
-        client, "private_key_jwt", (Claim(key, exp + LEEWAY, kind="client_assertion"),)
-    )
+    key = hashlib.sha256(f"client_assertion|{client.client_id}|{jti}".encode()).hexdigest()
+    return Claim(key, exp + LEEWAY, kind="client_assertion")

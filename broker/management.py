@@ -118,7 +118,8 @@ async def list_clients(broker: Broker, tenant: str) -> list[dict[str, Any]]:
 
 
 async def get_client(broker: Broker, tenant: str, client_id: str) -> dict[str, Any]:
-    client = await broker.client(tenant, client_id)
+    async with broker.sessions() as session:
+        client = await scoped(session, tenant).get(Client, client_id)
     if client is None:
         raise NotFound(f"no client {client_id!r} in tenant {tenant!r}")
     return client_json(client)

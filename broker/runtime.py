@@ -8,8 +8,9 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from adapters.clock import Clock, SystemClock
@@ -21,7 +22,6 @@ from tenants.journal import Journal
 from tenants.keys.service import KeyService
 from tenants.keys.software import SoftwareBackend
 from tenants.models import Client, RevokedToken, Tenant
-from tenants.scope import scoped
 from tenants.secrets import SecretHasher
 from tenants.settings import TenantSettings
 
@@ -33,6 +33,43 @@ class TenantView:
     id: str
     issuer: str
     settings: TenantSettings
+
+
+@dataclass(frozen=True)
+class ClientView:
+    """The registered facts about a client that requests are judged by."""
+
+    tenant_id: str
+    client_id: str
+    status: str
+    auth_method: str
+    secret_hash: str | None
+    jwks: dict[str, Any] | None
+    scopes: list[str]
+    audiences: list[str]
+    access_token_lifetime: int
+    dpop_bound_access_tokens: bool
+
+
+_T, _C, _R = Tenant.__table__, Client.__table__, RevokedToken.__table__
+_CLIENT_COLUMNS = [
+    _C.c.client_id, _C.c.status.label("client_status"), _C.c.auth_method, _C.c.secret_hash,
+    _C.c.jwks, _C.c.scopes, _C.c.audiences, _C.c.access_token_lifetime, _C.c.dpop_bound_access_tokens,
+]
+# One read per request: the tenant and (if named) the client, joined.
+_LOOKUP = (
+    select(_T.c.status, _T.c.settings, *_CLIENT_COLUMNS)
+    .select_from(_T.outerjoin(_C, and_(_C.c.tenant_id == _T.c.id,
+                                       _C.c.client_id == bindparam("client_id"))))
+    .where(_T.c.id == bindparam("tenant_id"))
+)
+_TOKEN_STATE = select(
+    select(_R.c.jti).where(_R.c.tenant_id == bindparam("tenant_id"),
+                           _R.c.jti == bindparam("jti")).exists().label("revoked"),
+    select(_C.c.status).where(_C.c.tenant_id == bindparam("tenant_id"),
+                              _C.c.client_id == bindparam("client_id"))
+    .scalar_subquery().label("client_status"),
+)
 
 
 @dataclass
@@ -76,29 +113,36 @@ class Broker:
                 raise NotFound("unknown or disabled tenant")
             return TenantView(row.id, self.issuer(row.id), TenantSettings.of(row))
 
-    async def client(self, tenant_id: str, client_id: str) -> Client | None:
-        async with self.sessions() as session:
-            return await scoped(session, tenant_id).get(Client, client_id)
+    async def lookup(
+        self, tenant_id: str, client_id: str | None
+    ) -> tuple[TenantView, ClientView | None]:
+        """The active tenant and the named client (if it exists), in one read."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(_LOOKUP, {"tenant_id": tenant_id, "client_id": client_id})
+            ).first()
+        if row is None or row.status != "active":
+            raise NotFound("unknown or disabled tenant")
+        tenant = TenantView(tenant_id, self.issuer(tenant_id),
+                            TenantSettings.from_dict(row.settings or {}))
+        if row.client_id is None:
+            return tenant, None
+        return tenant, ClientView(
+            tenant_id, row.client_id, row.client_status, row.auth_method, row.secret_hash, row.jwks,
+            list(row.scopes or []), list(row.audiences or []), row.access_token_lifetime,
+            bool(row.dpop_bound_access_tokens),
+        )
 
     async def token_state(self, tenant_id: str, jti: str, client_id: str) -> tuple[bool, bool]:
         """(revoked, client active) for a token, read from the database on every call so a
         revocation or a disabled client takes effect at once on every replica."""
-        async with self.sessions() as session:
-            revoked = (
-                await session.execute(
-                    select(RevokedToken.jti).where(
-                        RevokedToken.tenant_id == tenant_id, RevokedToken.jti == jti
-                    )
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    _TOKEN_STATE, {"tenant_id": tenant_id, "jti": jti, "client_id": client_id}
                 )
-            ).first() is not None
-            status = (
-                await session.execute(
-                    select(Client.status).where(
-                        Client.tenant_id == tenant_id, Client.client_id == client_id
-                    )
-                )
-            ).scalar_one_or_none()
-            return revoked, status == "active"
+            ).one()
+        return bool(row.revoked), row.client_status == "active"
 
     # -- background work -------------------------------------------------------------
     def start_background(self) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tenants.models import AuditEvent, AuditHead
 
@@ -52,8 +52,12 @@ def link_hash(prev_hash: str, tenant_id: str, seq: int, at: float, event: Event)
     return hashlib.sha256(prev_hash.encode() + body.encode()).hexdigest()
 
 
+_HEADS = AuditHead.__table__
+_EVENTS = AuditEvent.__table__
+
+
 async def append(
-    session: AsyncSession, tenant_id: str, events: Sequence[Event], at: float
+    session: AsyncSession | AsyncConnection, tenant_id: str, events: Sequence[Event], at: float
 ) -> None:
     """Append events to the tenant's chain inside the caller's transaction."""
     if not events:
@@ -61,15 +65,14 @@ async def append(
     n = len(events)
     head = (
         await session.execute(
-            update(AuditHead)
-            .where(AuditHead.tenant_id == tenant_id)
-            .values(seq=AuditHead.seq + n)
-            .returning(AuditHead.seq, AuditHead.hash)
-            .execution_options(synchronize_session=False)
+            update(_HEADS)
+            .where(_HEADS.c.tenant_id == tenant_id)
+            .values(seq=_HEADS.c.seq + n)
+            .returning(_HEADS.c.seq, _HEADS.c.hash)
         )
     ).first()
     if head is None:
-        await session.execute(insert(AuditHead).values(tenant_id=tenant_id, seq=n, hash=GENESIS))
+        await session.execute(insert(_HEADS).values(tenant_id=tenant_id, seq=n, hash=GENESIS))
         last_seq, prev = n, GENESIS
     else:
         last_seq, prev = head
@@ -93,13 +96,8 @@ async def append(
             }
         )
         prev = digest
-    await session.execute(insert(AuditEvent), rows)
-    await session.execute(
-        update(AuditHead)
-        .where(AuditHead.tenant_id == tenant_id)
-        .values(hash=prev)
-        .execution_options(synchronize_session=False)
-    )
+    await session.execute(insert(_EVENTS), rows)
+    await session.execute(update(_HEADS).where(_HEADS.c.tenant_id == tenant_id).values(hash=prev))
 
 
 @dataclass(frozen=True)

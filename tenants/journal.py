@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from adapters.clock import Clock
 from tenants import audit
@@ -62,8 +62,13 @@ class Journal:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        dialect = sessions.kw["bind"].dialect.name
-        self._insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        self._engine: AsyncEngine = sessions.kw["bind"]
+        insert = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        table = ReplayRecord.__table__
+        # executed with a list of rows: SQLAlchemy sends one multi-row INSERT (insertmanyvalues)
+        self._claim_stmt = (
+            insert(table).on_conflict_do_nothing().returning(table.c.tenant_id, table.c.key)
+        )
 
     async def record(
         self,
@@ -127,8 +132,8 @@ class Journal:
     async def _write(self, batch: list[_Entry]) -> list[Claim | None]:
         now = self._clock.now()
         events: dict[str, list[audit.Event]] = defaultdict(list)
-        async with self._sessions() as session, session.begin():
-            inserted = await self._claim_all(session, batch)
+        async with self._engine.begin() as conn:
+            inserted = await self._claim_all(conn, batch)
             owner: dict[tuple[str, str], int] = {}  # first entry of the batch to claim a key
             results: list[Claim | None] = []
             for index, entry in enumerate(batch):
@@ -139,15 +144,15 @@ class Journal:
                         reused = claim
                         break
                 if reused is not None:
-                    await self._release(session, entry, owner, index)
+                    await self._release(conn, entry, owner, index)
                 results.append(reused)
                 events[entry.tenant_id].extend(entry.refused if reused else entry.granted)
             for tenant_id, tenant_events in events.items():
-                await audit.append(session, tenant_id, tenant_events, now)
+                await audit.append(conn, tenant_id, tenant_events, now)
         return results
 
     async def _claim_all(
-        self, session: AsyncSession, batch: list[_Entry]
+        self, conn: AsyncConnection, batch: list[_Entry]
     ) -> set[tuple[str, str]]:
         """One INSERT for every claim of the batch; returns the keys that were new."""
         rows = {
@@ -157,26 +162,22 @@ class Journal:
         }
         if not rows:
             return set()
-        stmt = (
-            self._insert(ReplayRecord)
-            .values([
-                {"tenant_id": tenant_id, "key": key, "expires_at": expires_at}
-                for (tenant_id, key), expires_at in rows.items()
-            ])
-            .on_conflict_do_nothing()
-            .returning(ReplayRecord.tenant_id, ReplayRecord.key)
-        )
-        return {(row[0], row[1]) for row in await session.execute(stmt)}
+        params = [
+            {"tenant_id": tenant_id, "key": key, "expires_at": expires_at}
+            for (tenant_id, key), expires_at in rows.items()
+        ]
+        result = await conn.execute(self._claim_stmt, params)
+        return {(row[0], row[1]) for row in result}
 
     async def _release(
-        self, session: AsyncSession, entry: _Entry, owner: dict[tuple[str, str], int], index: int
+        self, conn: AsyncConnection, entry: _Entry, owner: dict[tuple[str, str], int], index: int
     ) -> None:
         """A refused entry leaves none of its claims behind."""
         mine = [c.key for c in entry.claims if owner.get((entry.tenant_id, c.key)) == index]
         for key in mine:
             del owner[(entry.tenant_id, key)]
         if mine:
-            await session.execute(
+            await conn.execute(
                 delete(ReplayRecord).where(
                     ReplayRecord.tenant_id == entry.tenant_id, ReplayRecord.key.in_(mine)
                 )

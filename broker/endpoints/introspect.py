@@ -7,13 +7,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.errors import InvalidClient, InvalidToken, OAuthError
-from broker.client_auth import authenticate
+from adapters.errors import InvalidClient, InvalidToken, NotFound, OAuthError
+from broker.endpoints.client_request import ClientRequest, authenticate_request
+from broker.endpoints.token import refusal_event
 from broker.errors import NO_STORE, error_response
-from broker.forms import read_form
 from broker.runtime import Broker
 from broker.tokens import verify_access_token
-from tenants import audit
 
 REPORTED = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "cnf", "act",
             "authorization_details")
@@ -21,28 +20,25 @@ REPORTED = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti
 
 async def introspection_endpoint(request: Request) -> Response:
     broker: Broker = request.app.state.broker
+    state = ClientRequest(request.path_params["tenant"])
     try:
-        tenant = await broker.tenant(request.path_params["tenant"])
+        caller = await authenticate_request(broker, request, state, "introspect")
+        assert state.tenant is not None and state.form is not None
+        token = state.form.require("token")
+        if caller.claims and await broker.journal.record(state.tenant.id, claims=caller.claims):
+            raise InvalidClient("client assertion replayed")
+    except NotFound as exc:
+        return error_response(exc)
     except OAuthError as exc:
+        try:
+            tenant = await state.known_tenant(broker)
+        except NotFound as missing:
+            return error_response(missing)
+        await broker.journal.record(
+            tenant.id, granted=[refusal_event(state, exc, "introspection.refused")])
         return error_response(exc)
     try:
-        form = await read_form(request, broker.settings.max_body_bytes)
-        caller = await authenticate(
-            broker, tenant, request, form,
-            {f"{tenant.issuer}/introspect", f"{tenant.issuer}/token", tenant.issuer},
-        )
-        token = form.require("token")
-    except OAuthError as exc:
-        await broker.journal.record(tenant.id, granted=[audit.Event(
-            "introspection.refused", "refused", detail={"error": exc.error,
-                                                        "description": exc.description})])
-        return error_response(exc)
-    if caller.claims:
-        reused = await broker.journal.record(tenant.id, claims=caller.claims)
-        if reused is not None:
-            return error_response(InvalidClient("client assertion replayed"))
-    try:
-        claims = await verify_access_token(broker, tenant, token)
+        claims = await verify_access_token(broker, state.tenant, token)
     except InvalidToken:
         return JSONResponse({"active": False}, headers=NO_STORE)
     body: dict[str, Any] = {"active": True}

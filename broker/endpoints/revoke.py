@@ -8,10 +8,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.errors import InvalidClient, InvalidToken, OAuthError, UnauthorizedClient
-from broker.client_auth import authenticate
+from adapters.errors import InvalidClient, InvalidToken, NotFound, OAuthError, UnauthorizedClient
+from broker.endpoints.client_request import ClientRequest, authenticate_request
+from broker.endpoints.token import refusal_event
 from broker.errors import NO_STORE, error_response
-from broker.forms import read_form
 from broker.runtime import Broker, TenantView
 from broker.tokens import verify_access_token
 from tenants import audit
@@ -21,19 +21,12 @@ from tenants.scope import scoped
 
 async def revocation_endpoint(request: Request) -> Response:
     broker: Broker = request.app.state.broker
+    state = ClientRequest(request.path_params["tenant"])
     try:
-        tenant = await broker.tenant(request.path_params["tenant"])
-    except OAuthError as exc:
-        return error_response(exc)
-    client_id: str | None = None
-    try:
-        form = await read_form(request, broker.settings.max_body_bytes)
-        caller = await authenticate(
-            broker, tenant, request, form,
-            {f"{tenant.issuer}/revoke", f"{tenant.issuer}/token", tenant.issuer},
-        )
-        client_id = caller.client.client_id
-        token = form.require("token")
+        caller = await authenticate_request(broker, request, state, "revoke")
+        assert state.tenant is not None and state.form is not None
+        tenant, client_id = state.tenant, caller.client.client_id
+        token = state.form.require("token")
         if caller.claims and await broker.journal.record(tenant.id, claims=caller.claims):
             raise InvalidClient("client assertion replayed")
         try:
@@ -44,10 +37,15 @@ async def revocation_endpoint(request: Request) -> Response:
             raise UnauthorizedClient("the token was not issued to this client")
         await revoke_jti(broker, tenant, claims["jti"], float(claims["exp"]), client_id,
                          subject=str(claims.get("sub")), reason="revocation endpoint")
+    except NotFound as exc:
+        return error_response(exc)
     except OAuthError as exc:
-        await broker.journal.record(tenant.id, granted=[audit.Event(
-            "token.revocation_refused", "refused", client_id,
-            detail={"error": exc.error, "description": exc.description})])
+        try:
+            known = await state.known_tenant(broker)
+        except NotFound as missing:
+            return error_response(missing)
+        await broker.journal.record(
+            known.id, granted=[refusal_event(state, exc, "token.revocation_refused")])
         return error_response(exc)
     return Response(status_code=200, headers=NO_STORE)
 

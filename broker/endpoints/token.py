@@ -1,14 +1,15 @@
 """The token endpoint (RFC 6749 §3.2) with DPoP (RFC 9449 §5) for every grant.
 
 Order of checks, cheapest and least revealing first:
-  1. tenant exists and is active                      404 not_found
-  2. form body well-formed, no repeated parameters    invalid_request
-  3. DPoP proof, if present, passes every §4.3 check  invalid_dpop_proof / use_dpop_nonce
-  4. exactly one client authentication, and it holds  invalid_client / invalid_request
-  5. grant_type known                                  unsupported_grant_type
-  6. DPoP required by the client is present           invalid_dpop_proof
-  7. the grant's own rules (scope, resource, ...)     invalid_scope / invalid_target / ...
-  8. one-time values (proof jti, assertion jti) unused, recorded with the audit event
+  1. form body well-formed, no repeated parameters    invalid_request
+  2. exactly one client authentication presented       invalid_request / invalid_client
+  3. tenant exists and is active (one read, with the client)   404 not_found
+  4. the client's credentials hold                     invalid_client
+  5. DPoP proof, if present, passes every §4.3 check   invalid_dpop_proof / use_dpop_nonce
+  6. grant_type known                                   unsupported_grant_type
+  7. DPoP required by the client is present            invalid_dpop_proof
+  8. the grant's own rules (scope, resource, ...)      invalid_scope / invalid_target / ...
+  9. one-time values (proof jti, assertion jti) unused, recorded with the audit event
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.errors import InvalidClient, InvalidDPoPProof, OAuthError, UnsupportedGrantType
-from broker.client_auth import AuthenticatedClient, authenticate
+from adapters.errors import (
+    InvalidClient,
+    InvalidDPoPProof,
+    NotFound,
+    OAuthError,
+    UnsupportedGrantType,
+)
 from broker.dpop_check import check_proof, nonce_headers
+from broker.endpoints.client_request import ClientRequest, authenticate_request
 from broker.errors import NO_STORE, error_response
-from broker.forms import Form, read_form
 from broker.grants.base import Grant, TokenRequest
 from broker.grants.client_credentials import ClientCredentialsGrant
 from broker.runtime import Broker
@@ -30,23 +36,22 @@ GRANTS: dict[str, Grant] = {g.grant_type: g for g in (ClientCredentialsGrant(),)
 
 
 class _Replayed(InvalidDPoPProof):
-    """Marker: the refusal's audit event was written together with the replay check."""
+    """A proof jti was used before; the refusal event is already written."""
+
+
+class _ReplayedAssertion(InvalidClient):
+    """A client assertion jti was used before; the refusal event is already written."""
 
 
 async def token_endpoint(request: Request) -> Response:
     broker: Broker = request.app.state.broker
+    state = ClientRequest(request.path_params["tenant"])
+    checked = None
     try:
-        tenant = await broker.tenant(request.path_params["tenant"])
-    except OAuthError as exc:
-        return error_response(exc)
-    client: AuthenticatedClient | None = None
-    form: Form | None = None
-    try:
-        form = await read_form(request, broker.settings.max_body_bytes)
+        client = await authenticate_request(broker, request, state, "token")
+        assert state.tenant is not None and state.form is not None
+        tenant, form = state.tenant, state.form
         checked = check_proof(broker, tenant, request)
-        client = await authenticate(
-            broker, tenant, request, form, {f"{tenant.issuer}/token", tenant.issuer}
-        )
         grant = GRANTS.get(form.require("grant_type"))
         if grant is None:
             raise UnsupportedGrantType(f"grant_type {form.get('grant_type')!r} is not supported")
@@ -64,18 +69,14 @@ async def token_endpoint(request: Request) -> Response:
         claims = (*client.claims, *((checked.claim,) if checked else ()))
         reused = await broker.journal.record(
             tenant.id, claims=claims, granted=[event],
-            refused=[_refusal(client, form, "replayed one-time value")],
+            refused=[refusal_event(state, "replayed one-time value")],
         )
         if reused is not None:
             if reused.kind == "dpop":
                 raise _Replayed("DPoP proof replayed")
             raise _ReplayedAssertion("client assertion replayed")
     except OAuthError as exc:
-        if not isinstance(exc, _Replayed | _ReplayedAssertion):
-            await broker.journal.record(tenant.id, granted=[_refusal(client, form, exc)])
-        response = error_response(exc)
-        response.headers.update(nonce_headers(broker, tenant, exc))
-        return response
+        return await refuse(broker, state, exc)
     body = {
         "access_token": token.token,
         "token_type": "DPoP" if checked else "Bearer",
@@ -86,18 +87,32 @@ async def token_endpoint(request: Request) -> Response:
     return JSONResponse(body, headers={**NO_STORE, **nonce_headers(broker, tenant)})
 
 
-class _ReplayedAssertion(InvalidClient):
-    """Marker: a client assertion's jti was used before."""
+async def refuse(broker: Broker, state: ClientRequest, exc: OAuthError) -> Response:
+    """Audit the refusal (unless already audited) and render it with any DPoP nonce."""
+    if isinstance(exc, NotFound):
+        return error_response(exc)
+    try:
+        tenant = await state.known_tenant(broker)
+    except NotFound as missing:
+        return error_response(missing)
+    if not isinstance(exc, _Replayed | _ReplayedAssertion):
+        await broker.journal.record(tenant.id, granted=[refusal_event(state, exc)])
+    response = error_response(exc)
+    response.headers.update(nonce_headers(broker, tenant, exc))
+    return response
 
 
-def _refusal(
-    client: AuthenticatedClient | None, form: Form | None, reason: OAuthError | str
+def refusal_event(
+    state: ClientRequest, reason: OAuthError | str, action: str = "token.refused"
 ) -> audit.Event:
-    detail: dict[str, object] = {"grant_type": form.get("grant_type") if form else None}
+    detail: dict[str, object] = {}
+    if action == "token.refused":
+        detail["grant_type"] = state.form.get("grant_type") if state.form else None
     if isinstance(reason, OAuthError):
         detail.update(error=reason.error, description=reason.description)
     else:
         detail.update(error="replay", description=reason)
-    return audit.Event(
-        "token.refused", "refused", client.client.client_id if client else None, None, detail
-    )
+    client_id = state.client.client.client_id if state.client else None
+    if client_id is None and state.presented_client_id:
+        detail["presented_client_id"] = state.presented_client_id[:128]
+    return audit.Event(action, "refused", client_id, None, detail)

@@ -224,7 +224,7 @@ class NodePeer:
                 f"openid-client peer failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
             out = proc.stdout
         else:
-            assert proc.returncode != 0, f"openid-client peer unexpectedly succeeded:\n{proc.stdout}"
+            assert proc.returncode != 0, f"openid-client peer succeeded:\n{proc.stdout}"
             out = proc.stderr
         lines = [line for line in out.splitlines() if line.startswith("{")]
         assert lines, f"no JSON line from the peer:\nstdout={proc.stdout}\nstderr={proc.stderr}"

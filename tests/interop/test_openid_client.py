@@ -66,6 +66,24 @@ def test_client_credentials_with_dpop_and_protected_resource(
     assert_dpop_flow(out, tessera_server, client)
 
 
+def test_demo_client_bearer_flow(
+    openid_client_peer: NodePeer, tessera_server: TesseraServer
+) -> None:
+    """The client ``tessera serve`` bootstraps (and prints in its banner) works as shipped:
+    no DPoP required, so openid-client without DPoP gets a Bearer token the resource takes."""
+    demo = {"client_id": tessera_server.demo_client_id,
+            "client_secret": tessera_server.demo_client_secret}
+    out = run_cc(openid_client_peer, tessera_server, demo, "--no-dpop")
+    assert out["token"]["token_type"].lower() == "bearer"
+    header, claims = tessera_server.verify_access_token(out["token"]["access_token"])
+    assert header["typ"] == "at+jwt"
+    assert "cnf" not in claims
+    assert out["resource"]["status"] == 200
+    body = out["resource"]["body"]
+    assert body["sub"] == body["client_id"] == "demo-agent"
+    assert body["token_type"] == "Bearer"
+
+
 def test_client_secret_post_with_dpop(
     openid_client_peer: NodePeer, tessera_server: TesseraServer
 ) -> None:
