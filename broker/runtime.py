@@ -54,7 +54,8 @@ class ClientView:
 _T, _C, _R = Tenant.__table__, Client.__table__, RevokedToken.__table__
 _CLIENT_COLUMNS = [
     _C.c.client_id, _C.c.status.label("client_status"), _C.c.auth_method, _C.c.secret_hash,
-    _C.c.jwks, _C.c.scopes, _C.c.audiences, _C.c.access_token_lifetime, _C.c.dpop_bound_access_tokens,
+    _C.c.jwks, _C.c.scopes, _C.c.audiences, _C.c.access_token_lifetime,
+    _C.c.dpop_bound_access_tokens,
 ]
 # One read per request: the tenant and (if named) the client, joined.
 _LOOKUP = (
