@@ -26,7 +26,8 @@ async def http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "invalid_request"}.get(exc.status_code, "invalid_request")
     return JSONResponse({"error": code, "error_description": str(exc.detail)},
-                        status_code=exc.status_code, headers=exc.headers)
+                        status_code=exc.status_code,
+                        headers={**(exc.headers or {}), "Cache-Control": "no-store"})
 
 
 def create_app(broker: Broker, *, background: bool = True, migrate: bool = True) -> Starlette:

@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+import re
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 
 from adapters.errors import InvalidRequest
 
 MULTI_VALUED = frozenset({"resource", "audience"})
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _decode(text: str) -> str:
+    if _BAD_ESCAPE.search(text):
+        raise InvalidRequest("malformed percent-encoding in form body")
+    try:
+        return unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("form body is not UTF-8") from exc
+
+
+def parse_form(body: bytes) -> list[tuple[str, str]]:
+    """application/x-www-form-urlencoded, strictly: every pair has '=', every escape is two
+    hex digits, every value is UTF-8 (WHATWG URL §5.1 without its error recovery)."""
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("form body must be percent-encoded ASCII") from exc
+    pairs = []
+    for part in text.split("&") if text else ():
+        name, sep, value = part.partition("=")
+        if not sep or not name:
+            raise InvalidRequest("malformed form body")
+        pairs.append((_decode(name), _decode(value)))
+    return pairs
 
 
 class Form:
@@ -52,9 +79,4 @@ async def read_form(request: Request, max_bytes: int) -> Form:
         body += chunk
         if len(body) > max_bytes:
             raise InvalidRequest("request body too large")
-    try:
-        text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("malformed form body") from exc
-    return Form(pairs)
+    return Form(parse_form(bytes(body)))

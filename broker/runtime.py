@@ -17,7 +17,7 @@ from adapters.clock import Clock, SystemClock
 from adapters.dpop import DPoPNonces
 from adapters.errors import NotFound
 from broker.config import Settings
-from tenants.db import create_engine, session_factory
+from tenants.db import autocommit_reads, create_engine, session_factory
 from tenants.journal import Journal
 from tenants.keys.service import KeyService
 from tenants.keys.software import SoftwareBackend
@@ -85,6 +85,13 @@ class Broker:
     nonces: DPoPNonces
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    @property
+    def reads(self) -> AsyncEngine:
+        return self._reads
+
+    def __post_init__(self) -> None:
+        self._reads = autocommit_reads(self.engine)
+
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Broker:
         clock = clock or SystemClock()
@@ -118,7 +125,7 @@ class Broker:
         self, tenant_id: str, client_id: str | None
     ) -> tuple[TenantView, ClientView | None]:
         """The active tenant and the named client (if it exists), in one read."""
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             row = (
                 await conn.execute(_LOOKUP, {"tenant_id": tenant_id, "client_id": client_id})
             ).first()
@@ -137,7 +144,7 @@ class Broker:
     async def token_state(self, tenant_id: str, jti: str, client_id: str) -> tuple[bool, bool]:
         """(revoked, client active) for a token, read from the database on every call so a
         revocation or a disabled client takes effect at once on every replica."""
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             row = (
                 await conn.execute(
                     _TOKEN_STATE, {"tenant_id": tenant_id, "jti": jti, "client_id": client_id}

@@ -48,8 +48,14 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_recycle", 1800)  # no pre-ping: it costs a round trip per checkout
     return create_async_engine(url, **kwargs)
+
+
+def autocommit_reads(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, without BEGIN/ROLLBACK around single-statement reads (one round trip
+    instead of three on PostgreSQL)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
