@@ -127,11 +127,14 @@ def cmd_admin_token(_args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from broker.serve import serve
+    from broker.serve import serve, serve_workers
 
     logging.basicConfig(level=os.environ.get("TESSERA_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.load().with_base_url(args.host, args.port)
+    if args.workers > 1:
+        return serve_workers(settings, args.host, args.port, args.workers, args.certfile,
+                             args.keyfile)
     try:
         asyncio.run(serve(settings, args.host, args.port, args.certfile, args.keyfile))
     except KeyboardInterrupt:
@@ -148,6 +151,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--certfile", help="serve HTTPS with this certificate (PEM)")
     serve.add_argument("--keyfile", help="private key of --certfile (PEM)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (replicas; use PostgreSQL for more than one)")
     serve.set_defaults(func=cmd_serve)
 
     tenant = sub.add_parser("tenant", help="manage tenants")

@@ -29,7 +29,7 @@ from broker.runtime import Broker, ClientView
 from tenants.journal import Claim
 
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ASSERTION_MAX_LIFETIME = 600
+ASSERTION_MAX_LIFETIME = 3600  # Authlib signs for an hour by default; Okta allows one hour
 LEEWAY = 30
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="tessera"'}
 

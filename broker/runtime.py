@@ -17,6 +17,7 @@ from adapters.clock import Clock, SystemClock
 from adapters.dpop import DPoPNonces
 from adapters.errors import NotFound
 from broker.config import Settings
+from tenants import revocations
 from tenants.db import autocommit_reads, create_engine, session_factory
 from tenants.journal import Journal
 from tenants.keys.service import KeyService
@@ -163,6 +164,7 @@ class Broker:
                     log.info("rotated keys of tenant %s: %s active", rotation.tenant_id,
                              rotation.activated)
                 await self.journal.purge_expired()
+                await revocations.purge_expired(self.sessions, self.clock.now())
             except Exception:  # the schedule must survive a bad tick
                 log.exception("key schedule tick failed")
             await asyncio.sleep(self.settings.key_schedule_interval)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
+from hypercorn.run import run as hypercorn_run
 
 from broker import management as ops
 from broker.app import create_app
@@ -78,16 +80,17 @@ def banner(broker: Broker, demo: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-async def serve(
-    settings: Settings, host: str, port: int, certfile: str | None = None,
-    keyfile: str | None = None,
-) -> None:
+async def prepare(settings: Settings) -> Broker:
+    """Migrate the schema and bootstrap the demo; print the banner. Returns the broker."""
     broker = Broker.build(settings)
     await upgrade(broker.engine)
     demo = await bootstrap_demo(broker)
     settings.admin_token_value()  # create the admin token file on first start
     print(banner(broker, demo), flush=True)
+    return broker
 
+
+def hypercorn_config(host: str, port: int, certfile: str | None, keyfile: str | None) -> Config:
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.graceful_timeout = 10.0
@@ -95,10 +98,39 @@ async def serve(
     config.h11_max_incomplete_size = 16 * 1024
     if certfile:
         config.certfile, config.keyfile = certfile, keyfile
+    return config
 
+
+async def serve(
+    settings: Settings, host: str, port: int, certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
+    """One process: the app and the key schedule on this event loop."""
+    broker = await prepare(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(broker, migrate=False)
+    config = hypercorn_config(host, port, certfile, keyfile)
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def serve_workers(
+    settings: Settings, host: str, port: int, workers: int, certfile: str | None = None,
+    keyfile: str | None = None,
+) -> int:
+    """Several worker processes on one listening socket (Hypercorn's process manager); each
+    worker is a full replica sharing only the database and the master key."""
+    async def _prepare() -> None:
+        await (await prepare(settings)).close()
+
+    asyncio.run(_prepare())
+    os.environ["TESSERA_BASE_URL"] = settings.base_url
+    os.environ["TESSERA_MASTER_KEY"] = base64.urlsafe_b64encode(
+        settings.master_key_bytes()).decode().rstrip("=")
+    os.environ["TESSERA_ADMIN_TOKEN"] = settings.admin_token_value()
+    config = hypercorn_config(host, port, certfile, keyfile)
+    config.application_path = "broker.asgi:app"
+    config.workers = workers
+    return hypercorn_run(config)

@@ -3,8 +3,6 @@ on every replica, because every check reads the revocation table."""
 
 from __future__ import annotations
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,9 +12,7 @@ from broker.endpoints.token import refusal_event
 from broker.errors import NO_STORE, error_response
 from broker.runtime import Broker, TenantView
 from broker.tokens import verify_access_token
-from tenants import audit
-from tenants.models import RevokedToken
-from tenants.scope import scoped
+from tenants import revocations
 
 
 async def revocation_endpoint(request: Request) -> Response:
@@ -54,16 +50,8 @@ async def revoke_jti(
     broker: Broker, tenant: TenantView, jti: str, expires_at: float, client_id: str | None,
     *, subject: str | None, reason: str,
 ) -> None:
-    """Record the revocation and its audit event in one transaction."""
-    now = broker.clock.now()
-    insert = pg_insert if broker.engine.dialect.name == "postgresql" else sqlite_insert
     async with broker.sessions() as session, session.begin():
-        scoped(session, tenant.id)
-        await session.execute(
-            insert(RevokedToken)
-            .values(tenant_id=tenant.id, jti=jti, expires_at=expires_at, revoked_at=now,
-                    client_id=client_id, reason=reason)
-            .on_conflict_do_nothing()
+        await revocations.revoke(
+            session, tenant.id, jti, expires_at=expires_at, now=broker.clock.now(),
+            client_id=client_id, subject=subject, reason=reason,
         )
-        await audit.append(session, tenant.id, [audit.Event(
-            "token.revoked", "revoked", client_id, subject, {"jti": jti, "reason": reason})], now)

@@ -3,6 +3,7 @@ with DPoP-bound tokens (RFC 9449), and a DPoP-protected resource call."""
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -23,10 +24,11 @@ def jkt_of(public_jwk: dict[str, Any]) -> str:
 
 def run_cc(peer: NodePeer, server: TesseraServer, client: dict[str, Any], *extra: str,
            tenant: str = "demo", expect_ok: bool = True) -> dict[str, Any]:
+    # always --opt=value: generated client ids may start with "-"
     return peer.run(
-        "--issuer", server.issuer_of(tenant), "--client-id", client["client_id"],
-        "--scope", "demo.read", "--resource", server.demo_audience(tenant),
-        "--resource-url", server.demo_resource(tenant), *extra,
+        f"--issuer={server.issuer_of(tenant)}", f"--client-id={client['client_id']}",
+        "--scope=demo.read", f"--resource={server.demo_audience(tenant)}",
+        f"--resource-url={server.demo_resource(tenant)}", *extra,
         secret=client["client_secret"], expect_ok=expect_ok,
     )
 
@@ -87,9 +89,11 @@ def test_demo_client_bearer_flow(
 def test_client_secret_post_with_dpop(
     openid_client_peer: NodePeer, tessera_server: TesseraServer
 ) -> None:
+    # an id with a leading "-" (generated ids can have one) must survive the command line
     client = tessera_server.create_client(dpop_bound_access_tokens=True,
+                                          client_id=f"-interop-{secrets.token_hex(4)}",
                                           token_endpoint_auth_method="client_secret_post")
-    out = run_cc(openid_client_peer, tessera_server, client, "--auth", "client_secret_post")
+    out = run_cc(openid_client_peer, tessera_server, client, "--auth=client_secret_post")
     assert_dpop_flow(out, tessera_server, client)
 
 
@@ -112,8 +116,8 @@ def test_discovery_metadata(
     /.well-known/oauth-authorization-server/t/demo; ``oidc`` reads
     /t/demo/.well-known/openid-configuration. Both must name our issuer exactly (it checks)."""
     out = openid_client_peer.run(
-        "--issuer", tessera_server.issuer, "--client-id", tessera_server.demo_client_id,
-        "--discovery", algorithm, "--discover-only",
+        f"--issuer={tessera_server.issuer}", f"--client-id={tessera_server.demo_client_id}",
+        f"--discovery={algorithm}", "--discover-only",
     )
     seen = out["discovery"]["metadata"]
     assert out["discovery"]["algorithm"] == algorithm
@@ -144,7 +148,7 @@ def test_auth_method_other_than_registered_is_refused(
     openid_client_peer: NodePeer, tessera_server: TesseraServer
 ) -> None:
     client = tessera_server.create_client(dpop_bound_access_tokens=True)  # client_secret_basic
-    err = run_cc(openid_client_peer, tessera_server, client, "--auth", "client_secret_post",
+    err = run_cc(openid_client_peer, tessera_server, client, "--auth=client_secret_post",
                  expect_ok=False)
     assert err["oauth_error"] == "invalid_client"
     assert err["status"] == 401

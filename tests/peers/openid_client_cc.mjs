@@ -7,6 +7,7 @@
 //        [--scope "a b"] [--resource URI] [--resource-url URL]
 //        [--auth client_secret_basic|client_secret_post] [--discovery oidc|oauth2]
 //        [--no-dpop] [--discover-only]
+// Prefer --opt=value: a client id may begin with "-", which parseArgs would take for an option.
 // Each of --issuer, --client-id, --client-secret may instead come from TESSERA_ISSUER,
 // TESSERA_CLIENT_ID, TESSERA_CLIENT_SECRET (keeps the secret out of the process list).
 //
