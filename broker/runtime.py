@@ -18,7 +18,8 @@ from adapters.dpop import DPoPNonces
 from adapters.errors import NotFound
 from broker.config import Settings
 from tenants import revocations
-from tenants.db import autocommit_reads, create_engine, session_factory
+from tenants.db import create_engine, session_factory
+from tenants.hotpath import HotPath
 from tenants.journal import Journal
 from tenants.keys.service import KeyService
 from tenants.keys.software import SoftwareBackend
@@ -79,6 +80,7 @@ class Broker:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    hot: HotPath
     clock: Clock
     keys: KeyService
     journal: Journal
@@ -86,12 +88,6 @@ class Broker:
     nonces: DPoPNonces
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    @property
-    def reads(self) -> AsyncEngine:
-        return self._reads
-
-    def __post_init__(self) -> None:
-        self._reads = autocommit_reads(self.engine)
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Broker:
@@ -99,14 +95,16 @@ class Broker:
         master = settings.master_key_bytes()
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
+        hot = HotPath(engine)
         nonce_secret = hmac.new(master, b"tessera dpop nonce v1", hashlib.sha256).digest()
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
+            hot=hot,
             clock=clock,
             keys=KeyService(sessions, SoftwareBackend(master), clock),
-            journal=Journal(sessions, clock),
+            journal=Journal(hot, clock),
             hasher=SecretHasher(master),
             nonces=DPoPNonces(nonce_secret, clock),
         )
@@ -126,10 +124,7 @@ class Broker:
         self, tenant_id: str, client_id: str | None
     ) -> tuple[TenantView, ClientView | None]:
         """The active tenant and the named client (if it exists), in one read."""
-        async with self.reads.connect() as conn:
-            row = (
-                await conn.execute(_LOOKUP, {"tenant_id": tenant_id, "client_id": client_id})
-            ).first()
+        row = await self.hot.read_one(_LOOKUP, {"tenant_id": tenant_id, "client_id": client_id})
         if row is None or row.status != "active":
             raise NotFound("unknown or disabled tenant")
         tenant = TenantView(tenant_id, self.issuer(tenant_id),
@@ -145,12 +140,10 @@ class Broker:
     async def token_state(self, tenant_id: str, jti: str, client_id: str) -> tuple[bool, bool]:
         """(revoked, client active) for a token, read from the database on every call so a
         revocation or a disabled client takes effect at once on every replica."""
-        async with self.reads.connect() as conn:
-            row = (
-                await conn.execute(
-                    _TOKEN_STATE, {"tenant_id": tenant_id, "jti": jti, "client_id": client_id}
-                )
-            ).one()
+        row = await self.hot.read_one(
+            _TOKEN_STATE, {"tenant_id": tenant_id, "jti": jti, "client_id": client_id}
+        )
+        assert row is not None
         return bool(row.revoked), row.client_status == "active"
 
     # -- background work -------------------------------------------------------------
@@ -176,4 +169,5 @@ class Broker:
                 await task
         self._tasks.clear()
         await self.journal.close()
+        self.hot.close()
         await self.engine.dispose()

@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from tenants.models import AuditEvent, AuditHead
 
@@ -56,23 +57,21 @@ _HEADS = AuditHead.__table__
 _EVENTS = AuditEvent.__table__
 
 
-async def append(
-    session: AsyncSession | AsyncConnection, tenant_id: str, events: Sequence[Event], at: float
+def append(
+    db: Connection | Session, tenant_id: str, events: Sequence[Event], at: float
 ) -> None:
-    """Append events to the tenant's chain inside the caller's transaction."""
+    """Append events to the tenant's chain inside the caller's (synchronous) transaction."""
     if not events:
         return
     n = len(events)
-    head = (
-        await session.execute(
-            update(_HEADS)
-            .where(_HEADS.c.tenant_id == tenant_id)
-            .values(seq=_HEADS.c.seq + n)
-            .returning(_HEADS.c.seq, _HEADS.c.hash)
-        )
+    head = db.execute(
+        update(_HEADS)
+        .where(_HEADS.c.tenant_id == tenant_id)
+        .values(seq=_HEADS.c.seq + n)
+        .returning(_HEADS.c.seq, _HEADS.c.hash)
     ).first()
     if head is None:
-        await session.execute(insert(_HEADS).values(tenant_id=tenant_id, seq=n, hash=GENESIS))
+        db.execute(insert(_HEADS).values(tenant_id=tenant_id, seq=n, hash=GENESIS))
         last_seq, prev = n, GENESIS
     else:
         last_seq, prev = head
@@ -96,8 +95,15 @@ async def append(
             }
         )
         prev = digest
-    await session.execute(insert(_EVENTS), rows)
-    await session.execute(update(_HEADS).where(_HEADS.c.tenant_id == tenant_id).values(hash=prev))
+    db.execute(insert(_EVENTS), rows)
+    db.execute(update(_HEADS).where(_HEADS.c.tenant_id == tenant_id).values(hash=prev))
+
+
+async def record(
+    session: AsyncSession, tenant_id: str, events: Sequence[Event], at: float
+) -> None:
+    """``append`` from async code, in the session's transaction."""
+    await session.run_sync(lambda sync: append(sync, tenant_id, events, at))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import Engine, MetaData, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -34,22 +34,29 @@ def is_sqlite(url: str) -> bool:
 
 def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine:
     """An async engine tuned for the backend: WAL + busy timeout on SQLite, a pool on PostgreSQL."""
+    # A pool as large as the requests in flight: an overflow connection is closed when it is
+    # returned, and opening one (a thread for aiosqlite, a handshake for asyncpg) costs more
+    # than the request it serves.
+    kwargs.setdefault("pool_size", 32)
+    kwargs.setdefault("max_overflow", 32)
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
+        apply_sqlite_pragmas(engine.sync_engine)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_recycle", 1800)  # no pre-ping: it costs a round trip per checkout
     return create_async_engine(url, **kwargs)
+
+
+def apply_sqlite_pragmas(engine: Engine) -> None:
+    """WAL (readers never wait for the writer), full fsync on commit, a busy timeout."""
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
 
 
 def autocommit_reads(engine: AsyncEngine) -> AsyncEngine:

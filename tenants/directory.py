@@ -38,7 +38,7 @@ async def create_tenant(
                     created_at=now, settings=merged)
     session.add(tenant)
     await session.flush()
-    await audit.append(session, name, [audit.Event("tenant.created", "changed")], now)
+    await audit.record(session, name, [audit.Event("tenant.created", "changed")], now)
     return tenant
 
 
@@ -51,7 +51,7 @@ async def set_tenant_status(session: AsyncSession, name: str, status: str, now: 
     if tenant is None:
         raise LookupError(name)
     tenant.status = status
-    await audit.append(session, name, [audit.Event(f"tenant.{status}", "changed")], now)
+    await audit.record(session, name, [audit.Event(f"tenant.{status}", "changed")], now)
     return tenant
 
 
@@ -101,7 +101,7 @@ async def create_client(
         dpop_bound_access_tokens=dpop_bound_access_tokens, created_at=now,
     ))
     await scope.session.flush()
-    await audit.append(scope.session, scope.tenant_id, [audit.Event(
+    await audit.record(scope.session, scope.tenant_id, [audit.Event(
         "client.created", "changed", client_id=client_id,
         detail={"auth_method": auth_method, "scopes": list(scopes), "audiences": list(audiences),
                 "dpop_bound_access_tokens": dpop_bound_access_tokens})], now)
@@ -121,6 +121,6 @@ async def set_client_status(scope: TenantScope, client_id: str, status: str, now
     if client is None:
         raise LookupError(client_id)
     client.status = status
-    await audit.append(scope.session, scope.tenant_id, [audit.Event(
+    await audit.record(scope.session, scope.tenant_id, [audit.Event(
         f"client.{status}", "changed", client_id=client_id)], now)
     return client

@@ -17,13 +17,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete
+from sqlalchemy import Connection, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from adapters.clock import Clock
 from tenants import audit
+from tenants.hotpath import HotPath
 from tenants.models import ReplayRecord
 
 
@@ -48,13 +48,13 @@ class _Entry:
 class Journal:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        hot: HotPath,
         clock: Clock,
         *,
         max_batch: int = 256,
         max_delay: float = 0.002,
     ) -> None:
-        self._sessions = sessions
+        self._hot = hot
         self._clock = clock
         self._max_batch = max_batch
         self._max_delay = max_delay
@@ -62,8 +62,7 @@ class Journal:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._engine: AsyncEngine = sessions.kw["bind"]
-        insert = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        insert = pg_insert if hot.dialect == "postgresql" else sqlite_insert
         table = ReplayRecord.__table__
         # executed with a list of rows: SQLAlchemy sends one multi-row INSERT (insertmanyvalues)
         self._claim_stmt = (
@@ -131,29 +130,31 @@ class Journal:
 
     async def _write(self, batch: list[_Entry]) -> list[Claim | None]:
         now = self._clock.now()
+        return await self._hot.unit_of_work(lambda conn: self._write_batch(conn, batch, now))
+
+    def _write_batch(
+        self, conn: Connection, batch: list[_Entry], now: float
+    ) -> list[Claim | None]:
         events: dict[str, list[audit.Event]] = defaultdict(list)
-        async with self._engine.begin() as conn:
-            inserted = await self._claim_all(conn, batch)
-            owner: dict[tuple[str, str], int] = {}  # first entry of the batch to claim a key
-            results: list[Claim | None] = []
-            for index, entry in enumerate(batch):
-                reused = None
-                for claim in entry.claims:
-                    ident = (entry.tenant_id, claim.key)
-                    if ident not in inserted or owner.setdefault(ident, index) != index:
-                        reused = claim
-                        break
-                if reused is not None:
-                    await self._release(conn, entry, owner, index)
-                results.append(reused)
-                events[entry.tenant_id].extend(entry.refused if reused else entry.granted)
-            for tenant_id, tenant_events in events.items():
-                await audit.append(conn, tenant_id, tenant_events, now)
+        inserted = self._claim_all(conn, batch)
+        owner: dict[tuple[str, str], int] = {}  # first entry of the batch to claim a key
+        results: list[Claim | None] = []
+        for index, entry in enumerate(batch):
+            reused = None
+            for claim in entry.claims:
+                ident = (entry.tenant_id, claim.key)
+                if ident not in inserted or owner.setdefault(ident, index) != index:
+                    reused = claim
+                    break
+            if reused is not None:
+                self._release(conn, entry, owner, index)
+            results.append(reused)
+            events[entry.tenant_id].extend(entry.refused if reused else entry.granted)
+        for tenant_id, tenant_events in events.items():
+            audit.append(conn, tenant_id, tenant_events, now)
         return results
 
-    async def _claim_all(
-        self, conn: AsyncConnection, batch: list[_Entry]
-    ) -> set[tuple[str, str]]:
+    def _claim_all(self, conn: Connection, batch: list[_Entry]) -> set[tuple[str, str]]:
         """One INSERT for every claim of the batch; returns the keys that were new."""
         rows = {
             (entry.tenant_id, claim.key): claim.expires_at
@@ -166,18 +167,17 @@ class Journal:
             {"tenant_id": tenant_id, "key": key, "expires_at": expires_at}
             for (tenant_id, key), expires_at in rows.items()
         ]
-        result = await conn.execute(self._claim_stmt, params)
-        return {(row[0], row[1]) for row in result}
+        return {(row[0], row[1]) for row in conn.execute(self._claim_stmt, params)}
 
-    async def _release(
-        self, conn: AsyncConnection, entry: _Entry, owner: dict[tuple[str, str], int], index: int
+    def _release(
+        self, conn: Connection, entry: _Entry, owner: dict[tuple[str, str], int], index: int
     ) -> None:
         """A refused entry leaves none of its claims behind."""
         mine = [c.key for c in entry.claims if owner.get((entry.tenant_id, c.key)) == index]
         for key in mine:
             del owner[(entry.tenant_id, key)]
         if mine:
-            await conn.execute(
+            conn.execute(
                 delete(ReplayRecord).where(
                     ReplayRecord.tenant_id == entry.tenant_id, ReplayRecord.key.in_(mine)
                 )
@@ -185,8 +185,10 @@ class Journal:
 
     async def purge_expired(self) -> int:
         """Drop one-time values whose window has passed (they can no longer be replayed)."""
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(
-                delete(ReplayRecord).where(ReplayRecord.expires_at < self._clock.now())
-            )
+        now = self._clock.now()
+
+        def purge(conn: Connection) -> int:
+            result = conn.execute(delete(ReplayRecord).where(ReplayRecord.expires_at < now))
             return int(result.rowcount or 0)
+
+        return await self._hot.unit_of_work(purge)

@@ -27,7 +27,7 @@ async def revoke(
                 client_id=client_id, reason=reason)
         .on_conflict_do_nothing()
     )
-    await audit.append(session, tenant_id, [audit.Event(
+    await audit.record(session, tenant_id, [audit.Event(
         "token.revoked", "revoked", client_id, subject, {"jti": jti, "reason": reason})], now)
 
 

@@ -211,7 +211,7 @@ class KeyService:
         retired = await self._retire_expired(session, tenant_id, now)
         rotation = Rotation(tenant_id, nxt.kid, active.kid if active else None, fresh.kid,
                             retired)
-        await audit.append(session, tenant_id, [audit.Event(
+        await audit.record(session, tenant_id, [audit.Event(
             "key.rotated", "changed", detail={
                 "reason": reason, "activated": nxt.kid, "retiring": rotation.retiring,
                 "next": fresh.kid, "retired": list(retired), "alg": settings.key_alg,
