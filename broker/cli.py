@@ -127,7 +127,7 @@ def cmd_admin_token(_args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from broker.serve import serve, serve_workers
+    from broker.serve import event_loop_factory, serve, serve_workers
 
     logging.basicConfig(level=os.environ.get("TESSERA_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -136,7 +136,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return serve_workers(settings, args.host, args.port, args.workers, args.certfile,
                              args.keyfile)
     try:
-        asyncio.run(serve(settings, args.host, args.port, args.certfile, args.keyfile))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve(settings, args.host, args.port, args.certfile, args.keyfile))
     except KeyboardInterrupt:
         pass
     return 0

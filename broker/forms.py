@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_to_bytes
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from adapters.errors import InvalidRequest
 
@@ -75,8 +75,11 @@ async def read_form(request: Request, max_bytes: int) -> Form:
     if ctype != "application/x-www-form-urlencoded":
         raise InvalidRequest("body must be application/x-www-form-urlencoded")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise InvalidRequest("request body too large")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_bytes:
+                raise InvalidRequest("request body too large")
+    except ClientDisconnect as exc:
+        raise InvalidRequest("client disconnected before the body was complete") from exc
     return Form(parse_form(bytes(body)))
