@@ -30,6 +30,13 @@ and before the end of the measured window count; requests still in flight at the
 cancelled and not counted. An operation whose proof is answered with ``use_dpop_nonce`` is
 retried with the new nonce, and its latency includes the retry.
 
+HTTP is a minimal HTTP/1.1 client on asyncio streams, not a general-purpose library, so that the
+generator is not the bottleneck (httpx cost ~3 ms of CPU per request): each worker coroutine
+owns one keep-alive connection (concurrency = connections), sends prebuilt request bytes with
+only the DPoP header added per request, and reads responses delimited by Content-Length or
+chunked encoding (or the connection's close). Each request has a 10 s timeout; after a timeout,
+an error or ``Connection: close`` the connection is opened again for the next request.
+
 Exit status: 0 when every measured operation succeeded, 1 when any failed (or none succeeded),
 2 for bad arguments or a non-loopback issuer.
 """
@@ -45,6 +52,7 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import ssl
 import sys
 import time
 import traceback
@@ -54,7 +62,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -86,6 +93,10 @@ def is_loopback_host(host: str | None) -> bool:
     return address == ipaddress.ip_address("::1")
 
 
+def _b64url_bytes(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
 def basic_authorization(client_id: str, client_secret: str) -> str:
     """``client_secret_basic`` (RFC 6749 §2.3.1): encode id and secret, then base64 them.
 
@@ -97,9 +108,10 @@ def basic_authorization(client_id: str, client_secret: str) -> str:
 
 
 class ProofSigner:
-    """One P-256 key pair; the protected-header segment is fixed, so a proof costs one sign."""
+    """One P-256 key pair. The protected-header segment and the claims between ``jti``, ``iat``
+    and ``nonce`` are fixed bytes, so a proof costs one sign and a little byte pasting."""
 
-    __slots__ = ("_header", "_htm", "_htu", "_key")
+    __slots__ = ("_claims_mid", "_header", "_key", "_nonce", "_nonce_claim")
 
     def __init__(self, htu: str, htm: str = "POST") -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
@@ -111,23 +123,27 @@ class ProofSigner:
             "y": b64url(numbers.y.to_bytes(32, "big")),
         }
         header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}
-        self._header = b64url(json.dumps(header, separators=(",", ":")).encode("ascii"))
-        self._htm = htm
-        self._htu = htu
+        self._header = _b64url_bytes(json.dumps(header, separators=(",", ":")).encode()) + b"."
+        # the claims, in this order: jti, htm, htu, iat and, when the server wants one, nonce
+        self._claims_mid = (
+            f'","htm":{json.dumps(htm)},"htu":{json.dumps(htu)},"iat":'.encode("ascii")
+        )
+        self._nonce: str | None = None
+        self._nonce_claim = b""
 
-    def proof(self, nonce: str | None) -> str:
-        claims: dict[str, Any] = {
-            "jti": b64url(os.urandom(18)),
-            "htm": self._htm,
-            "htu": self._htu,
-            "iat": int(time.time()),
-        }
-        if nonce is not None:
-            claims["nonce"] = nonce
-        payload = b64url(json.dumps(claims, separators=(",", ":")).encode("utf-8"))
-        signing_input = f"{self._header}.{payload}"
-        r, s = decode_dss_signature(self._key.sign(signing_input.encode("ascii"), _ECDSA_SHA256))
-        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+    def proof(self, nonce: str | None) -> bytes:
+        if nonce != self._nonce:
+            self._nonce = nonce
+            self._nonce_claim = b"" if nonce is None else b',"nonce":' + json.dumps(nonce).encode()
+        claims = b'{"jti":"%b%b%d%b}' % (
+            base64.urlsafe_b64encode(os.urandom(18)),  # 24 characters, no padding
+            self._claims_mid,
+            int(time.time()),
+            self._nonce_claim,
+        )
+        signing_input = self._header + _b64url_bytes(claims)
+        r, s = decode_dss_signature(self._key.sign(signing_input, _ECDSA_SHA256))
+        return signing_input + b"." + _b64url_bytes(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
 @dataclass(frozen=True)
@@ -172,44 +188,255 @@ class Tally:
             self.samples.append(f"{key}: {sample[:SAMPLE_CHARS]}")
 
 
-def _json_body(response: httpx.Response) -> dict[str, Any] | None:
+class ProtocolError(Exception):
+    """The server sent something that is not an HTTP/1.x response this client understands."""
+
+
+TRANSPORT_ERRORS = (OSError, EOFError, asyncio.LimitOverrunError, ProtocolError)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests for a URL go: socket address, TLS or not, Host header, request-target."""
+
+    host: str
+    port: int
+    tls: bool
+    authority: str
+    path: str
+
+    @classmethod
+    def of(cls, url: str) -> Target:
+        parts = urlsplit(url)
+        tls = parts.scheme == "https"
+        host = parts.hostname or ""
+        default_port = 443 if tls else 80
+        port = parts.port or default_port
+        authority = f"[{host}]" if ":" in host else host
+        if port != default_port:
+            authority = f"{authority}:{port}"
+        path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=")
+        if parts.query:
+            path = f"{path}?{parts.query}"
+        return cls(host, port, tls, authority, path)
+
+
+def request_head(url: str, authorization: str, body: bytes) -> bytes:
+    """Request line and every header but DPoP for POSTing the form ``body`` to ``url``.
+
+    It ends with one CRLF: a ``DPoP`` header line or the empty line comes next.
+    """
+    target = Target.of(url)
+    return (
+        f"POST {target.path} HTTP/1.1\r\n"
+        f"Host: {target.authority}\r\n"
+        f"Authorization: {authorization}\r\n"
+        f"Content-Type: {FORM_CONTENT_TYPE}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Accept: application/json\r\n"
+        "Connection: keep-alive\r\n"
+        "User-Agent: tessera-bench\r\n"
+    ).encode("latin-1")
+
+
+@dataclass(frozen=True)
+class Wire:
+    """The constant request bytes, built once per process: only a proof is added per request."""
+
+    target: Target
+    token: bytes  # the whole token request, without DPoP
+    token_dpop_head: bytes  # the token request up to and including "DPoP: "
+    token_dpop_tail: bytes  # what follows the proof: end of the header block, then the body
+    introspect: bytes  # the whole introspection request for cfg.introspect_token
+
+    @classmethod
+    def of(cls, cfg: Config) -> Wire:
+        token_head = request_head(cfg.token_url, cfg.authorization, cfg.token_body)
+        introspect_body = urlencode({"token": cfg.introspect_token or ""}).encode("ascii")
+        introspect_head = request_head(cfg.introspect_url, cfg.authorization, introspect_body)
+        return cls(
+            target=Target.of(cfg.token_url),
+            token=token_head + b"\r\n" + cfg.token_body,
+            token_dpop_head=token_head + b"DPoP: ",
+            token_dpop_tail=b"\r\n\r\n" + cfg.token_body,
+            introspect=introspect_head + b"\r\n" + introspect_body,
+        )
+
+
+async def read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A ``Transfer-Encoding: chunked`` body (RFC 9112 §7.1); trailer fields are dropped."""
+    chunks: list[bytes] = []
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size_text = size_line.split(b";", 1)[0].strip()
+        if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
+            raise ProtocolError(f"bad chunk size line {size_line[:80]!r}")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        chunks.append(await reader.readexactly(size))
+        if await reader.readexactly(2) != b"\r\n":
+            raise ProtocolError("chunk data not followed by CRLF")
+    while await reader.readuntil(b"\r\n") != b"\r\n":
+        pass
+    return b"".join(chunks)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, str | None, bytes, bool]:
+    """One response: (status, DPoP-Nonce or None, body, whether the connection stays open)."""
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")  # the last two are empty: the block ends with CRLF CRLF
+        status_line = lines[0]
+        code = status_line[9:12]
+        if (
+            not status_line.startswith(b"HTTP/1.")
+            or status_line[8:9] != b" "
+            or not code.isdigit()
+            or status_line[12:13] not in (b"", b" ")
+        ):
+            raise ProtocolError(f"bad status line {status_line[:80]!r}")
+        status = int(code)
+        if status >= 200:
+            break
+        if status == 101:
+            raise ProtocolError("unexpected 101 Switching Protocols")
+        # any other 1xx is an interim response without a body: the final one follows
+    length: int | None = None
+    transfer_coding: bytes | None = None
+    nonce: str | None = None
+    close = keep_alive = False
+    for line in lines[1:-2]:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise ProtocolError(f"bad header line {line[:80]!r}")
+        name = name.strip().lower()
+        if name == b"content-length":
+            value = value.strip()
+            if not value.isdigit() or (length is not None and int(value) != length):
+                raise ProtocolError(f"bad Content-Length {value[:40]!r}")
+            length = int(value)
+        elif name == b"dpop-nonce":
+            nonce = value.strip().decode("latin-1")
+        elif name == b"transfer-encoding":
+            transfer_coding = value.rsplit(b",", 1)[-1].strip().lower()
+        elif name == b"connection":
+            options = {option.strip() for option in value.lower().split(b",")}
+            close = close or b"close" in options
+            keep_alive = keep_alive or b"keep-alive" in options
+    # HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 only when asked to
+    keep = not close and (status_line[5:8] != b"1.0" or keep_alive)
+    if status in (204, 304):
+        body = b""
+    elif transfer_coding == b"chunked":
+        body = await read_chunked(reader)
+    elif transfer_coding is None and length is not None:
+        body = await reader.readexactly(length) if length else b""
+    else:  # no length given: the body ends when the server closes (RFC 9112 §6.3)
+        body = await reader.read()
+        keep = False
+    return status, nonce, body, keep
+
+
+class Connection:
+    """One HTTP/1.1 keep-alive connection that serves one request at a time. It is opened on
+    first use and opened again after the server closed it or after any error."""
+
+    __slots__ = ("_reader", "_ssl", "_target", "_timeout", "_writer")
+
+    def __init__(self, target: Target, timeout: float) -> None:
+        self._target = target
+        self._timeout = timeout
+        self._ssl = ssl.create_default_context() if target.tls else None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def exchange(self, request: bytes) -> tuple[int, str | None, bytes]:
+        """Send one whole request and return (status, DPoP-Nonce or None, body).
+
+        Raises TimeoutError when the exchange (including any connect) takes longer than the
+        timeout, or one of TRANSPORT_ERRORS; the connection is closed after either.
+        """
+        try:
+            async with asyncio.timeout(self._timeout):
+                reader, writer = self._reader, self._writer
+                if reader is None or writer is None or reader.at_eof() or writer.is_closing():
+                    self.close()
+                    target = self._target
+                    reader, writer = await asyncio.open_connection(
+                        target.host, target.port, ssl=self._ssl
+                    )
+                    self._reader, self._writer = reader, writer
+                writer.write(request)
+                if writer.transport.get_write_buffer_size():
+                    await writer.drain()
+                status, nonce, body, keep = await read_response(reader)
+        except BaseException:
+            self.close()
+            raise
+        if not keep:
+            self.close()
+        return status, nonce, body
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+def _json_body(raw: bytes) -> dict[str, Any] | None:
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(raw)
+    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
         return None
     return body if isinstance(body, dict) else None
 
 
-def _failure(response: httpx.Response, body: dict[str, Any] | None, what: str = "") -> Outcome:
-    code = str(body.get("error")) if body and "error" in body else what or "unexpected_body"
-    return Outcome(False, f"{response.status_code} {code}", response.text)
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _failure(status: int, raw: bytes, body: dict[str, Any] | None) -> Outcome:
+    code = str(body.get("error")) if body and "error" in body else "unexpected_body"
+    return Outcome(False, f"{status} {code}", _text(raw))
+
+
+def _exchange_failure(exc: BaseException, timeout: float) -> Outcome:
+    """The outcome of a request that got no (complete, well-formed) response."""
+    if isinstance(exc, TimeoutError):
+        return Outcome(False, "timeout", f"TimeoutError: no response within {timeout:g} s")
+    sample = str(exc) or repr(exc)
+    if isinstance(exc, asyncio.IncompleteReadError):
+        sample = f"connection closed mid-response ({len(exc.partial)} bytes of a part read)"
+    return Outcome(False, f"transport {type(exc).__name__}", sample)
 
 
 async def request_token(
-    client: httpx.AsyncClient, cfg: Config, tally: Tally, signer: ProofSigner | None
+    conn: Connection, wire: Wire, tally: Tally, signer: ProofSigner | None
 ) -> Outcome:
     """One client-credentials grant, retried with a fresh proof when a nonce is demanded."""
     retries = 0
     while True:
-        headers = {"Authorization": cfg.authorization, "Content-Type": FORM_CONTENT_TYPE}
-        if signer is not None:
-            headers["DPoP"] = signer.proof(tally.nonce)
-        response = await client.post(cfg.token_url, content=cfg.token_body, headers=headers)
-        nonce = response.headers.get("dpop-nonce")
+        if signer is None:
+            request = wire.token
+        else:
+            proof = signer.proof(tally.nonce)
+            request = b"".join((wire.token_dpop_head, proof, wire.token_dpop_tail))
+        status, nonce, raw = await conn.exchange(request)
         if nonce:
             tally.nonce = nonce
-        body = _json_body(response)
-        if response.status_code == 200 and body is not None:
+        body = _json_body(raw)
+        if status == 200 and body is not None:
             token_type = str(body.get("token_type", ""))
             expected = "dpop" if signer is not None else "bearer"
             if not body.get("access_token"):
-                return Outcome(False, "200 no_access_token", response.text, nonce_retries=retries)
+                return Outcome(False, "200 no_access_token", _text(raw), nonce_retries=retries)
             if token_type.lower() != expected:
-                return Outcome(False, f"200 token_type={token_type or '-'}", response.text,
+                return Outcome(False, f"200 token_type={token_type or '-'}", _text(raw),
                                nonce_retries=retries)
             return Outcome(True, access_token=str(body["access_token"]), nonce_retries=retries)
         if (
-            response.status_code == 400
+            status == 400
             and signer is not None
             and nonce
             and body is not None
@@ -218,63 +445,56 @@ async def request_token(
         ):
             retries += 1
             continue
-        outcome = _failure(response, body)
+        outcome = _failure(status, raw, body)
         outcome.nonce_retries = retries
         return outcome
 
 
-async def introspect(client: httpx.AsyncClient, cfg: Config, body: bytes) -> Outcome:
-    headers = {"Authorization": cfg.authorization, "Content-Type": FORM_CONTENT_TYPE}
-    response = await client.post(cfg.introspect_url, content=body, headers=headers)
-    parsed = _json_body(response)
-    if response.status_code == 200 and parsed is not None:
-        if parsed.get("active") is True:
+async def introspect(conn: Connection, wire: Wire) -> Outcome:
+    status, _, raw = await conn.exchange(wire.introspect)
+    body = _json_body(raw)
+    if status == 200 and body is not None:
+        if body.get("active") is True:
             return Outcome(True)
-        return Outcome(False, "200 inactive", response.text)
-    return _failure(response, parsed)
+        return Outcome(False, "200 inactive", _text(raw))
+    return _failure(status, raw, body)
 
 
 async def worker(
-    client: httpx.AsyncClient,
     cfg: Config,
+    wire: Wire,
     tally: Tally,
     signer: ProofSigner | None,
     measure_from: float,
     end: float,
 ) -> None:
-    introspect_body = urlencode({"token": cfg.introspect_token or ""}).encode("ascii")
+    """Issue operations back to back over one keep-alive connection until ``end``."""
+    conn = Connection(wire.target, cfg.timeout)
     perf_counter = time.perf_counter
-    while True:
-        started = perf_counter()
-        if started >= end:
-            return
-        try:
-            if cfg.mode == "introspect":
-                outcome = await introspect(client, cfg, introspect_body)
-            else:
-                outcome = await request_token(client, cfg, tally, signer)
-        except httpx.TimeoutException as exc:
-            outcome = Outcome(False, "timeout", f"{type(exc).__name__}: {exc}")
-        except httpx.HTTPError as exc:
-            outcome = Outcome(False, f"transport {type(exc).__name__}", str(exc))
-        finished = perf_counter()
-        if measure_from <= finished <= end:
-            tally.nonce_retries += outcome.nonce_retries
-            if outcome.ok:
-                tally.latencies.append((finished - started) * 1000.0)
-            else:
-                tally.note_error(outcome.key, outcome.sample)
-        if not outcome.ok and outcome.key.startswith("transport"):
-            await asyncio.sleep(TRANSPORT_ERROR_PAUSE)
-
-
-def make_client(connections: int, timeout: float) -> httpx.AsyncClient:
-    limits = httpx.Limits(
-        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=60
-    )
-    return httpx.AsyncClient(
-        http1=True, http2=False, limits=limits, timeout=timeout, trust_env=False
-    )
+    introspecting = cfg.mode == "introspect"
+    try:
+        while True:
+            started = perf_counter()
+            if started >= end:
+                return
+            try:
+                if introspecting:
+                    outcome = await introspect(conn, wire)
+                else:
+                    outcome = await request_token(conn, wire, tally, signer)
+            except TRANSPORT_ERRORS as exc:  # TimeoutError is an OSError
+                outcome = _exchange_failure(exc, cfg.timeout)
+            finished = perf_counter()
+            if measure_from <= finished <= end:
+                tally.nonce_retries += outcome.nonce_retries
+                if outcome.ok:
+                    tally.latencies.append((finished - started) * 1000.0)
+                else:
+                    tally.note_error(outcome.key, outcome.sample)
+            if not outcome.ok and outcome.key.startswith("transport"):
+                await asyncio.sleep(TRANSPORT_ERROR_PAUSE)
+    finally:
+        conn.close()
 
 
 def make_signers(cfg: Config, workers: int) -> list[ProofSigner | None]:
@@ -284,19 +504,19 @@ def make_signers(cfg: Config, workers: int) -> list[ProofSigner | None]:
 
 
 async def run_load(cfg: Config, signers: list[ProofSigner | None]) -> dict[str, Any]:
-    """Run len(signers) workers over one keep-alive pool until warm-up + duration is over."""
+    """Run len(signers) workers, one keep-alive connection each, until warm-up + duration."""
     tally = Tally(nonce=cfg.initial_nonce)
-    async with make_client(len(signers), cfg.timeout) as client:
-        start = time.perf_counter()
-        measure_from, end = start + cfg.warmup, start + cfg.warmup + cfg.duration
-        tasks = [
-            asyncio.create_task(worker(client, cfg, tally, signer, measure_from, end))
-            for signer in signers
-        ]
-        _, pending = await asyncio.wait(tasks, timeout=max(0.0, end - time.perf_counter()))
-        for task in pending:
-            task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+    wire = Wire.of(cfg)
+    start = time.perf_counter()
+    measure_from, end = start + cfg.warmup, start + cfg.warmup + cfg.duration
+    tasks = [
+        asyncio.create_task(worker(cfg, wire, tally, signer, measure_from, end))
+        for signer in signers
+    ]
+    _, pending = await asyncio.wait(tasks, timeout=max(0.0, end - time.perf_counter()))
+    for task in pending:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
     crashed = [r for r in results if isinstance(r, BaseException)
                and not isinstance(r, asyncio.CancelledError)]
     for exc in crashed[:MAX_ERROR_SAMPLES]:
@@ -455,13 +675,14 @@ def preflight(cfg: Config) -> tuple[Outcome, str | None]:
     async def once() -> tuple[Outcome, str | None]:
         tally = Tally()
         signer = ProofSigner(cfg.token_url) if cfg.dpop else None
-        async with make_client(1, cfg.timeout) as client:
-            try:
-                outcome = await request_token(client, cfg, tally, signer)
-            except httpx.TimeoutException as exc:
-                outcome = Outcome(False, "timeout", f"{type(exc).__name__}: {exc}")
-            except httpx.HTTPError as exc:
-                outcome = Outcome(False, f"transport {type(exc).__name__}", str(exc))
+        wire = Wire.of(cfg)
+        conn = Connection(wire.target, cfg.timeout)
+        try:
+            outcome = await request_token(conn, wire, tally, signer)
+        except TRANSPORT_ERRORS as exc:
+            outcome = _exchange_failure(exc, cfg.timeout)
+        finally:
+            conn.close()
         return outcome, tally.nonce
 
     return asyncio.run(once())
