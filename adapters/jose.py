@@ -58,6 +58,17 @@ def unverified_header(token: str) -> dict[str, Any]:
     return header
 
 
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The payload before verification: only to find out who claims to have signed it."""
+    try:
+        claims = json.loads(b64url_decode(token.split(".")[1]))
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise JWTError("malformed JWT payload") from exc
+    if not isinstance(claims, dict):
+        raise JWTError("JWT claims must be a JSON object")
+    return claims
+
+
 def import_public_jwk(jwk: Mapping[str, Any]) -> Key:
     kty = jwk.get("kty")
     cls = {"EC": ECKey, "OKP": OKPKey, "RSA": RSAKey}.get(str(kty))

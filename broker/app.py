@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from broker.endpoints import admin, demo, introspect, metadata, revoke, token
+from broker.endpoints import admin, demo, federation, introspect, metadata, revoke, token
 from broker.runtime import Broker
 from tenants.migrate import upgrade
 
@@ -52,6 +52,10 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
         Route("/.well-known/oauth-authorization-server" + TENANT, metadata.discovery,
               methods=["GET"]),
         Route(TENANT + "/demo/whoami", demo.whoami, methods=["GET", "POST"]),
+        Route("/registry/.well-known/openid-federation", federation.entity_configuration,
+              methods=["GET"]),
+        Route("/registry/fetch", federation.fetch, methods=["GET"]),
+        Route("/registry/list", federation.listing, methods=["GET"]),
         *admin.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,

@@ -121,6 +121,75 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report["intact"] else 1
 
 
+PARTNER_COLS = ("id", "issuer", "status", "display_name")
+LINK_COLS = ("id", "issuer", "status", "scope_ceiling", "expires_at")
+CONNECTION_COLS = ("client_id", "audience", "rules", "default_rule", "remote_client_id")
+
+
+def cmd_partner(args: argparse.Namespace) -> int:
+    if args.action == "register":
+        jwks = json.loads(Path(args.jwks_file).read_text()) if args.jwks_file else None
+        return _run(args, lambda b: ops.register_partner(
+            b, issuer=args.issuer, display_name=args.name, partner_id=args.id,
+            jwks_uri=args.jwks_uri, jwks=jwks, contact=args.contact or "",
+            expires_at=args.expires_at), PARTNER_COLS)
+    if args.action == "list":
+        return _run(args, ops.list_partners, PARTNER_COLS)
+    status = {"activate": "active", "suspend": "suspended", "revoke": "revoked"}[args.action]
+    return _run(args, lambda b: ops.set_partner_status(b, args.partner, status), PARTNER_COLS)
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    if args.action == "add":
+        return _run(args, lambda b: ops.add_trust_link(
+            b, args.tenant, partner_id=args.partner, peer_tenant=args.peer_tenant,
+            scope_ceiling=args.scope or None, expires_at=args.expires_at), LINK_COLS)
+    if args.action == "list":
+        return _run(args, lambda b: ops.list_trust_links(b, args.tenant), LINK_COLS)
+    status = {"suspend": "suspended", "resume": "active", "revoke": "revoked"}[args.action]
+    return _run(args, lambda b: ops.set_trust_link_status(b, args.tenant, args.link, status),
+                LINK_COLS)
+
+
+def cmd_connection(args: argparse.Namespace) -> int:
+    if args.action == "set":
+        rules = {s: "grant" for s in args.grant}
+        rules.update({s: "approve" for s in args.approve})
+        rules.update({s: "deny" for s in args.deny})
+        return _run(args, lambda b: ops.put_managed_connection(
+            b, args.tenant, client_id=args.client, audience=args.audience, rules=rules,
+            remote_client_id=args.remote_client_id, resources=args.resource,
+            max_lifetime=args.max_lifetime, default_rule=args.default_rule), CONNECTION_COLS)
+    if args.action == "list":
+        return _run(args, lambda b: ops.list_managed_connections(b, args.tenant),
+                    CONNECTION_COLS)
+    return _run(args, lambda b: ops.delete_managed_connection(
+        b, args.tenant, args.client, args.audience), CONNECTION_COLS)
+
+
+def cmd_id_token(args: argparse.Namespace) -> int:
+    from broker import id_jag
+    from broker.runtime import TenantView
+
+    async def mint(b: Broker) -> dict[str, Any]:
+        tenant, client = await b.lookup(args.tenant, args.client)
+        if client is None:
+            raise OAuthError(f"no client {args.client!r} in tenant {args.tenant!r}")
+        view = TenantView(tenant.id, tenant.issuer, tenant.settings)
+        token = await id_jag.mint_id_token(b, view, subject=args.sub, client_id=args.client,
+                                           lifetime=args.lifetime)
+        return {"id_token": token}
+
+    if not args.json:
+        try:
+            print(asyncio.run(_with_broker(mint))["id_token"])
+        except OAuthError as exc:
+            print(f"error: {exc.description or exc.error}", file=sys.stderr)
+            return 2
+        return 0
+    return _run(args, mint)
+
+
 def cmd_admin_token(_args: argparse.Namespace) -> int:
     print(Settings.load().admin_token_value())
     return 0
@@ -210,6 +279,78 @@ def parser() -> argparse.ArgumentParser:
         aa.add_argument("--tenant", required=True)
         aa.add_argument("--json", action="store_true")
     aud.set_defaults(func=cmd_audit)
+
+    partner = sub.add_parser("partner", help="partners in the trust registry")
+    psub = partner.add_subparsers(dest="action", required=True)
+    pr = psub.add_parser("register")
+    pr.add_argument("--issuer", required=True)
+    pr.add_argument("--name", required=True, help="display name")
+    pr.add_argument("--id")
+    pr.add_argument("--jwks-uri")
+    pr.add_argument("--jwks-file", help="inline public JWKS instead of --jwks-uri")
+    pr.add_argument("--contact")
+    pr.add_argument("--expires-at", type=float, help="epoch seconds")
+    pl = psub.add_parser("list")
+    for sp in (pr, pl):
+        sp.add_argument("--json", action="store_true")
+    for action in ("activate", "suspend", "revoke"):
+        pa = psub.add_parser(action)
+        pa.add_argument("partner")
+        pa.add_argument("--json", action="store_true")
+    partner.set_defaults(func=cmd_partner)
+
+    trust_p = sub.add_parser("trust", help="trust links of a tenant")
+    trsub = trust_p.add_subparsers(dest="action", required=True)
+    ta_ = trsub.add_parser("add")
+    ta_.add_argument("--tenant", required=True)
+    who = ta_.add_mutually_exclusive_group(required=True)
+    who.add_argument("--partner")
+    who.add_argument("--peer-tenant")
+    ta_.add_argument("--scope", action="append", default=[], help="scope ceiling (repeat)")
+    ta_.add_argument("--expires-at", type=float)
+    tl_ = trsub.add_parser("list")
+    tl_.add_argument("--tenant", required=True)
+    for sp in (ta_, tl_):
+        sp.add_argument("--json", action="store_true")
+    for action in ("suspend", "resume", "revoke"):
+        tx = trsub.add_parser(action)
+        tx.add_argument("--tenant", required=True)
+        tx.add_argument("link")
+        tx.add_argument("--json", action="store_true")
+    trust_p.set_defaults(func=cmd_trust)
+
+    conn = sub.add_parser("connection", help="managed connections (scope rules per audience)")
+    mcsub = conn.add_subparsers(dest="action", required=True)
+    ms = mcsub.add_parser("set")
+    ms.add_argument("--tenant", required=True)
+    ms.add_argument("--client", required=True)
+    ms.add_argument("--audience", required=True, help="the resource AS issuer")
+    ms.add_argument("--remote-client-id", required=True,
+                    help="the agent's client_id at the resource AS")
+    ms.add_argument("--grant", action="append", default=[])
+    ms.add_argument("--approve", action="append", default=[])
+    ms.add_argument("--deny", action="append", default=[])
+    ms.add_argument("--default-rule", default="deny", choices=["grant", "approve", "deny"])
+    ms.add_argument("--resource", action="append", default=[])
+    ms.add_argument("--max-lifetime", type=int, default=300)
+    ml = mcsub.add_parser("list")
+    ml.add_argument("--tenant", required=True)
+    md = mcsub.add_parser("delete")
+    md.add_argument("--tenant", required=True)
+    md.add_argument("--client", required=True)
+    md.add_argument("--audience", required=True)
+    for sp in (ms, ml, md):
+        sp.add_argument("--json", action="store_true")
+    conn.set_defaults(func=cmd_connection)
+
+    idt = sub.add_parser("id-token", help="sign an ID token for a user of a tenant (development "
+                         "and tests, until logins through upstream IdPs exist)")
+    idt.add_argument("--tenant", required=True)
+    idt.add_argument("--client", required=True, help="the client the ID token is issued to")
+    idt.add_argument("--sub", required=True, help="the user")
+    idt.add_argument("--lifetime", type=int, default=300)
+    idt.add_argument("--json", action="store_true")
+    idt.set_defaults(func=cmd_id_token)
 
     tok = sub.add_parser("admin-token", help="print the admin API bearer token")
     tok.set_defaults(func=cmd_admin_token)

@@ -30,6 +30,7 @@ class Settings:
     demo_file: str = "./tessera-demo-client.json"
     key_schedule_interval: float = 60.0  # how often the rotation schedule is checked
     max_body_bytes: int = 65_536
+    allow_http_loopback: bool = False  # dev/tests: partners' http://127.0.0.1 issuers and JWKS
     log_level: str = "info"
 
     @classmethod

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import select
+
 from adapters.errors import InvalidRequest, NotFound
 from broker.runtime import Broker
+from registry import partners, trust
 from tenants import audit, directory
-from tenants.models import Client, Tenant
+from tenants.models import Client, ManagedConnectionRow, Partner, Tenant, TrustLink
 from tenants.scope import scoped, tenant_scope
 
 
@@ -180,3 +183,159 @@ async def export_audit(broker: Broker, tenant: str) -> list[dict[str, Any]]:
              "detail": e.detail, "prev_hash": e.prev_hash, "hash": e.hash}
             async for e in audit.iter_events(session, tenant)
         ]
+
+
+# -- trust registry ------------------------------------------------------------------------
+
+def partner_json(partner: Partner) -> dict[str, Any]:
+    return {
+        "id": partner.id, "issuer": partner.issuer, "display_name": partner.display_name,
+        "contact": partner.contact, "jwks_uri": partner.jwks_uri, "jwks": partner.jwks,
+        "metadata": partner.metadata_, "status": partner.status,
+        "expires_at": partner.expires_at, "created_at": int(partner.created_at),
+    }
+
+
+def link_json(link: TrustLink) -> dict[str, Any]:
+    return {
+        "id": link.id, "tenant": link.tenant_id, "issuer": link.issuer,
+        "partner": link.partner_id, "peer_tenant": link.peer_tenant,
+        "scope_ceiling": link.scope_ceiling, "status": link.status,
+        "expires_at": link.expires_at, "created_at": int(link.created_at),
+    }
+
+
+def connection_json(row: ManagedConnectionRow) -> dict[str, Any]:
+    return {
+        "tenant": row.tenant_id, "client_id": row.client_id, "audience": row.audience,
+        "rules": row.rules, "default_rule": row.default_rule, "resources": row.resources,
+        "remote_client_id": row.remote_client_id, "max_lifetime": row.max_lifetime,
+    }
+
+
+async def register_partner(broker: Broker, **fields: Any) -> dict[str, Any]:
+    try:
+        async with broker.sessions() as session, session.begin():
+            partner = await partners.register(
+                session, now=broker.clock.now(),
+                allow_http_loopback=broker.settings.allow_http_loopback, **fields)
+    except (partners.RegistryError, TypeError) as exc:
+        raise _bad(exc) from exc
+    return partner_json(partner)
+
+
+async def list_partners(broker: Broker) -> list[dict[str, Any]]:
+    async with broker.sessions() as session:
+        return [partner_json(p) for p in await partners.list_partners(session)]
+
+
+async def set_partner_status(broker: Broker, partner_id: str, status: str) -> dict[str, Any]:
+    try:
+        async with broker.sessions() as session, session.begin():
+            partner = await partners.set_status(session, partner_id, status, broker.clock.now())
+    except LookupError as exc:
+        raise NotFound(f"no partner {partner_id!r}") from exc
+    except partners.RegistryError as exc:
+        raise _bad(exc) from exc
+    if partner.jwks_uri:
+        broker.remote_keys.forget(partner.jwks_uri)
+    return partner_json(partner)
+
+
+async def add_trust_link(
+    broker: Broker, tenant: str, *, partner_id: str | None = None,
+    peer_tenant: str | None = None, scope_ceiling: Sequence[str] | None = None,
+    expires_at: float | None = None,
+) -> dict[str, Any]:
+    await _existing_tenant(broker, tenant)
+    try:
+        async with tenant_scope(broker.sessions, tenant) as scope:
+            link = await trust.add_link(
+                scope, now=broker.clock.now(), partner_id=partner_id, peer_tenant=peer_tenant,
+                issuer_of_tenant=broker.issuer(peer_tenant) if peer_tenant else None,
+                scope_ceiling=scope_ceiling, expires_at=expires_at,
+            )
+    except partners.RegistryError as exc:
+        raise _bad(exc) from exc
+    return link_json(link)
+
+
+async def list_trust_links(broker: Broker, tenant: str) -> list[dict[str, Any]]:
+    await _existing_tenant(broker, tenant)
+    async with broker.sessions() as session:
+        return [link_json(x) for x in await trust.list_links(scoped(session, tenant))]
+
+
+async def set_trust_link_status(
+    broker: Broker, tenant: str, link_id: str, status: str
+) -> dict[str, Any]:
+    try:
+        async with tenant_scope(broker.sessions, tenant) as scope:
+            link = await trust.set_link_status(scope, link_id, status, broker.clock.now())
+    except LookupError as exc:
+        raise NotFound(f"no trust link {link_id!r} in tenant {tenant!r}") from exc
+    except partners.RegistryError as exc:
+        raise _bad(exc) from exc
+    return link_json(link)
+
+
+RULES = ("grant", "approve", "deny")
+
+
+async def put_managed_connection(
+    broker: Broker, tenant: str, *, client_id: str, audience: str, rules: dict[str, str],
+    remote_client_id: str, resources: Sequence[str] = (), max_lifetime: int = 300,
+    default_rule: str = "deny",
+) -> dict[str, Any]:
+    """Create or replace the managed connection for (tenant, client, audience)."""
+    if not isinstance(rules, dict) or any(
+        not isinstance(k, str) or not k or " " in k or v not in RULES for k, v in rules.items()
+    ):
+        raise InvalidRequest("rules: an object of scope -> grant | approve | deny")
+    if default_rule not in RULES:
+        raise InvalidRequest("default_rule: grant | approve | deny")
+    if not 1 <= int(max_lifetime) <= 300:
+        raise InvalidRequest("max_lifetime: 1..300 seconds (an ID-JAG is short-lived)")
+    if not remote_client_id or not audience:
+        raise InvalidRequest("audience and remote_client_id are required")
+    now = broker.clock.now()
+    async with tenant_scope(broker.sessions, tenant) as scope:
+        if await scope.get(Client, client_id) is None:
+            raise NotFound(f"no client {client_id!r} in tenant {tenant!r}")
+        row = await scope.get(ManagedConnectionRow, client_id, audience)
+        if row is None:
+            row = scope.add(ManagedConnectionRow(client_id=client_id, audience=audience,
+                                                 created_at=now, remote_client_id=""))
+        row.rules, row.default_rule = dict(rules), default_rule
+        row.resources, row.remote_client_id = list(resources), remote_client_id
+        row.max_lifetime = int(max_lifetime)
+        await scope.session.flush()
+        await audit.record(scope.session, tenant, [audit.Event(
+            "managed_connection.set", "changed", client_id,
+            detail={"audience": audience, "rules": rules, "default_rule": default_rule,
+                    "resources": list(resources), "remote_client_id": remote_client_id})], now)
+        return connection_json(row)
+
+
+async def list_managed_connections(broker: Broker, tenant: str) -> list[dict[str, Any]]:
+    await _existing_tenant(broker, tenant)
+    async with broker.sessions() as session:
+        rows = (await scoped(session, tenant).session.execute(
+            select(ManagedConnectionRow).order_by(ManagedConnectionRow.client_id,
+                                                  ManagedConnectionRow.audience))).scalars()
+        return [connection_json(r) for r in rows]
+
+
+async def delete_managed_connection(
+    broker: Broker, tenant: str, client_id: str, audience: str
+) -> dict[str, Any]:
+    async with tenant_scope(broker.sessions, tenant) as scope:
+        row = await scope.get(ManagedConnectionRow, client_id, audience)
+        if row is None:
+            raise NotFound("no such managed connection")
+        body = connection_json(row)
+        await scope.session.delete(row)
+        await audit.record(scope.session, tenant, [audit.Event(
+            "managed_connection.deleted", "revoked", client_id,
+            detail={"audience": audience})], broker.clock.now())
+    return body

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -17,13 +18,18 @@ from adapters.clock import Clock, SystemClock
 from adapters.dpop import DPoPNonces
 from adapters.errors import NotFound
 from broker.config import Settings
+from broker.policy import ManagedConnection
+from registry import trust
+from registry.remote_keys import FetchPolicy, RemoteKeys
+from registry.trust import Peer
 from tenants import revocations
 from tenants.db import create_engine, session_factory
 from tenants.hotpath import HotPath
 from tenants.journal import Journal
 from tenants.keys.service import KeyService
 from tenants.keys.software import SoftwareBackend
-from tenants.models import Client, RevokedToken, Tenant
+from tenants.models import Client, ManagedConnectionRow, RevokedToken, Tenant
+from tenants.scope import scoped
 from tenants.secrets import SecretHasher
 from tenants.settings import TenantSettings
 
@@ -86,6 +92,8 @@ class Broker:
     journal: Journal
     hasher: SecretHasher
     nonces: DPoPNonces
+    http: httpx.AsyncClient
+    remote_keys: RemoteKeys
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -97,6 +105,9 @@ class Broker:
         sessions = session_factory(engine)
         hot = HotPath(engine)
         nonce_secret = hmac.new(master, b"tessera dpop nonce v1", hashlib.sha256).digest()
+        http = httpx.AsyncClient(follow_redirects=False, timeout=5.0,
+                                 headers={"User-Agent": "tessera"})
+        fetch = FetchPolicy(allow_http_loopback=settings.allow_http_loopback)
         return cls(
             settings=settings,
             engine=engine,
@@ -107,6 +118,8 @@ class Broker:
             journal=Journal(hot, clock),
             hasher=SecretHasher(master),
             nonces=DPoPNonces(nonce_secret, clock),
+            http=http,
+            remote_keys=RemoteKeys(http, clock, fetch),
         )
 
     def issuer(self, tenant_id: str) -> str:
@@ -135,6 +148,25 @@ class Broker:
             tenant_id, row.client_id, row.client_status, row.auth_method, row.secret_hash, row.jwks,
             list(row.scopes or []), list(row.audiences or []), row.access_token_lifetime,
             bool(row.dpop_bound_access_tokens),
+        )
+
+    async def live_peer(self, tenant_id: str, issuer: str) -> Peer | None:
+        """The tenant's live trust link to ``issuer`` (read now: revocation is immediate)."""
+        async with self.sessions() as session:
+            return await trust.live_peer(session, tenant_id, issuer, self.clock.now())
+
+    async def managed_connection(
+        self, tenant_id: str, client_id: str, audience: str
+    ) -> ManagedConnection | None:
+        async with self.sessions() as session:
+            row = await scoped(session, tenant_id).get(ManagedConnectionRow, client_id, audience)
+        if row is None:
+            return None
+        return ManagedConnection(
+            tenant_id=tenant_id, client_id=client_id, audience=audience,
+            rules=dict(row.rules), remote_client_id=row.remote_client_id,
+            resources=frozenset(row.resources), max_lifetime=row.max_lifetime,
+            default_rule=row.default_rule,  # type: ignore[arg-type]
         )
 
     async def token_state(self, tenant_id: str, jti: str, client_id: str) -> tuple[bool, bool]:
@@ -169,5 +201,6 @@ class Broker:
                 await task
         self._tasks.clear()
         await self.journal.close()
+        await self.http.aclose()
         self.hot.close()
         await self.engine.dispose()

@@ -100,3 +100,52 @@ class RevokedToken(TenantOwned, Base):
 
 
 Index("ix_revoked_tokens_expires_at", RevokedToken.expires_at)
+
+
+class Partner(Base):
+    """An organisation registered in the trust registry (registry-wide, not tenant-owned)."""
+
+    __tablename__ = "partners"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(512), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    contact: Mapped[str] = mapped_column(String(320), default="")
+    jwks_uri: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class TrustLink(TenantOwned, Base):
+    """Tenant T trusts the peer ``issuer`` (a partner, or another tenant of this broker): it
+    accepts its assertions and sends it identity, within ``scope_ceiling``."""
+
+    __tablename__ = "trust_links"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(512), index=True)
+    partner_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    peer_tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    scope_ceiling: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ManagedConnectionRow(TenantOwned, Base):
+    """Scope rules for (tenant, client, audience): grant / approve / deny per scope."""
+
+    __tablename__ = "managed_connections"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    audience: Mapped[str] = mapped_column(String(512), primary_key=True)
+    rules: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    default_rule: Mapped[str] = mapped_column(String(16), default="deny")
+    resources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    remote_client_id: Mapped[str] = mapped_column(String(256))
+    max_lifetime: Mapped[int] = mapped_column(Integer, default=300)
+    created_at: Mapped[float] = mapped_column(Float)

@@ -88,6 +88,8 @@ async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
 
 @dataclass(frozen=True)
 class TestClient:
+    __test__ = False  # a helper, not a test class
+
     tenant: str
     client_id: str
     secret: str | None

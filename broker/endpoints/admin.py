@@ -31,7 +31,7 @@ def _authorized(request: Request, broker: Broker) -> None:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    if request.method != "POST":
+    if request.method not in ("POST", "PUT"):
         return {}
     raw = await request.body()
     if len(raw) > request.app.state.broker.settings.max_body_bytes:
@@ -97,6 +97,98 @@ async def _create_client(request: Request, broker: Broker, body: dict[str, Any])
     )
 
 
+def _opt_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string")
+    return value
+
+
+def _opt_number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+        raise InvalidRequest(f"{name} must be a number")
+    return value
+
+
+async def _register_partner(request: Request, broker: Broker, body: dict[str, Any]) -> Any:
+    issuer, name = _opt_str(body, "issuer"), _opt_str(body, "display_name")
+    if not issuer or not name:
+        raise InvalidRequest("issuer and display_name are required")
+    jwks = body.get("jwks")
+    if jwks is not None and not isinstance(jwks, dict):
+        raise InvalidRequest("jwks must be an object")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidRequest("metadata must be an object")
+    return await ops.register_partner(
+        broker, issuer=issuer, display_name=name, partner_id=_opt_str(body, "id"),
+        jwks_uri=_opt_str(body, "jwks_uri"), jwks=jwks, contact=_opt_str(body, "contact") or "",
+        metadata=metadata, expires_at=_opt_number(body, "expires_at"),
+    )
+
+
+async def _add_trust_link(request: Request, broker: Broker, body: dict[str, Any]) -> Any:
+    ceiling = body.get("scope_ceiling")
+    if ceiling is not None:
+        ceiling = _str_list(body, "scope_ceiling")
+    return await ops.add_trust_link(
+        broker, request.path_params["tenant"], partner_id=_opt_str(body, "partner"),
+        peer_tenant=_opt_str(body, "tenant"), scope_ceiling=ceiling,
+        expires_at=_opt_number(body, "expires_at"),
+    )
+
+
+async def _put_connection(request: Request, broker: Broker, body: dict[str, Any]) -> Any:
+    rules = body.get("rules", {})
+    if not isinstance(rules, dict):
+        raise InvalidRequest("rules must be an object")
+    lifetime = body.get("max_lifetime", 300)
+    if not isinstance(lifetime, int) or isinstance(lifetime, bool):
+        raise InvalidRequest("max_lifetime must be an integer")
+    return await ops.put_managed_connection(
+        broker, request.path_params["tenant"], client_id=_opt_str(body, "client_id") or "",
+        audience=_opt_str(body, "audience") or "", rules=rules,
+        remote_client_id=_opt_str(body, "remote_client_id") or "",
+        resources=_str_list(body, "resources"), max_lifetime=lifetime,
+        default_rule=_opt_str(body, "default_rule") or "deny",
+    )
+
+
+def _status_route(path: str, status: str, fn: Callable[..., Awaitable[Any]],
+                  *keys: str) -> Route:
+    return Route(path, endpoint(
+        lambda r, b, _: fn(b, *[r.path_params[k] for k in keys], status)), methods=["POST"])
+
+
+def registry_routes() -> list[Route]:
+    p = "/admin/v1/partners/{partner}"
+    t = "/admin/v1/tenants/{tenant}"
+    links = t + "/trust-links/{link}"
+    return [
+        Route("/admin/v1/partners", endpoint(lambda r, b, _: ops.list_partners(b)),
+              methods=["GET"]),
+        Route("/admin/v1/partners", endpoint(_register_partner, 201), methods=["POST"]),
+        *[_status_route(f"{p}/{verb}", status, ops.set_partner_status, "partner")
+          for verb, status in (("activate", "active"), ("suspend", "suspended"),
+                               ("revoke", "revoked"))],
+        Route(t + "/trust-links", endpoint(
+            lambda r, b, _: ops.list_trust_links(b, r.path_params["tenant"])), methods=["GET"]),
+        Route(t + "/trust-links", endpoint(_add_trust_link, 201), methods=["POST"]),
+        *[_status_route(f"{links}/{verb}", status, ops.set_trust_link_status, "tenant", "link")
+          for verb, status in (("suspend", "suspended"), ("resume", "active"),
+                               ("revoke", "revoked"))],
+        Route(t + "/managed-connections", endpoint(
+            lambda r, b, _: ops.list_managed_connections(b, r.path_params["tenant"])),
+            methods=["GET"]),
+        Route(t + "/managed-connections", endpoint(_put_connection), methods=["PUT", "POST"]),
+        Route(t + "/managed-connections/delete", endpoint(
+            lambda r, b, body: ops.delete_managed_connection(
+                b, r.path_params["tenant"], _opt_str(body, "client_id") or "",
+                _opt_str(body, "audience") or "")), methods=["POST"]),
+    ]
+
+
 def routes() -> list[Route]:
     t = "/admin/v1/tenants/{tenant}"
     c = t + "/clients/{client_id}"
@@ -128,4 +220,5 @@ def routes() -> list[Route]:
             lambda r, b, _: ops.rotate_keys(b, r.path_params["tenant"])), methods=["POST"]),
         Route(t + "/audit/verify", endpoint(
             lambda r, b, _: ops.verify_audit(b, r.path_params["tenant"])), methods=["GET"]),
+        *registry_routes(),
     ]

@@ -12,6 +12,7 @@ from adapters.errors import OAuthError
 from adapters.jose import ASYMMETRIC_ALGS
 from broker.endpoints.token import GRANTS
 from broker.errors import error_response
+from broker.id_jag import ACCESS_TOKEN, ID_JAG, ID_JAG_PROFILE
 from broker.runtime import Broker, TenantView
 
 
@@ -35,6 +36,8 @@ def server_metadata(tenant: TenantView, signing_alg: str) -> dict[str, Any]:
         "revocation_endpoint_auth_signing_alg_values_supported": sorted(ASYMMETRIC_ALGS),
         "dpop_signing_alg_values_supported": sorted(DPOP_ALGS),
         "access_token_signing_alg_values_supported": [signing_alg],
+        "identity_chaining_requested_token_types_supported": [ID_JAG, ACCESS_TOKEN],
+        "authorization_grant_profiles_supported": [ID_JAG_PROFILE],
     }
 
 

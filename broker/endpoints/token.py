@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from adapters.errors import (
     InvalidClient,
     InvalidDPoPProof,
+    InvalidGrant,
     NotFound,
     OAuthError,
     UnsupportedGrantType,
@@ -29,10 +30,14 @@ from broker.endpoints.client_request import ClientRequest, authenticate_request
 from broker.errors import NO_STORE, error_response
 from broker.grants.base import Grant, TokenRequest
 from broker.grants.client_credentials import ClientCredentialsGrant
+from broker.grants.jwt_bearer import JWTBearerGrant
+from broker.grants.token_exchange import TokenExchangeGrant
 from broker.runtime import Broker
 from tenants import audit
 
-GRANTS: dict[str, Grant] = {g.grant_type: g for g in (ClientCredentialsGrant(),)}
+GRANTS: dict[str, Grant] = {
+    g.grant_type: g for g in (ClientCredentialsGrant(), TokenExchangeGrant(), JWTBearerGrant())
+}
 
 
 class _Replayed(InvalidDPoPProof):
@@ -41,6 +46,13 @@ class _Replayed(InvalidDPoPProof):
 
 class _ReplayedAssertion(InvalidClient):
     """A client assertion jti was used before; the refusal event is already written."""
+
+
+class _ReplayedGrant(InvalidGrant):
+    """An authorization grant (an ID-JAG's jti) was redeemed before; already audited."""
+
+
+_AUDITED = (_Replayed, _ReplayedAssertion, _ReplayedGrant)
 
 
 async def token_endpoint(request: Request) -> Response:
@@ -62,11 +74,11 @@ async def token_endpoint(request: Request) -> Response:
         ))
         token = result.access_token
         event = audit.Event(
-            "token.issued", "granted", client.client.client_id, result.subject,
+            result.action, "granted", client.client.client_id, result.subject,
             {"grant_type": grant.grant_type, "jti": token.jti, "scope": list(result.scope),
              "dpop_jkt": checked.proof.jkt if checked else None, **result.detail},
         )
-        claims = (*client.claims, *((checked.claim,) if checked else ()))
+        claims = (*client.claims, *((checked.claim,) if checked else ()), *result.claims)
         reused = await broker.journal.record(
             tenant.id, claims=claims, granted=[event],
             refused=[refusal_event(state, "replayed one-time value")],
@@ -74,15 +86,18 @@ async def token_endpoint(request: Request) -> Response:
         if reused is not None:
             if reused.kind == "dpop":
                 raise _Replayed("DPoP proof replayed")
+            if reused.kind == "grant":
+                raise _ReplayedGrant("the assertion was already redeemed")
             raise _ReplayedAssertion("client assertion replayed")
     except OAuthError as exc:
         return await refuse(broker, state, exc)
-    body = {
-        "access_token": token.token,
-        "token_type": "DPoP" if checked else "Bearer",
-        "expires_in": token.expires_in,
-    }
-    if result.scope:
+    bound = "jkt" in (token.claims.get("cnf") or {})
+    body: dict[str, object] = {"access_token": token.token}
+    if result.issued_token_type:
+        body["issued_token_type"] = result.issued_token_type
+    body["token_type"] = result.token_type or ("DPoP" if bound else "Bearer")
+    body["expires_in"] = token.expires_in
+    if result.scope and result.report_scope:
         body["scope"] = " ".join(result.scope)
     return JSONResponse(body, headers={**NO_STORE, **nonce_headers(broker, tenant)})
 
@@ -95,7 +110,7 @@ async def refuse(broker: Broker, state: ClientRequest, exc: OAuthError) -> Respo
         tenant = await state.known_tenant(broker)
     except NotFound as missing:
         return error_response(missing)
-    if not isinstance(exc, _Replayed | _ReplayedAssertion):
+    if not isinstance(exc, _AUDITED):
         await broker.journal.record(tenant.id, granted=[refusal_event(state, exc)])
     response = error_response(exc)
     response.headers.update(nonce_headers(broker, tenant, exc))

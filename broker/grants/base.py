@@ -10,6 +10,7 @@ from broker.client_auth import AuthenticatedClient
 from broker.forms import Form
 from broker.runtime import Broker, TenantView
 from broker.tokens import IssuedToken
+from tenants.journal import Claim
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class GrantResult:
     scope: tuple[str, ...]
     subject: str
     detail: dict[str, Any] = field(default_factory=dict)
+    action: str = "token.issued"  # the audit event's action
+    issued_token_type: str | None = None  # RFC 8693 responses
+    token_type: str | None = None  # overrides DPoP/Bearer (``N_A`` for an ID-JAG)
+    report_scope: bool = True  # put ``scope`` in the response
+    claims: tuple[Claim, ...] = ()  # one-time values the grant consumes (an ID-JAG's jti)
 
 
 class Grant(Protocol):

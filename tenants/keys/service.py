@@ -150,10 +150,13 @@ class KeyService:
             async with self._sessions() as own, own.begin():
                 await self.ensure(tenant_id, own)
             return
-        tenant = await session.get(Tenant, tenant_id)
-        if tenant is None:
-            raise LookupError(tenant_id)
-        alg = TenantSettings.of(tenant).key_alg
+        if tenant_id.startswith("_"):  # a system slot (the registry's federation keys)
+            alg = TenantSettings().key_alg
+        else:
+            tenant = await session.get(Tenant, tenant_id)
+            if tenant is None:
+                raise LookupError(tenant_id)
+            alg = TenantSettings.of(tenant).key_alg
         states = set(
             (
                 await session.execute(

@@ -1,0 +1,122 @@
+"""The JWT bearer grant (RFC 7523 §2.1) redeeming an ID-JAG at the resource tenant.
+
+Every check below fails with ``invalid_grant`` (id-jag draft §4.3, RFC 7523 §3.1):
+  typ oauth-id-jag+jwt · alg allow-listed · issuer a live trust link (partner or tenant) ·
+  not issued by this tenant · signature by the issuer's keys · aud is this issuer ·
+  client_id is the authenticated client · exp/iat fresh · jti redeemed once ·
+  cnf.jkt matched by the DPoP proof · scopes within the link's ceiling
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from joserfc.jwk import Key
+
+from adapters import jose
+from adapters.errors import InvalidGrant, InvalidScope
+from broker import id_jag
+from broker.grants.base import GrantResult, TokenRequest
+from broker.grants.client_credentials import granted_audience
+from broker.tokens import access_token_claims, mint_access_token
+from registry.remote_keys import RemoteKeyError
+from registry.trust import Peer
+from tenants.journal import Claim
+
+SKEW = 30
+MAX_AGE = 300 + SKEW  # an ID-JAG lives five minutes at most
+
+
+async def _issuer_key(request: TokenRequest, peer: Peer, header: dict[str, Any]) -> Key | None:
+    kid, alg = header.get("kid"), str(header.get("alg"))
+    if peer.peer_tenant is not None:
+        if not isinstance(kid, str):
+            return None
+        return await request.broker.keys.verification_key(peer.peer_tenant, kid)
+    if peer.jwks is not None:
+        keys = [k for k in peer.jwks.get("keys", []) if isinstance(k, dict)]  # type: ignore[union-attr]
+        for jwk in keys:
+            if kid is None or jwk.get("kid") == kid:
+                return jose.import_public_jwk(jwk)
+        return None
+    if peer.jwks_uri is None:
+        return None
+    try:
+        return await request.broker.remote_keys.key(peer.jwks_uri, kid if isinstance(kid, str)
+                                                     else None, alg)
+    except RemoteKeyError as exc:
+        raise InvalidGrant(f"the issuer's keys are not available: {exc}") from exc
+
+
+class JWTBearerGrant:
+    grant_type: ClassVar[str] = id_jag.JWT_BEARER
+
+    async def issue(self, request: TokenRequest) -> GrantResult:
+        broker, tenant, form = request.broker, request.tenant, request.form
+        client = request.client.client
+        assertion = form.require("assertion")
+        try:
+            header = jose.unverified_header(assertion)
+            claimed = jose.unverified_claims(assertion)
+        except jose.JWTError as exc:
+            raise InvalidGrant(f"assertion is not a JWT: {exc}") from exc
+        if str(header.get("typ", "")).lower().removeprefix("application/") != id_jag.ID_JAG_TYP:
+            raise InvalidGrant(f"assertion typ must be {id_jag.ID_JAG_TYP}")
+        issuer = claimed.get("iss")
+        if not isinstance(issuer, str):
+            raise InvalidGrant("assertion has no iss")
+        if issuer == tenant.issuer:
+            raise InvalidGrant("an ID-JAG issued by this tenant cannot be redeemed here")
+        peer = await broker.live_peer(tenant.id, issuer)
+        if peer is None:
+            raise InvalidGrant("the assertion's issuer is not trusted by this tenant")
+        key = await _issuer_key(request, peer, header)
+        try:
+            claims = jose.verify_jws(assertion, lambda _h: key, typ=id_jag.ID_JAG_TYP).claims
+            jose.check_times(claims, request.now, leeway=SKEW)
+        except jose.JWTError as exc:
+            raise InvalidGrant(f"assertion refused: {exc}") from exc
+        aud = claims.get("aud")
+        if aud != tenant.issuer and aud != [tenant.issuer]:
+            raise InvalidGrant("assertion aud is not this authorization server")
+        if claims.get("client_id") != client.client_id:
+            raise InvalidGrant("assertion client_id is not the authenticated client")
+        iat, jti, sub = claims.get("iat"), claims.get("jti"), claims.get("sub")
+        if not isinstance(iat, int | float) or iat < request.now - MAX_AGE:
+            raise InvalidGrant("assertion iat missing or too old")
+        if not isinstance(jti, str) or not jti or len(jti) > 256:
+            raise InvalidGrant("assertion has no usable jti")
+        if not isinstance(sub, str) or not sub:
+            raise InvalidGrant("assertion has no sub")
+        jkt = (claims.get("cnf") or {}).get("jkt")
+        if jkt is not None:
+            if request.dpop is None:
+                raise InvalidGrant("the assertion is bound to a key: send a DPoP proof")
+            if request.dpop.jkt != jkt:
+                raise InvalidGrant("the DPoP proof key is not the one the assertion is bound to")
+        bind = request.dpop.jkt if request.dpop else None
+        offered = str(claims.get("scope", "")).split()
+        asked = form.get("scope")
+        if asked is not None:
+            offered = [s for s in offered if s in asked.split()]
+        granted = tuple(s for s in dict.fromkeys(offered)
+                        if peer.ceiling is None or s in peer.ceiling)
+        if not granted and (claims.get("scope") or asked):
+            raise InvalidScope("no requested scope is within this tenant's trust in the issuer")
+        resource = claims.get("resource")
+        audience = granted_audience([resource] if isinstance(resource, str) else [],
+                                    client.audiences, tenant.issuer)
+        lifetime = min(client.access_token_lifetime, tenant.settings.max_token_lifetime)
+        at = access_token_claims(
+            issuer=tenant.issuer, subject=sub, client_id=client.client_id, audience=audience,
+            scope=granted, now=request.now, lifetime=lifetime, jkt=bind,
+        )
+        at["act"] = {"sub": client.client_id}
+        at["sub_id"] = {"format": "iss_sub", "iss": issuer, "sub": sub}
+        token = await mint_access_token(broker, tenant, at)
+        return GrantResult(
+            token, granted, sub,
+            {"grant_type": "jwt-bearer", "issuer": issuer, "id_jag_jti": jti,
+             "aud": list(audience), "idp_tenant": claims.get("tenant")},
+            claims=(Claim(f"id_jag|{issuer}|{jti}", float(claims["exp"]) + SKEW, kind="grant"),),
+        )

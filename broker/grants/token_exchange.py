@@ -1,0 +1,139 @@
+"""Token exchange (RFC 8693) in two roles:
+
+* ``requested_token_type=...:id-jag``: the IdP side of ID-JAG. The agent presents a user's ID
+  token issued by this tenant to this agent; the audience must be a peer this tenant has a
+  live trust link with, and the managed connection for (agent, audience) decides the scopes.
+* ``requested_token_type=...:access_token`` (or none): on-behalf-of inside one tenant. An
+  access token of this tenant becomes one for another audience of the same tenant, scopes only
+  narrowed, ``act`` nesting the actor chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from adapters.errors import InvalidRequest, InvalidScope, InvalidTarget, InvalidToken
+from broker import id_jag
+from broker.grants.base import GrantResult, TokenRequest
+from broker.grants.client_credentials import granted_audience
+from broker.policy import ConnectionIndex, decide
+from broker.tokens import access_token_claims, mint_access_token, verify_access_token
+
+
+def _actor(client_id: str, prior: dict[str, Any] | None) -> dict[str, Any]:
+    """RFC 8693 §4.1: the current actor on top, earlier actors nested inside."""
+    return {"sub": client_id, **({"act": prior} if prior else {})}
+
+
+class TokenExchangeGrant:
+    grant_type: ClassVar[str] = id_jag.TOKEN_EXCHANGE
+
+    async def issue(self, request: TokenRequest) -> GrantResult:
+        form = request.form
+        subject_token = form.require("subject_token")
+        subject_type = form.require("subject_token_type")
+        requested = form.get("requested_token_type") or id_jag.ACCESS_TOKEN
+        if requested == id_jag.ID_JAG:
+            return await self._id_jag(request, subject_token, subject_type)
+        if requested == id_jag.ACCESS_TOKEN:
+            return await self._on_behalf_of(request, subject_token, subject_type)
+        raise InvalidRequest(f"requested_token_type {requested!r} is not supported")
+
+    async def _id_jag(
+        self, request: TokenRequest, subject_token: str, subject_type: str
+    ) -> GrantResult:
+        form, broker, tenant = request.form, request.broker, request.tenant
+        client_id = request.client.client.client_id
+        if subject_type != id_jag.ID_TOKEN:
+            raise InvalidRequest(f"subject_token_type {subject_type!r} is not accepted for an "
+                                 "ID-JAG (use an ID token)")
+        audiences = form.all("audience")
+        if len(audiences) != 1:
+            raise InvalidRequest("name exactly one audience: the resource authorization server")
+        audience = audiences[0]
+        resources = form.all("resource")
+        if len(resources) > 1:
+            raise InvalidTarget("at most one resource")
+        identity = await id_jag.verify_id_token(broker, tenant, subject_token, client_id)
+        if audience == tenant.issuer:
+            raise InvalidTarget("an ID-JAG must cross a trust domain")
+        peer = await broker.live_peer(tenant.id, audience)
+        if peer is None:
+            raise InvalidTarget("the audience is not a trusted peer of this tenant")
+        connection = await broker.managed_connection(tenant.id, client_id, audience)
+        index = ConnectionIndex([connection] if connection else [])
+        scope = form.get("scope")
+        decision = decide(
+            index, client_id=client_id, audience=audience,
+            requested_scopes=scope.split() if scope is not None else None,
+            resource=resources[0] if resources else None, ceiling=peer.ceiling,
+        )
+        token = await id_jag.mint_id_jag(
+            broker, tenant, identity=identity, audience=audience,
+            remote_client_id=decision.remote_client_id, scope=decision.granted,
+            lifetime=decision.lifetime, now=request.now, resource=decision.resource,
+            jkt=request.dpop.jkt if request.dpop else None,
+        )
+        return GrantResult(
+            token, decision.granted, identity["sub"],
+            {"audience": audience, "scope_dropped": list(decision.dropped),
+             "resource": decision.resource, "jti": token.jti},
+            action="id_jag.issued", issued_token_type=id_jag.ID_JAG, token_type="N_A",
+            report_scope=scope is None or decision.scope_changed,
+        )
+
+    async def _on_behalf_of(
+        self, request: TokenRequest, subject_token: str, subject_type: str
+    ) -> GrantResult:
+        form, broker, tenant = request.form, request.broker, request.tenant
+        client = request.client.client
+        if subject_type != id_jag.ACCESS_TOKEN:
+            raise InvalidRequest("on-behalf-of exchange takes an access token as subject_token")
+        try:
+            subject = await verify_access_token(broker, tenant, subject_token)
+        except InvalidToken as exc:
+            raise InvalidRequest(f"subject_token refused: {exc.description}") from exc
+        actor = None
+        if "actor_token" in form:
+            if form.get("actor_token_type") != id_jag.ACCESS_TOKEN:
+                raise InvalidRequest("actor_token_type must be an access token type")
+            try:
+                actor = await verify_access_token(broker, tenant, form.require("actor_token"))
+            except InvalidToken as exc:
+                raise InvalidRequest(f"actor_token refused: {exc.description}") from exc
+            if actor["client_id"] != client.client_id:
+                raise InvalidRequest("the actor_token belongs to another client")
+        held = set(str(subject.get("scope", "")).split())
+        asked = form.get("scope")
+        wanted = tuple(dict.fromkeys(asked.split())) if asked else tuple(
+            s for s in str(subject.get("scope", "")).split() if s in client.scopes)
+        broader = [s for s in wanted if s not in held]
+        if broader:
+            raise InvalidScope(f"scope broader than the subject token's: {' '.join(broader)}")
+        outside = [s for s in wanted if s not in client.scopes]
+        if outside:
+            raise InvalidScope(f"scope not allowed for this client: {' '.join(outside)}")
+        audience = granted_audience(form.all("resource") + form.all("audience"),
+                                    client.audiences, tenant.issuer)
+        prior = subject.get("act")
+        if prior is None and subject["client_id"] != subject["sub"]:
+            prior = {"sub": subject["client_id"]}
+        act = _actor(client.client_id, prior)
+        if actor is not None and actor.get("sub") != client.client_id:
+            act = _actor(str(actor["sub"]), act)
+        remaining = int(subject["exp"] - request.now)
+        lifetime = max(1, min(client.access_token_lifetime, remaining,
+                              tenant.settings.max_token_lifetime))
+        claims = access_token_claims(
+            issuer=tenant.issuer, subject=str(subject["sub"]), client_id=client.client_id,
+            audience=audience, scope=wanted, now=request.now, lifetime=lifetime,
+            jkt=request.dpop.jkt if request.dpop else None,
+        )
+        claims["act"] = act
+        token = await mint_access_token(broker, tenant, claims)
+        return GrantResult(
+            token, wanted, str(subject["sub"]),
+            {"grant_type": "token-exchange", "aud": list(audience), "act": act,
+             "subject_jti": subject["jti"]},
+            issued_token_type=id_jag.ACCESS_TOKEN,
+        )

@@ -1,0 +1,118 @@
+"""Trust links: tenant T trusts a peer issuer (an active partner, or tenant U of this broker)
+within a scope ceiling, until an optional expiry. Links are read from the database on every
+decision, so suspending or revoking one counts at once on every replica."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry import partners
+from registry.partners import RegistryError
+from tenants import audit
+from tenants.models import Partner, Tenant, TrustLink
+from tenants.scope import TenantScope
+
+LINK_STATUSES = ("active", "suspended", "revoked")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """What a live trust link tells a decision: who, where its keys are, the ceiling."""
+
+    issuer: str
+    ceiling: frozenset[str] | None
+    peer_tenant: str | None  # a tenant of this broker: keys come from our key service
+    jwks_uri: str | None
+    jwks: dict[str, object] | None
+
+
+async def add_link(
+    scope: TenantScope, *, now: float, issuer_of_tenant: str | None = None,
+    peer_tenant: str | None = None, partner_id: str | None = None,
+    scope_ceiling: Sequence[str] | None = None, expires_at: float | None = None,
+) -> TrustLink:
+    """Link to exactly one of: a partner (by id) or another tenant (by name)."""
+    if (peer_tenant is None) == (partner_id is None):
+        raise RegistryError("name exactly one of partner and tenant")
+    session = scope.session
+    if peer_tenant is not None:
+        if peer_tenant == scope.tenant_id:
+            raise RegistryError("a tenant does not need a trust link to itself")
+        tenant = await session.get(Tenant, peer_tenant)
+        if tenant is None:
+            raise RegistryError(f"no tenant {peer_tenant!r}")
+        assert issuer_of_tenant is not None
+        issuer = issuer_of_tenant
+    else:
+        partner = await session.get(Partner, partner_id)
+        if partner is None:
+            raise RegistryError(f"no partner {partner_id!r}")
+        if not partners.is_active(partner, now):
+            raise RegistryError("the partner is not active in the registry")
+        issuer = partner.issuer
+    if expires_at is not None and expires_at <= now:
+        raise RegistryError("expires_at must be in the future")
+    if scope_ceiling is not None and any(not s or " " in s for s in scope_ceiling):
+        raise RegistryError("scope ceiling: scope tokens without spaces")
+    existing = await session.execute(
+        select(TrustLink.id).where(TrustLink.issuer == issuer, TrustLink.status == "active")
+    )
+    if existing.first() is not None:
+        raise RegistryError("an active trust link to this issuer exists")
+    link = scope.add(TrustLink(
+        id=secrets.token_hex(6), issuer=issuer, partner_id=partner_id, peer_tenant=peer_tenant,
+        scope_ceiling=list(dict.fromkeys(scope_ceiling)) if scope_ceiling is not None else None,
+        status="active", expires_at=expires_at, created_at=now,
+    ))
+    await session.flush()
+    await audit.record(session, scope.tenant_id, [audit.Event(
+        "trust_link.created", "granted",
+        detail={"link": link.id, "issuer": issuer, "ceiling": link.scope_ceiling})], now)
+    return link
+
+
+async def set_link_status(scope: TenantScope, link_id: str, status: str, now: float) -> TrustLink:
+    link = await scope.get(TrustLink, link_id)
+    if link is None:
+        raise LookupError(link_id)
+    if status not in LINK_STATUSES or link.status == "revoked":
+        raise RegistryError(f"cannot move a {link.status} link to {status}")
+    link.status = status
+    await audit.record(scope.session, scope.tenant_id, [audit.Event(
+        f"trust_link.{status}", "revoked" if status != "active" else "granted",
+        detail={"link": link_id, "issuer": link.issuer})], now)
+    return link
+
+
+async def list_links(scope: TenantScope) -> Sequence[TrustLink]:
+    return (await scope.session.execute(select(TrustLink).order_by(TrustLink.created_at))
+            ).scalars().all()
+
+
+async def live_peer(session: AsyncSession, tenant_id: str, issuer: str, now: float) -> Peer | None:
+    """The peer if tenant ``tenant_id`` has a live link to ``issuer`` right now: link active
+    and unexpired, and its partner (or peer tenant) active and unexpired too."""
+    rows = (await session.execute(
+        select(TrustLink, Partner, Tenant)
+        .outerjoin(Partner, Partner.id == TrustLink.partner_id)
+        .outerjoin(Tenant, Tenant.id == TrustLink.peer_tenant)
+        .where(TrustLink.tenant_id == tenant_id, TrustLink.issuer == issuer,
+               TrustLink.status == "active")
+    )).all()
+    for link, partner, tenant in rows:
+        if link.expires_at is not None and link.expires_at <= now:
+            continue
+        ceiling = frozenset(link.scope_ceiling) if link.scope_ceiling is not None else None
+        if link.peer_tenant is not None:
+            if tenant is None or tenant.status != "active":
+                continue
+            return Peer(issuer, ceiling, link.peer_tenant, None, None)
+        if partner is None or not partners.is_active(partner, now):
+            continue
+        return Peer(issuer, ceiling, None, partner.jwks_uri, partner.jwks)
+    return None

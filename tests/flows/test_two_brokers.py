@@ -1,0 +1,161 @@
+"""ID-JAG between two broker processes on loopback that learn of each other only through their
+trust registries and ``jwks_uri``: acme's broker issues, pricing's broker redeems."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker import id_jag
+from broker.config import Settings
+from broker.runtime import Broker, TenantView
+from tenants.settings import TenantSettings
+from tests.broker.helpers import jwt_parts
+from tests.dpop_client import make_proof, new_key
+from tests.interop.conftest import _wait_healthy, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Process:
+    base_url: str
+    admin: dict[str, str]
+    db_url: str
+    master_key: str
+    proc: subprocess.Popen[bytes]
+
+    def admin_post(self, path: str, body: dict | None = None, method: str = "POST") -> dict:
+        r = httpx.request(method, f"{self.base_url}/admin/v1{path}", json=body or {},
+                          headers=self.admin, timeout=10)
+        assert r.status_code in (200, 201), r.text
+        return r.json()
+
+
+def _start(workdir: Path) -> Process:
+    workdir.mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    master = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    token = "admin-" + secrets.token_urlsafe(16)
+    db_url = f"sqlite+aiosqlite:///{workdir}/t.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env.update({"TESSERA_DATABASE_URL": db_url, "TESSERA_ADMIN_TOKEN": token,
+                "TESSERA_MASTER_KEY": master, "TESSERA_DEMO": "false",
+                "TESSERA_ALLOW_HTTP_LOOPBACK": "true", "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": str(REPO_ROOT)})
+    log = workdir / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port",
+             str(port)], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+    _wait_healthy(proc, base, log)
+    return Process(base, {"Authorization": f"Bearer {token}"}, db_url, master, proc)
+
+
+@pytest.fixture(scope="module")
+def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, Process]]:
+    root = tmp_path_factory.mktemp("two-brokers")
+    a = _start(root / "acme")
+    try:
+        b = _start(root / "pricing")
+    except BaseException:
+        a.proc.kill()
+        raise
+    yield a, b
+    for p in (a, b):
+        p.proc.send_signal(signal.SIGTERM)
+        p.proc.wait(timeout=15)
+
+
+async def _acme_id_token(a: Process, client_id: str) -> str:
+    """The user's ID token, signed through acme's key service (the same database and master
+    key as acme's broker process): the login flows of a later issue will replace this."""
+    broker = Broker.build(Settings(database_url=a.db_url, base_url=a.base_url,
+                                   master_key=a.master_key, admin_token="x" * 32, demo=False))
+    try:
+        view = TenantView("acme", f"{a.base_url}/t/acme", TenantSettings())
+        return await id_jag.mint_id_token(broker, view, subject="alice", client_id=client_id)
+    finally:
+        await broker.close()
+
+
+async def test_id_jag_between_two_broker_processes(brokers):
+    a, b = brokers
+    acme, pricing = f"{a.base_url}/t/acme", f"{b.base_url}/t/pricing"
+    a.admin_post("/tenants", {"name": "acme"})
+    b.admin_post("/tenants", {"name": "pricing"})
+    agent = a.admin_post("/tenants/acme/clients", {"name": "agent"})
+    remote = b.admin_post("/tenants/pricing/clients", {
+        "name": "agent at pricing", "scopes": ["quotes:read"],
+        "audiences": [f"{pricing}/demo"], "dpop_bound_access_tokens": True})
+    # each broker learns of the other only through its registry: issuer + jwks_uri
+    b.admin_post("/partners", {"id": "acme", "issuer": acme, "display_name": "Acme",
+                               "jwks_uri": f"{acme}/jwks"})
+    b.admin_post("/partners/acme/activate")
+    b.admin_post("/tenants/pricing/trust-links", {"partner": "acme",
+                                                  "scope_ceiling": ["quotes:read"]})
+    a.admin_post("/partners", {"id": "pricing", "issuer": pricing, "display_name": "Pricing",
+                               "jwks_uri": f"{pricing}/jwks"})
+    a.admin_post("/partners/pricing/activate")
+    a.admin_post("/tenants/acme/trust-links", {"partner": "pricing"})
+    a.admin_post("/tenants/acme/managed-connections", {
+        "client_id": agent["client_id"], "audience": pricing, "remote_client_id":
+        remote["client_id"], "rules": {"quotes:read": "grant", "quotes:write": "deny"}},
+        method="PUT")
+
+    key = new_key()
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(f"{acme}/token", auth=(agent["client_id"], agent["client_secret"]),
+                            headers={"DPoP": make_proof(key, htm="POST", htu=f"{acme}/token")},
+                            data={"grant_type": id_jag.TOKEN_EXCHANGE,
+                                  "requested_token_type": id_jag.ID_JAG, "audience": pricing,
+                                  "scope": "quotes:read quotes:write",
+                                  "subject_token_type": id_jag.ID_TOKEN,
+                                  "subject_token": await _acme_id_token(a, agent["client_id"])})
+        assert r.status_code == 200, r.text
+        assert r.json()["scope"] == "quotes:read"
+        jag = r.json()["access_token"]
+        redeem = {"grant_type": id_jag.JWT_BEARER, "assertion": jag}
+        auth = (remote["client_id"], remote["client_secret"])
+        r = await http.post(f"{pricing}/token", auth=auth, data=redeem, headers={
+            "DPoP": make_proof(key, htm="POST", htu=f"{pricing}/token")})
+        assert r.status_code == 200, r.text
+        token = r.json()["access_token"]
+        _, claims = jwt_parts(token)
+        assert claims["sub"] == "alice" and claims["sub_id"]["iss"] == acme
+        assert claims["act"] == {"sub": remote["client_id"]}
+        assert r.json()["token_type"] == "DPoP"
+        # the user's token works at pricing's resource, bound to the agent's key
+        who = f"{pricing}/demo/whoami"
+        r = await http.get(who, headers={"Authorization": f"DPoP {token}", "DPoP": make_proof(
+            key, htm="GET", htu=who, access_token=token)})
+        assert r.status_code == 200 and r.json()["sub"] == "alice", r.text
+        # redeemed once only
+        r = await http.post(f"{pricing}/token", auth=auth, data=redeem, headers={
+            "DPoP": make_proof(key, htm="POST", htu=f"{pricing}/token")})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+        # pricing suspends the partner: the next redemption fails at once
+        r = await http.post(f"{acme}/token", auth=(agent["client_id"], agent["client_secret"]),
+                            data={"grant_type": id_jag.TOKEN_EXCHANGE,
+                                  "requested_token_type": id_jag.ID_JAG, "audience": pricing,
+                                  "subject_token_type": id_jag.ID_TOKEN,
+                                  "subject_token": await _acme_id_token(a, agent["client_id"])})
+        fresh = r.json()["access_token"]
+        b.admin_post("/partners/acme/suspend")
+        r = await http.post(f"{pricing}/token", auth=auth, headers={
+            "DPoP": make_proof(key, htm="POST", htu=f"{pricing}/token")},
+            data={"grant_type": id_jag.JWT_BEARER, "assertion": fresh})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+        assert "not trusted" in r.json()["error_description"]
