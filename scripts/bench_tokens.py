@@ -1,9 +1,10 @@
-"""Load generator for tessera's token endpoint (W1) and introspection endpoint (W3).
+"""Load generator for tessera's token endpoint (W1), ID-JAG round trip (W2) and introspection
+endpoint (W3).
 
 It starts nothing: point it at a running tessera (``tessera serve`` / Hypercorn) whose issuer is
 on the loopback interface. The targets are in the performance spec (``performance.md``, workloads
-W1 and W3): concurrency 32, 20 s measured after a 3 s warm-up; report the median of 3 runs with
-the command line.
+W1, W2 and W3): concurrency 32, 20 s measured after a 3 s warm-up; report the median of 3 runs
+with the command line.
 
 W1, client credentials + DPoP (fresh ES256 proof per request, client_secret_basic)::
 
@@ -25,20 +26,58 @@ W3, introspection of one valid DPoP-bound token (obtained first, then introspect
         --client-id bench --client-secret "$BENCH_SECRET" \\
         --concurrency 32 --duration 20 --warmup 3
 
+W2, ID-JAG round trip (``--mode idjag``): one operation is (1) an RFC 8693 token exchange at the
+IdP tenant (``--issuer``, the agent's ``--client-id``/``--client-secret``) of one ID token
+(``--id-token``, reused for every operation) for an ID-JAG with ``audience`` = the resource
+tenant's issuer (``--audience``), then (2) the RFC 7523 jwt-bearer redemption of that ID-JAG at
+``{audience}/token`` with the agent's client there (``--resource-client-id`` and
+``--resource-client-secret``) for a DPoP-bound access token. Both requests use client_secret_basic
+and carry a fresh ES256 DPoP proof by the same worker key (the ID-JAG is bound to it by
+``cnf.jkt``); ``--scope`` goes into the exchange. The latency is the whole round trip; a failure of
+either step is counted under ``exchange <status> <error>`` or ``redeem <status> <error>``, and the
+audience must be on loopback too. Set up against a running server, one broker hosting both
+tenants (here ``tessera serve`` on its default port 8000): run the CLI in the server's working
+directory with the same environment (``TESSERA_DATABASE_URL`` and so on). The CLI signs ID tokens
+and records trust links with the issuers of ``TESSERA_BASE_URL``, by default
+``http://127.0.0.1:8000``; for a server on another port export ``TESSERA_BASE_URL`` (for example
+``http://127.0.0.1:8124``) for the CLI commands and use that prefix in the URLs below::
+
+    tessera tenant create acme --json; tessera tenant create pricing --json
+    tessera client create --tenant acme --name agent --json   # -> AGENT_ID / AGENT_SECRET
+    tessera client create --tenant pricing --name agent \\
+        --audience http://127.0.0.1:8000/t/pricing/demo --json   # -> RC_ID / RC_SECRET
+    tessera trust add --tenant acme --peer-tenant pricing
+    tessera trust add --tenant pricing --peer-tenant acme
+    tessera connection set --tenant acme --client "$AGENT_ID" \\
+        --audience http://127.0.0.1:8000/t/pricing --remote-client-id "$RC_ID" --grant read
+    ID_TOKEN=$(tessera id-token --tenant acme --client "$AGENT_ID" --sub alice --lifetime 3600)
+
+    python scripts/bench_tokens.py --mode idjag --issuer http://127.0.0.1:8000/t/acme \\
+        --client-id "$AGENT_ID" --client-secret "$AGENT_SECRET" \\
+        --audience http://127.0.0.1:8000/t/pricing \\
+        --resource-client-id "$RC_ID" --resource-client-secret "$RC_SECRET" \\
+        --id-token "$ID_TOKEN" --concurrency 32 --duration 20 --warmup 3
+
+The ID token must outlive the run (``--lifetime`` in seconds). ``--no-dpop`` and ``--resource``
+do not apply to this mode.
+
 Add ``--json`` for one JSON object on stdout. Only operations that complete after the warm-up
 and before the end of the measured window count; requests still in flight at the end are
 cancelled and not counted. An operation whose proof is answered with ``use_dpop_nonce`` is
-retried with the new nonce, and its latency includes the retry.
+retried with the new nonce, and its latency includes the retry; nonces are kept per target URL.
+Before the load, one operation (a token request, or one whole ID-JAG round trip) checks the
+configuration; if it fails, nothing else is sent.
 
 HTTP is a minimal HTTP/1.1 client on asyncio streams, not a general-purpose library, so that the
 generator is not the bottleneck (httpx cost ~3 ms of CPU per request): each worker coroutine
-owns one keep-alive connection (concurrency = connections), sends prebuilt request bytes with
-only the DPoP header added per request, and reads responses delimited by Content-Length or
-chunked encoding (or the connection's close). Each request has a 10 s timeout; after a timeout,
+owns one keep-alive connection (concurrency = connections; in ``idjag`` mode a second one when
+the audience is on another host or port), sends prebuilt request bytes with only the DPoP header
+(and for a redemption the ID-JAG) added per request, and reads responses delimited by
+Content-Length or chunked encoding (or the connection's close). Each request has a 10 s timeout; after a timeout,
 an error or ``Connection: close`` the connection is opened again for the next request.
 
 Exit status: 0 when every measured operation succeeded, 1 when any failed (or none succeeded),
-2 for bad arguments or a non-loopback issuer.
+2 for bad arguments or a non-loopback issuer (or audience).
 """
 
 from __future__ import annotations
@@ -71,7 +110,13 @@ MAX_NONCE_RETRIES = 2  # per operation: a stale nonce can be answered with use_d
 MAX_ERROR_SAMPLES = 5
 SAMPLE_CHARS = 300
 TRANSPORT_ERROR_PAUSE = 0.05  # seconds; keeps a dead server from turning workers into busy loops
-WORKLOADS = {"token": "W1", "introspect": "W3"}
+WORKLOADS = {"token": "W1", "idjag": "W2", "introspect": "W3"}
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ID_JAG_TYPE = "urn:ietf:params:oauth:token-type:id-jag"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+# the redemption form up to the ID-JAG, which ends it (a JWT needs no percent-encoding)
+REDEEM_BODY_PREFIX = urlencode({"grant_type": JWT_BEARER, "assertion": ""}).encode("ascii")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
@@ -108,13 +153,16 @@ def basic_authorization(client_id: str, client_secret: str) -> str:
 
 
 class ProofSigner:
-    """One P-256 key pair. The protected-header segment and the claims between ``jti``, ``iat``
-    and ``nonce`` are fixed bytes, so a proof costs one sign and a little byte pasting."""
+    """One P-256 key pair (new, or ``key``) for proofs of one ``htm`` and ``htu``. The
+    protected-header segment and the claims between ``jti``, ``iat`` and ``nonce`` are fixed
+    bytes, so a proof costs one sign and a little byte pasting."""
 
     __slots__ = ("_claims_mid", "_header", "_key", "_nonce", "_nonce_claim")
 
-    def __init__(self, htu: str, htm: str = "POST") -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
+    def __init__(
+        self, htu: str, htm: str = "POST", key: ec.EllipticCurvePrivateKey | None = None
+    ) -> None:
+        self._key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
         numbers = self._key.public_key().public_numbers()
         jwk = {
             "kty": "EC",
@@ -130,6 +178,10 @@ class ProofSigner:
         )
         self._nonce: str | None = None
         self._nonce_claim = b""
+
+    def for_htu(self, htu: str, htm: str = "POST") -> ProofSigner:
+        """A signer with the same key for another target."""
+        return ProofSigner(htu, htm, key=self._key)
 
     def proof(self, nonce: str | None) -> bytes:
         if nonce != self._nonce:
@@ -161,6 +213,10 @@ class Config:
     timeout: float
     introspect_token: str | None = None
     initial_nonce: str | None = None
+    # idjag: where and as whom the ID-JAG is redeemed; nonces learnt by the preflight, per URL
+    redeem_url: str = ""
+    redeem_authorization: str = ""
+    initial_nonces: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -170,6 +226,7 @@ class Outcome:
     sample: str = ""
     access_token: str | None = None
     nonce_retries: int = 0
+    transport: bool = False  # no response at all (other than a timeout)
 
 
 @dataclass
@@ -177,6 +234,7 @@ class Tally:
     """The state shared by the worker coroutines of one process."""
 
     nonce: str | None = None
+    nonces: dict[str, str] = field(default_factory=dict)  # idjag: DPoP-Nonce per target URL
     latencies: array = field(default_factory=lambda: array("d"))
     errors: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
@@ -221,18 +279,20 @@ class Target:
         return cls(host, port, tls, authority, path)
 
 
-def request_head(url: str, authorization: str, body: bytes) -> bytes:
-    """Request line and every header but DPoP for POSTing the form ``body`` to ``url``.
+def request_head(url: str, authorization: str, body: bytes | None) -> bytes:
+    """Request line and every header but DPoP for POSTing the form ``body`` to ``url``; with
+    ``body`` None, every header but DPoP and Content-Length.
 
-    It ends with one CRLF: a ``DPoP`` header line or the empty line comes next.
+    It ends with one CRLF: a header line or the empty line comes next.
     """
     target = Target.of(url)
+    length = "" if body is None else f"Content-Length: {len(body)}\r\n"
     return (
         f"POST {target.path} HTTP/1.1\r\n"
         f"Host: {target.authority}\r\n"
         f"Authorization: {authorization}\r\n"
         f"Content-Type: {FORM_CONTENT_TYPE}\r\n"
-        f"Content-Length: {len(body)}\r\n"
+        f"{length}"
         "Accept: application/json\r\n"
         "Connection: keep-alive\r\n"
         "User-Agent: tessera-bench\r\n"
@@ -248,19 +308,31 @@ class Wire:
     token_dpop_head: bytes  # the token request up to and including "DPoP: "
     token_dpop_tail: bytes  # what follows the proof: end of the header block, then the body
     introspect: bytes  # the whole introspection request for cfg.introspect_token
+    # idjag: the redemption request up to Content-Length, which depends on the ID-JAG
+    redeem_target: Target | None = None
+    redeem_head: bytes = b""
 
     @classmethod
     def of(cls, cfg: Config) -> Wire:
         token_head = request_head(cfg.token_url, cfg.authorization, cfg.token_body)
         introspect_body = urlencode({"token": cfg.introspect_token or ""}).encode("ascii")
         introspect_head = request_head(cfg.introspect_url, cfg.authorization, introspect_body)
+        redeeming = bool(cfg.redeem_url)
         return cls(
             target=Target.of(cfg.token_url),
             token=token_head + b"\r\n" + cfg.token_body,
             token_dpop_head=token_head + b"DPoP: ",
             token_dpop_tail=b"\r\n\r\n" + cfg.token_body,
             introspect=introspect_head + b"\r\n" + introspect_body,
+            redeem_target=Target.of(cfg.redeem_url) if redeeming else None,
+            redeem_head=(request_head(cfg.redeem_url, cfg.redeem_authorization, None)
+                         if redeeming else b""),
         )
+
+    def redeem_request(self, id_jag: bytes, proof: bytes) -> bytes:
+        body = REDEEM_BODY_PREFIX + id_jag
+        return b"%bContent-Length: %d\r\nDPoP: %b\r\n\r\n%b" % (
+            self.redeem_head, len(body), proof, body)
 
 
 async def read_chunked(reader: asyncio.StreamReader) -> bytes:
@@ -408,7 +480,7 @@ def _exchange_failure(exc: BaseException, timeout: float) -> Outcome:
     sample = str(exc) or repr(exc)
     if isinstance(exc, asyncio.IncompleteReadError):
         sample = f"connection closed mid-response ({len(exc.partial)} bytes of a part read)"
-    return Outcome(False, f"transport {type(exc).__name__}", sample)
+    return Outcome(False, f"transport {type(exc).__name__}", sample, transport=True)
 
 
 async def request_token(

@@ -121,8 +121,12 @@ def refusal_event(
     state: ClientRequest, reason: OAuthError | str, action: str = "token.refused"
 ) -> audit.Event:
     detail: dict[str, object] = {}
-    if action == "token.refused":
-        detail["grant_type"] = state.form.get("grant_type") if state.form else None
+    if action == "token.refused" and state.form is not None:
+        detail["grant_type"] = state.form.get("grant_type")
+        for name in ("scope", "audience", "resource", "requested_token_type"):
+            values = state.form.all(name)
+            if values:  # what was asked for, never a credential
+                detail[name] = values[0][:512] if len(values) == 1 else [v[:512] for v in values]
     if isinstance(reason, OAuthError):
         detail.update(error=reason.error, description=reason.description)
     else:

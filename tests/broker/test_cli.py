@@ -79,3 +79,46 @@ def test_cli_errors_are_clear(cli):
     assert proc.returncode == 2 and "no tenant" in proc.stderr
     proc = cli("keys", "rotate", "--tenant", "ghost", check=False)
     assert proc.returncode == 2
+
+
+def test_cli_trust_registry_and_managed_connections(cli, tmp_path):
+    for name in ("acme", "pricing"):
+        cli("tenant", "create", name, "--json")
+    agent = json.loads(cli("client", "create", "--tenant", "acme", "--name", "agent",
+                           "--json").stdout)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "p1",
+                                          "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
+                                          "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"}]}))
+    partner = json.loads(cli("partner", "register", "--issuer", "https://idp.partner.example",
+                             "--name", "Partner", "--jwks-file", str(jwks), "--id", "partner",
+                             "--json").stdout)
+    assert partner["status"] == "pending"
+    proc = cli("trust", "add", "--tenant", "pricing", "--partner", "partner", check=False)
+    assert proc.returncode == 2 and "not active" in proc.stderr
+    assert json.loads(cli("partner", "activate", "partner", "--json").stdout)["status"] == \
+        "active"
+    link = json.loads(cli("trust", "add", "--tenant", "pricing", "--partner", "partner",
+                          "--scope", "read", "--json").stdout)
+    assert link["scope_ceiling"] == ["read"] and link["status"] == "active"
+    peer = json.loads(cli("trust", "add", "--tenant", "acme", "--peer-tenant", "pricing",
+                          "--json").stdout)
+    assert peer["issuer"] == "http://127.0.0.1:8000/t/pricing"
+    suspended = json.loads(cli("trust", "suspend", "--tenant", "pricing", link["id"],
+                               "--json").stdout)
+    assert suspended["status"] == "suspended"
+    conn = json.loads(cli("connection", "set", "--tenant", "acme", "--client",
+                          agent["client_id"], "--audience", peer["issuer"],
+                          "--remote-client-id", "agent-at-pricing", "--grant", "read",
+                          "--approve", "pay", "--deny", "admin", "--json").stdout)
+    assert conn["rules"] == {"read": "grant", "pay": "approve", "admin": "deny"}
+    listed = json.loads(cli("connection", "list", "--tenant", "acme", "--json").stdout)
+    assert len(listed) == 1
+    token = cli("id-token", "--tenant", "acme", "--client", agent["client_id"], "--sub",
+                "alice").stdout.strip()
+    assert token.count(".") == 2
+    proc = cli("id-token", "--tenant", "acme", "--client", "ghost", "--sub", "x", check=False)
+    assert proc.returncode == 2
+    events = [json.loads(x)["action"] for x in cli("audit", "export", "--tenant",
+                                                   "pricing").stdout.splitlines()]
+    assert "trust_link.created" in events and "trust_link.suspended" in events

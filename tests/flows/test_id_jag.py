@@ -209,6 +209,9 @@ async def test_idp_side_refusals(http, broker, domains, case):
     assert after["audit_events"] == before["audit_events"] + 1
     event = await last_event(broker, d.acme)
     assert event.action == "token.refused" and event.detail["error"] == error
+    assert event.client_id == d.agent.client_id
+    if case != "no-audience":  # the refusal names what was asked for
+        assert event.detail["audience"]
 
 
 # -- resource-side refusals: invalid_grant, nothing issued ----------------------------------
