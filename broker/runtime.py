@@ -202,5 +202,5 @@ class Broker:
         self._tasks.clear()
         await self.journal.close()
         await self.http.aclose()
-        self.hot.close()
+        await self.hot.aclose()
         await self.engine.dispose()

@@ -7,19 +7,23 @@ SQLite itself answers in 10 µs. So on SQLite:
   * reads run on the event loop through a synchronous engine (pysqlite): an indexed lookup in
     a WAL database is a memory access (~20 µs), never blocked by the writer;
   * units of work run in ONE writer thread, one hand-off per unit (SQLite has one writer).
-On PostgreSQL the asyncpg engine is already non-blocking: reads use AUTOCOMMIT (one round trip
-instead of BEGIN/SELECT/ROLLBACK) and units of work run in a transaction via ``run_sync``.
+On PostgreSQL reads go straight to an asyncpg pool with the statement compiled once by
+SQLAlchemy (no BEGIN/ROLLBACK, no greenlet hand-offs: ~60 µs of CPU instead of ~260 µs per
+lookup), and units of work run in a transaction on the async engine via ``run_sync``.
 The ORM and administrative paths keep using the async engine and sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Executable, Row
+import asyncpg
+from sqlalchemy import JSON, Connection, Engine, Executable
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,6 +39,9 @@ class HotPath:
         self._reads = autocommit_reads(engine)
         self._sync: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
+        self._pg_pool: asyncpg.Pool | None = None
+        self._pg_lock = asyncio.Lock()
+        self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[str, ...], Executable]] = {}
         if self._sqlite:
             url = engine.url.set(drivername="sqlite")
             self._sync = create_sync_engine(
@@ -48,12 +55,48 @@ class HotPath:
     def dialect(self) -> str:
         return self._engine.dialect.name
 
-    async def read_one(self, stmt: Executable, params: Mapping[str, Any]) -> Row[Any] | None:
+    async def read_one(self, stmt: Executable, params: Mapping[str, Any]) -> Any:
+        """One row (attribute access by column name) or None."""
         if self._sync is not None:
             with self._sync.connect() as conn:
                 return conn.execute(stmt, params).first()
+        if self._engine.dialect.name == "postgresql":
+            return await self._pg_read_one(stmt, params)
         async with self._reads.connect() as conn:
             return (await conn.execute(stmt, params)).first()
+
+    async def _pg_read_one(self, stmt: Executable, params: Mapping[str, Any]) -> Any:
+        compiled = self._compiled.get(id(stmt))
+        if compiled is None:
+            query = stmt.compile(dialect=self._engine.dialect)
+            names = tuple(query.positiontup or ())
+            json_columns = tuple(
+                c.key for c in stmt.selected_columns  # type: ignore[attr-defined]
+                if isinstance(c.type, JSON)
+            )
+            compiled = (str(query), names, json_columns, stmt)
+            self._compiled[id(stmt)] = compiled  # statements are module constants
+        sql, names, json_columns, _ = compiled
+        pool = self._pg_pool or await self._open_pg_pool()
+        async with pool.acquire() as conn:
+            record = await conn.fetchrow(sql, *[params[n] for n in names])
+        if record is None:
+            return None
+        row = dict(record.items())
+        for key in json_columns:
+            if isinstance(row.get(key), str):
+                row[key] = json.loads(row[key])
+        return SimpleNamespace(**row)
+
+    async def _open_pg_pool(self) -> asyncpg.Pool:
+        async with self._pg_lock:
+            if self._pg_pool is None:
+                url = self._engine.url.set(drivername="postgresql")
+                self._pg_pool = await asyncpg.create_pool(
+                    url.render_as_string(hide_password=False), min_size=1, max_size=16,
+                    statement_cache_size=64,
+                )
+            return self._pg_pool
 
     async def unit_of_work(self, work: Callable[[Connection], T]) -> T:
         """Run ``work(connection)`` in one transaction; committed when it returns."""
@@ -68,6 +111,12 @@ class HotPath:
         assert self._sync is not None
         with self._sync.begin() as conn:
             return work(conn)
+
+    async def aclose(self) -> None:
+        if self._pg_pool is not None:
+            await self._pg_pool.close()
+            self._pg_pool = None
+        self.close()
 
     def close(self) -> None:
         if self._writer is not None:
