@@ -105,7 +105,7 @@ class Broker:
         sessions = session_factory(engine)
         hot = HotPath(engine)
         nonce_secret = hmac.new(master, b"tessera dpop nonce v1", hashlib.sha256).digest()
-        http = httpx.AsyncClient(follow_redirects=False, timeout=5.0,
+        http = httpx.AsyncClient(follow_redirects=False, timeout=5.0, trust_env=False,
                                  headers={"User-Agent": "tessera"})
         fetch = FetchPolicy(allow_http_loopback=settings.allow_http_loopback)
         return cls(

@@ -266,7 +266,7 @@ class RemoteKeys:
             since = float("inf") if last is None else self._clock.now() - last
             if since < self._policy.min_refetch_interval:
                 raise RemoteKeyError(
-                    f"no key {_wanted(kid, alg)} at {jwks_uri} (fetched {since:.0f} s ago; "
+                    f"no key {_wanted(kid, alg)} at {jwks_uri} (last fetch {since:.0f} s ago; "
                     f"refetched at most every {self._policy.min_refetch_interval:.0f} s)"
                 )
             try:
@@ -387,7 +387,7 @@ class RemoteKeys:
         if response.status_code != 200:
             raise RemoteKeyError(f"{url} answered HTTP {response.status_code}")
         media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if False:
+        if media not in _JSON_TYPES:
             raise RemoteKeyError(f"{url} answered content type {_short(media)}, not JSON")
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):

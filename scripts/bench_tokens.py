@@ -73,8 +73,9 @@ generator is not the bottleneck (httpx cost ~3 ms of CPU per request): each work
 owns one keep-alive connection (concurrency = connections; in ``idjag`` mode a second one when
 the audience is on another host or port), sends prebuilt request bytes with only the DPoP header
 (and for a redemption the ID-JAG) added per request, and reads responses delimited by
-Content-Length or chunked encoding (or the connection's close). Each request has a 10 s timeout; after a timeout,
-an error or ``Connection: close`` the connection is opened again for the next request.
+Content-Length or chunked encoding (or the connection's close). Each request has a 10 s timeout;
+after a timeout, an error or ``Connection: close`` the connection is opened again for the next
+request.
 
 Exit status: 0 when every measured operation succeeded, 1 when any failed (or none succeeded),
 2 for bad arguments or a non-loopback issuer (or audience).
@@ -97,6 +98,7 @@ import time
 import traceback
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -115,7 +117,7 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ID_JAG_TYPE = "urn:ietf:params:oauth:token-type:id-jag"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
-# the redemption form up to the ID-JAG, which ends it (a JWT needs no percent-encoding)
+# the redemption form up to the ID-JAG, which ends it
 REDEEM_BODY_PREFIX = urlencode({"grant_type": JWT_BEARER, "assertion": ""}).encode("ascii")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
@@ -522,6 +524,97 @@ async def request_token(
         return outcome
 
 
+async def post_with_proof(
+    conn: Connection,
+    build: Callable[[bytes], bytes],
+    signer: ProofSigner,
+    nonces: dict[str, str],
+    url: str,
+) -> tuple[int, bytes, dict[str, Any] | None, int]:
+    """Send ``build(proof)`` with a fresh proof, again with a new one when the answer is
+    ``use_dpop_nonce``; the nonce is kept per target ``url``. Returns (status, raw body, JSON
+    body or None, nonce retries)."""
+    retries = 0
+    while True:
+        status, nonce, raw = await conn.exchange(build(signer.proof(nonces.get(url))))
+        if nonce:
+            nonces[url] = nonce
+        body = _json_body(raw)
+        if (
+            status == 400
+            and nonce
+            and body is not None
+            and body.get("error") == "use_dpop_nonce"
+            and retries < MAX_NONCE_RETRIES
+        ):
+            retries += 1
+            continue
+        return status, raw, body, retries
+
+
+def _step_failure(step: str, outcome: Outcome, retries: int) -> Outcome:
+    outcome.key = f"{step} {outcome.key}"
+    outcome.nonce_retries += retries
+    return outcome
+
+
+async def idjag_round_trip(
+    conns: tuple[Connection, Connection],
+    wire: Wire,
+    cfg: Config,
+    tally: Tally,
+    signers: tuple[ProofSigner, ProofSigner],
+) -> Outcome:
+    """(1) token exchange of the ID token for an ID-JAG at the IdP tenant, (2) jwt-bearer
+    redemption of the ID-JAG at the audience, each with a proof by the same key. A failure's key
+    names its step: ``exchange ...`` or ``redeem ...``."""
+    exchange_conn, redeem_conn = conns
+    exchange_signer, redeem_signer = signers
+    head, tail = wire.token_dpop_head, wire.token_dpop_tail
+    try:
+        status, raw, body, retries = await post_with_proof(
+            exchange_conn, lambda proof: b"".join((head, proof, tail)), exchange_signer,
+            tally.nonces, cfg.token_url)
+    except TRANSPORT_ERRORS as exc:  # TimeoutError is an OSError
+        return _step_failure("exchange", _exchange_failure(exc, cfg.timeout), 0)
+    if status != 200 or body is None:
+        return _step_failure("exchange", _failure(status, raw, body), retries)
+    id_jag = body.get("access_token")
+    issued = body.get("issued_token_type")
+    token_type = str(body.get("token_type", ""))
+    if not id_jag or not isinstance(id_jag, str):
+        return _step_failure("exchange", Outcome(False, "200 no_access_token", _text(raw)),
+                             retries)
+    if issued != ID_JAG_TYPE:
+        return _step_failure(
+            "exchange", Outcome(False, f"200 issued_token_type={issued or '-'}", _text(raw)),
+            retries)
+    if token_type.lower() != "n_a":
+        return _step_failure(
+            "exchange", Outcome(False, f"200 token_type={token_type or '-'}", _text(raw)),
+            retries)
+    total_retries = retries
+    assertion = quote(id_jag, safe="").encode("ascii")
+    try:
+        status, raw, body, retries = await post_with_proof(
+            redeem_conn, lambda proof: wire.redeem_request(assertion, proof), redeem_signer,
+            tally.nonces, cfg.redeem_url)
+    except TRANSPORT_ERRORS as exc:
+        return _step_failure("redeem", _exchange_failure(exc, cfg.timeout), total_retries)
+    total_retries += retries
+    if status != 200 or body is None:
+        return _step_failure("redeem", _failure(status, raw, body), total_retries)
+    token_type = str(body.get("token_type", ""))
+    if not body.get("access_token"):
+        return _step_failure("redeem", Outcome(False, "200 no_access_token", _text(raw)),
+                             total_retries)
+    if token_type.lower() != "dpop":
+        return _step_failure(
+            "redeem", Outcome(False, f"200 token_type={token_type or '-'}", _text(raw)),
+            total_retries)
+    return Outcome(True, access_token=str(body["access_token"]), nonce_retries=total_retries)
+
+
 async def introspect(conn: Connection, wire: Wire) -> Outcome:
     status, _, raw = await conn.exchange(wire.introspect)
     body = _json_body(raw)
@@ -532,18 +625,28 @@ async def introspect(conn: Connection, wire: Wire) -> Outcome:
     return _failure(status, raw, body)
 
 
+def _same_socket(a: Target, b: Target) -> bool:
+    return (a.host, a.port, a.tls) == (b.host, b.port, b.tls)
+
+
 async def worker(
     cfg: Config,
     wire: Wire,
     tally: Tally,
-    signer: ProofSigner | None,
+    signers: tuple[ProofSigner, ...],
     measure_from: float,
     end: float,
 ) -> None:
-    """Issue operations back to back over one keep-alive connection until ``end``."""
+    """Issue operations back to back over one keep-alive connection (in ``idjag`` mode two when
+    the audience is elsewhere) until ``end``."""
     conn = Connection(wire.target, cfg.timeout)
+    redeem_conn = conn
+    if wire.redeem_target is not None and not _same_socket(wire.target, wire.redeem_target):
+        redeem_conn = Connection(wire.redeem_target, cfg.timeout)
     perf_counter = time.perf_counter
     introspecting = cfg.mode == "introspect"
+    idjag = cfg.mode == "idjag"
+    signer = signers[0] if signers else None
     try:
         while True:
             started = perf_counter()
@@ -552,6 +655,9 @@ async def worker(
             try:
                 if introspecting:
                     outcome = await introspect(conn, wire)
+                elif idjag:
+                    outcome = await idjag_round_trip(
+                        (conn, redeem_conn), wire, cfg, tally, (signers[0], signers[1]))
                 else:
                     outcome = await request_token(conn, wire, tally, signer)
             except TRANSPORT_ERRORS as exc:  # TimeoutError is an OSError
@@ -563,21 +669,31 @@ async def worker(
                     tally.latencies.append((finished - started) * 1000.0)
                 else:
                     tally.note_error(outcome.key, outcome.sample)
-            if not outcome.ok and outcome.key.startswith("transport"):
+            if not outcome.ok and outcome.transport:
                 await asyncio.sleep(TRANSPORT_ERROR_PAUSE)
     finally:
         conn.close()
+        redeem_conn.close()
 
 
-def make_signers(cfg: Config, workers: int) -> list[ProofSigner | None]:
+def worker_signers(cfg: Config) -> tuple[ProofSigner, ...]:
+    """The proof signers of one worker: none, one for the token endpoint, or in ``idjag`` mode
+    one key for both the exchange and the redemption."""
+    if cfg.mode == "idjag":
+        signer = ProofSigner(cfg.token_url)
+        return signer, signer.for_htu(cfg.redeem_url)
     if cfg.mode == "token" and cfg.dpop:
-        return [ProofSigner(cfg.token_url) for _ in range(workers)]
-    return [None] * workers
+        return (ProofSigner(cfg.token_url),)
+    return ()
 
 
-async def run_load(cfg: Config, signers: list[ProofSigner | None]) -> dict[str, Any]:
+def make_signers(cfg: Config, workers: int) -> list[tuple[ProofSigner, ...]]:
+    return [worker_signers(cfg) for _ in range(workers)]
+
+
+async def run_load(cfg: Config, signers: list[tuple[ProofSigner, ...]]) -> dict[str, Any]:
     """Run len(signers) workers, one keep-alive connection each, until warm-up + duration."""
-    tally = Tally(nonce=cfg.initial_nonce)
+    tally = Tally(nonce=cfg.initial_nonce, nonces=dict(cfg.initial_nonces))
     wire = Wire.of(cfg)
     start = time.perf_counter()
     measure_from, end = start + cfg.warmup, start + cfg.warmup + cfg.duration
@@ -682,10 +798,14 @@ def summarise(
     def ms(value: float) -> float | None:
         return None if math.isnan(value) else round(value, 3)
 
-    return {
+    report: dict[str, Any] = {
         "workload": WORKLOADS[cfg.mode],
         "mode": cfg.mode,
         "issuer": args.issuer,
+    }
+    if cfg.mode == "idjag":
+        report["audience"] = args.audience
+    return report | {
         "dpop": cfg.dpop,
         "processes": args.processes,
         "concurrency": args.concurrency,
@@ -717,7 +837,10 @@ def print_report(report: dict[str, Any]) -> None:
         return "-" if value is None else f"{value:.2f}"
 
     dpop = "DPoP (ES256)" if report["dpop"] else "Bearer"
-    print(f"tessera bench  {report['workload']} {report['mode']}  {dpop}  {report['issuer']}")
+    where = report["issuer"]
+    if "audience" in report:
+        where = f"{where} -> {report['audience']}"
+    print(f"tessera bench  {report['workload']} {report['mode']}  {dpop}  {where}")
     print(
         f"  processes {report['processes']}, concurrency {report['concurrency']} "
         f"(per process {report['concurrency_per_process']}), warm-up {report['warmup_s']:g} s, "
@@ -740,38 +863,49 @@ def print_report(report: dict[str, Any]) -> None:
           f"{report['in_flight_at_end']}")
 
 
-def preflight(cfg: Config) -> tuple[Outcome, str | None]:
-    """One token request before the load: checks the configuration, learns the DPoP nonce and,
-    for introspection, yields the token to introspect."""
+def preflight(cfg: Config) -> tuple[Outcome, Tally]:
+    """One operation before the load (a token request, or in ``idjag`` mode one whole round
+    trip): checks the configuration, learns the DPoP nonces and, for introspection, yields the
+    token to introspect."""
 
-    async def once() -> tuple[Outcome, str | None]:
+    async def once() -> tuple[Outcome, Tally]:
         tally = Tally()
-        signer = ProofSigner(cfg.token_url) if cfg.dpop else None
+        # the token to introspect is DPoP-bound too, unless --no-dpop
+        signers = worker_signers(replace(cfg, mode="token") if cfg.mode == "introspect" else cfg)
         wire = Wire.of(cfg)
         conn = Connection(wire.target, cfg.timeout)
+        redeem_conn = (Connection(wire.redeem_target, cfg.timeout)
+                       if wire.redeem_target is not None else conn)
         try:
-            outcome = await request_token(conn, wire, tally, signer)
+            if cfg.mode == "idjag":
+                outcome = await idjag_round_trip(
+                    (conn, redeem_conn), wire, cfg, tally, (signers[0], signers[1]))
+            else:
+                outcome = await request_token(conn, wire, tally, signers[0] if signers else None)
         except TRANSPORT_ERRORS as exc:
             outcome = _exchange_failure(exc, cfg.timeout)
         finally:
             conn.close()
-        return outcome, tally.nonce
+            redeem_conn.close()
+        return outcome, tally
 
     return asyncio.run(once())
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Load generator for tessera's token (W1) and introspection (W3) endpoints. "
-        "Targets a running server on loopback only.",
+        description="Load generator for tessera's token (W1) and introspection (W3) endpoints "
+        "and the ID-JAG round trip (W2). Targets a running server on loopback only.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--issuer", required=True,
-                        help="tenant issuer, e.g. http://127.0.0.1:8000/t/demo")
+                        help="tenant issuer, e.g. http://127.0.0.1:8000/t/demo "
+                        "(idjag: the IdP tenant)")
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--client-secret", required=True)
     parser.add_argument("--mode", choices=sorted(WORKLOADS), default="token",
-                        help="token: W1 client credentials; introspect: W3 introspection")
+                        help="token: W1 client credentials; idjag: W2 token exchange for an "
+                        "ID-JAG + jwt-bearer redemption; introspect: W3 introspection")
     parser.add_argument("--concurrency", type=int, default=32,
                         help="keep-alive connections (one worker each), over all processes")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
@@ -782,8 +916,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scope", help="scope parameter of the token request")
     parser.add_argument("--resource", action="append",
                         help="resource indicator (RFC 8707) of the token request; repeatable")
+    idjag = parser.add_argument_group("idjag mode (all required with --mode idjag)")
+    idjag.add_argument("--audience",
+                       help="issuer of the resource tenant, e.g. http://127.0.0.1:8000/t/pricing")
+    idjag.add_argument("--resource-client-id", help="the agent's client at the audience")
+    idjag.add_argument("--resource-client-secret")
+    idjag.add_argument("--id-token", help="ID token of a user, issued by --issuer to --client-id")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    idjag_options = ("audience", "resource_client_id", "resource_client_secret", "id_token")
+    if args.mode == "idjag":
+        missing = [f"--{name.replace('_', '-')}" for name in idjag_options
+                   if not getattr(args, name)]
+        if missing:
+            parser.error(f"--mode idjag requires {', '.join(missing)}")
+        if args.no_dpop:
+            parser.error("--mode idjag always uses DPoP: --no-dpop does not apply")
+        if args.resource:
+            parser.error("--mode idjag does not send --resource")
+    else:
+        given = [f"--{name.replace('_', '-')}" for name in idjag_options if getattr(args, name)]
+        if given:
+            parser.error(f"{', '.join(given)}: only used by --mode idjag")
     if args.processes < 1:
         parser.error("--processes must be at least 1")
     if args.concurrency < args.processes:
@@ -793,21 +947,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def refuse_non_loopback(what: str, url: str) -> bool:
+    """Print why and return True unless ``url`` is an http(s) URL on a loopback host."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and is_loopback_host(parts.hostname):
+        return False
+    print(
+        f"refusing to run: {what} {url!r} is not an http(s) URL on a loopback host "
+        "(127.0.0.0/8, ::1 or localhost)",
+        file=sys.stderr,
+    )
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    parts = urlsplit(args.issuer)
-    if parts.scheme not in ("http", "https") or not is_loopback_host(parts.hostname):
-        print(
-            f"refusing to run: issuer {args.issuer!r} is not an http(s) URL on a loopback host "
-            "(127.0.0.0/8, ::1 or localhost)",
-            file=sys.stderr,
-        )
+    if refuse_non_loopback("issuer", args.issuer):
+        return 2
+    if args.mode == "idjag" and refuse_non_loopback("audience", args.audience):
         return 2
     issuer = args.issuer.rstrip("/")
     form: list[tuple[str, str]] = [("grant_type", "client_credentials")]
+    if args.mode == "idjag":
+        form = [
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG_TYPE),
+            ("audience", args.audience),
+            ("subject_token_type", ID_TOKEN_TYPE),
+            ("subject_token", args.id_token),
+        ]
     if args.scope:
         form.append(("scope", args.scope))
     form.extend(("resource", resource) for resource in args.resource or ())
+    redeem_url = redeem_authorization = ""
+    if args.mode == "idjag":
+        redeem_url = f"{args.audience.rstrip('/')}/token"
+        redeem_authorization = basic_authorization(args.resource_client_id,
+                                                   args.resource_client_secret)
     cfg = Config(
         mode=args.mode,
         token_url=f"{issuer}/token",
@@ -818,13 +994,17 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         duration=args.duration,
         timeout=10.0,
+        redeem_url=redeem_url,
+        redeem_authorization=redeem_authorization,
     )
-    outcome, nonce = preflight(cfg)
+    outcome, tally = preflight(cfg)
     if not outcome.ok:
-        print(f"preflight token request failed: {outcome.key}: {outcome.sample[:SAMPLE_CHARS]}",
+        what = "ID-JAG round trip" if cfg.mode == "idjag" else "token request"
+        print(f"preflight {what} failed: {outcome.key}: {outcome.sample[:SAMPLE_CHARS]}",
               file=sys.stderr)
         return 1
-    cfg = replace(cfg, introspect_token=outcome.access_token, initial_nonce=nonce)
+    cfg = replace(cfg, introspect_token=outcome.access_token, initial_nonce=tally.nonce,
+                  initial_nonces=tuple(tally.nonces.items()))
     report = summarise(cfg, args, run_processes(cfg, args.concurrency, args.processes))
     if args.json:
         print(json.dumps(report))
