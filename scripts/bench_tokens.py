@@ -625,8 +625,16 @@ async def introspect(conn: Connection, wire: Wire) -> Outcome:
     return _failure(status, raw, body)
 
 
-def _same_socket(a: Target, b: Target) -> bool:
-    return (a.host, a.port, a.tls) == (b.host, b.port, b.tls)
+def open_connections(cfg: Config, wire: Wire) -> tuple[Connection, Connection]:
+    """A worker's connections (opened on first use): the one for the issuer and the one for the
+    redemptions, which is the same unless the audience is on another host, port or scheme."""
+    conn = Connection(wire.target, cfg.timeout)
+    other = wire.redeem_target
+    if other is None or (other.host, other.port, other.tls) == (
+        wire.target.host, wire.target.port, wire.target.tls
+    ):
+        return conn, conn
+    return conn, Connection(other, cfg.timeout)
 
 
 async def worker(
@@ -639,10 +647,7 @@ async def worker(
 ) -> None:
     """Issue operations back to back over one keep-alive connection (in ``idjag`` mode two when
     the audience is elsewhere) until ``end``."""
-    conn = Connection(wire.target, cfg.timeout)
-    redeem_conn = conn
-    if wire.redeem_target is not None and not _same_socket(wire.target, wire.redeem_target):
-        redeem_conn = Connection(wire.redeem_target, cfg.timeout)
+    conn, redeem_conn = open_connections(cfg, wire)
     perf_counter = time.perf_counter
     introspecting = cfg.mode == "introspect"
     idjag = cfg.mode == "idjag"
@@ -873,9 +878,7 @@ def preflight(cfg: Config) -> tuple[Outcome, Tally]:
         # the token to introspect is DPoP-bound too, unless --no-dpop
         signers = worker_signers(replace(cfg, mode="token") if cfg.mode == "introspect" else cfg)
         wire = Wire.of(cfg)
-        conn = Connection(wire.target, cfg.timeout)
-        redeem_conn = (Connection(wire.redeem_target, cfg.timeout)
-                       if wire.redeem_target is not None else conn)
+        conn, redeem_conn = open_connections(cfg, wire)
         try:
             if cfg.mode == "idjag":
                 outcome = await idjag_round_trip(

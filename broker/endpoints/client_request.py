@@ -6,10 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.responses import Response
 
+from adapters.errors import NotFound, OAuthError
 from broker.client_auth import AuthenticatedClient, presented_credentials, verify_client
+from broker.dpop_check import nonce_headers
+from broker.errors import error_response
 from broker.forms import Form, read_form
 from broker.runtime import Broker, TenantView
+from tenants import audit
 
 
 @dataclass
@@ -44,3 +49,44 @@ async def authenticate_request(
     return state.client
 
 
+
+
+async def refuse(
+    broker: Broker, state: ClientRequest, exc: OAuthError, *, action: str | None,
+    nonce: bool = False,
+) -> Response:
+    """Audit the refusal as ``action`` (None: already audited with the request's one-time
+    values) and render it; ``nonce`` adds a DPoP-Nonce where the tenant uses nonces."""
+    if isinstance(exc, NotFound):
+        return error_response(exc)
+    try:
+        tenant = await state.known_tenant(broker)
+    except NotFound as missing:
+        return error_response(missing)
+    if action is not None:
+        await broker.journal.record(tenant.id, granted=[refusal_event(state, exc, action)])
+    response = error_response(exc)
+    if nonce:
+        response.headers.update(nonce_headers(broker, tenant, exc))
+    return response
+
+
+def refusal_event(
+    state: ClientRequest, reason: OAuthError | str, action: str = "token.refused"
+) -> audit.Event:
+    """One refusal: the error, and what was asked for (never a credential)."""
+    detail: dict[str, object] = {}
+    if action == "token.refused" and state.form is not None:
+        detail["grant_type"] = state.form.get("grant_type")
+        for name in ("scope", "audience", "resource", "requested_token_type"):
+            values = state.form.all(name)
+            if values:
+                detail[name] = values[0][:512] if len(values) == 1 else [v[:512] for v in values]
+    if isinstance(reason, OAuthError):
+        detail.update(error=reason.error, description=reason.description)
+    else:
+        detail.update(error="replay", description=reason)
+    client_id = state.client.client.client_id if state.client else None
+    if client_id is None and state.presented_client_id:
+        detail["presented_client_id"] = state.presented_client_id[:128]
+    return audit.Event(action, "refused", client_id, None, detail)

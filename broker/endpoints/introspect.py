@@ -7,10 +7,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.errors import InvalidClient, InvalidToken, NotFound, OAuthError
-from broker.endpoints.client_request import ClientRequest, authenticate_request
-from broker.endpoints.token import refusal_event
-from broker.errors import NO_STORE, error_response
+from adapters.errors import InvalidClient, InvalidToken, OAuthError
+from broker.endpoints.client_request import ClientRequest, authenticate_request, refuse
+from broker.errors import NO_STORE
 from broker.runtime import Broker
 from broker.tokens import verify_access_token
 
@@ -27,16 +26,8 @@ async def introspection_endpoint(request: Request) -> Response:
         token = state.form.require("token")
         if caller.claims and await broker.journal.record(state.tenant.id, claims=caller.claims):
             raise InvalidClient("client assertion replayed")
-    except NotFound as exc:
-        return error_response(exc)
     except OAuthError as exc:
-        try:
-            tenant = await state.known_tenant(broker)
-        except NotFound as missing:
-            return error_response(missing)
-        await broker.journal.record(
-            tenant.id, granted=[refusal_event(state, exc, "introspection.refused")])
-        return error_response(exc)
+        return await refuse(broker, state, exc, action="introspection.refused")
     try:
         claims = await verify_access_token(broker, state.tenant, token)
     except InvalidToken:

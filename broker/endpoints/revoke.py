@@ -6,10 +6,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.errors import InvalidClient, InvalidToken, NotFound, OAuthError, UnauthorizedClient
-from broker.endpoints.client_request import ClientRequest, authenticate_request
-from broker.endpoints.token import refusal_event
-from broker.errors import NO_STORE, error_response
+from adapters.errors import InvalidClient, InvalidToken, OAuthError, UnauthorizedClient
+from broker.endpoints.client_request import ClientRequest, authenticate_request, refuse
+from broker.errors import NO_STORE
 from broker.runtime import Broker, TenantView
 from broker.tokens import verify_access_token
 from tenants import revocations
@@ -33,16 +32,8 @@ async def revocation_endpoint(request: Request) -> Response:
             raise UnauthorizedClient("the token was not issued to this client")
         await revoke_jti(broker, tenant, claims["jti"], float(claims["exp"]), client_id,
                          subject=str(claims.get("sub")), reason="revocation endpoint")
-    except NotFound as exc:
-        return error_response(exc)
     except OAuthError as exc:
-        try:
-            known = await state.known_tenant(broker)
-        except NotFound as missing:
-            return error_response(missing)
-        await broker.journal.record(
-            known.id, granted=[refusal_event(state, exc, "token.revocation_refused")])
-        return error_response(exc)
+        return await refuse(broker, state, exc, action="token.revocation_refused")
     return Response(status_code=200, headers=NO_STORE)
 
 

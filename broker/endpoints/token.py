@@ -21,13 +21,17 @@ from adapters.errors import (
     InvalidClient,
     InvalidDPoPProof,
     InvalidGrant,
-    NotFound,
     OAuthError,
     UnsupportedGrantType,
 )
 from broker.dpop_check import check_proof, nonce_headers
-from broker.endpoints.client_request import ClientRequest, authenticate_request
-from broker.errors import NO_STORE, error_response
+from broker.endpoints.client_request import (
+    ClientRequest,
+    authenticate_request,
+    refusal_event,
+    refuse,
+)
+from broker.errors import NO_STORE
 from broker.grants.base import Grant, TokenRequest
 from broker.grants.client_credentials import ClientCredentialsGrant
 from broker.grants.jwt_bearer import JWTBearerGrant
@@ -90,7 +94,8 @@ async def token_endpoint(request: Request) -> Response:
                 raise _ReplayedGrant("the assertion was already redeemed")
             raise _ReplayedAssertion("client assertion replayed")
     except OAuthError as exc:
-        return await refuse(broker, state, exc)
+        action = None if isinstance(exc, _AUDITED) else "token.refused"
+        return await refuse(broker, state, exc, action=action, nonce=True)
     bound = "jkt" in (token.claims.get("cnf") or {})
     body: dict[str, object] = {"access_token": token.token}
     if result.issued_token_type:
@@ -100,38 +105,3 @@ async def token_endpoint(request: Request) -> Response:
     if result.scope and result.report_scope:
         body["scope"] = " ".join(result.scope)
     return JSONResponse(body, headers={**NO_STORE, **nonce_headers(broker, tenant)})
-
-
-async def refuse(broker: Broker, state: ClientRequest, exc: OAuthError) -> Response:
-    """Audit the refusal (unless already audited) and render it with any DPoP nonce."""
-    if isinstance(exc, NotFound):
-        return error_response(exc)
-    try:
-        tenant = await state.known_tenant(broker)
-    except NotFound as missing:
-        return error_response(missing)
-    if not isinstance(exc, _AUDITED):
-        await broker.journal.record(tenant.id, granted=[refusal_event(state, exc)])
-    response = error_response(exc)
-    response.headers.update(nonce_headers(broker, tenant, exc))
-    return response
-
-
-def refusal_event(
-    state: ClientRequest, reason: OAuthError | str, action: str = "token.refused"
-) -> audit.Event:
-    detail: dict[str, object] = {}
-    if action == "token.refused" and state.form is not None:
-        detail["grant_type"] = state.form.get("grant_type")
-        for name in ("scope", "audience", "resource", "requested_token_type"):
-            values = state.form.all(name)
-            if values:  # what was asked for, never a credential
-                detail[name] = values[0][:512] if len(values) == 1 else [v[:512] for v in values]
-    if isinstance(reason, OAuthError):
-        detail.update(error=reason.error, description=reason.description)
-    else:
-        detail.update(error="replay", description=reason)
-    client_id = state.client.client.client_id if state.client else None
-    if client_id is None and state.presented_client_id:
-        detail["presented_client_id"] = state.presented_client_id[:128]
-    return audit.Event(action, "refused", client_id, None, detail)
