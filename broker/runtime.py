@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from adapters.clock import Clock, SystemClock
@@ -28,7 +28,13 @@ from tenants.hotpath import HotPath
 from tenants.journal import Journal
 from tenants.keys.service import KeyService
 from tenants.keys.software import SoftwareBackend
-from tenants.models import Client, ManagedConnectionRow, RevokedToken, Tenant
+from tenants.models import (
+    Client,
+    DirectoryEpoch,
+    ManagedConnectionRow,
+    RevokedToken,
+    Tenant,
+)
 from tenants.scope import scoped
 from tenants.secrets import SecretHasher
 from tenants.settings import TenantSettings
@@ -41,6 +47,7 @@ class TenantView:
     id: str
     issuer: str
     settings: TenantSettings
+    epoch: int = 0  # the directory epoch this view was read at (see ``Broker.lookup``)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class ClientView:
 
 
 _T, _C, _R = Tenant.__table__, Client.__table__, RevokedToken.__table__
+_E = DirectoryEpoch.__table__
 _CLIENT_COLUMNS = [
     _C.c.client_id, _C.c.status.label("client_status"), _C.c.auth_method, _C.c.secret_hash,
     _C.c.jwks, _C.c.scopes, _C.c.audiences, _C.c.access_token_lifetime,
@@ -67,11 +75,16 @@ _CLIENT_COLUMNS = [
 ]
 # One read per request: the tenant and (if named) the client, joined.
 _LOOKUP = (
-    select(_T.c.status, _T.c.settings, *_CLIENT_COLUMNS)
-    .select_from(_T.outerjoin(_C, and_(_C.c.tenant_id == _T.c.id,
-                                       _C.c.client_id == bindparam("client_id"))))
+    select(_T.c.status, _T.c.settings, func.coalesce(_E.c.epoch, 0).label("epoch"),
+           *_CLIENT_COLUMNS)
+    .select_from(
+        _T.outerjoin(_C, and_(_C.c.tenant_id == _T.c.id,
+                              _C.c.client_id == bindparam("client_id")))
+        .outerjoin(_E, _E.c.tenant_id == _T.c.id)
+    )
     .where(_T.c.id == bindparam("tenant_id"))
 )
+DIRECTORY_CACHE_SIZE = 10_000
 _TOKEN_STATE = select(
     select(_R.c.jti).where(_R.c.tenant_id == bindparam("tenant_id"),
                            _R.c.jti == bindparam("jti")).exists().label("revoked"),
@@ -95,6 +108,8 @@ class Broker:
     http: httpx.AsyncClient
     remote_keys: RemoteKeys
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _directory: dict[tuple[str, str | None], tuple[TenantView, ClientView | None]] = field(
+        default_factory=dict)
 
 
     @classmethod
@@ -141,7 +156,7 @@ class Broker:
         if row is None or row.status != "active":
             raise NotFound("unknown or disabled tenant")
         tenant = TenantView(tenant_id, self.issuer(tenant_id),
-                            TenantSettings.from_dict(row.settings or {}))
+                            TenantSettings.from_dict(row.settings or {}), int(row.epoch))
         if row.client_id is None:
             return tenant, None
         return tenant, ClientView(
@@ -149,6 +164,26 @@ class Broker:
             list(row.scopes or []), list(row.audiences or []), row.access_token_lifetime,
             bool(row.dpop_bound_access_tokens),
         )
+
+    async def cached_lookup(
+        self, tenant_id: str, client_id: str | None
+    ) -> tuple[TenantView, ClientView | None]:
+        """``lookup`` from this process's cache. Only for decisions recorded through the
+        journal with ``expect=(tenant.id, tenant.epoch)``: the journal refuses to record one
+        made on a stale view, and the caller decides again with ``lookup``."""
+        key = (tenant_id, client_id)
+        hit = self._directory.get(key)
+        if hit is not None:
+            return hit
+        found = await self.lookup(tenant_id, client_id)
+        if len(self._directory) >= DIRECTORY_CACHE_SIZE:
+            self._directory.clear()
+        self._directory[key] = found
+        return found
+
+    def forget_directory(self, tenant_id: str) -> None:
+        for key in [k for k in self._directory if k[0] == tenant_id]:
+            del self._directory[key]
 
     async def live_peer(self, tenant_id: str, issuer: str) -> Peer | None:
         """The tenant's live trust link to ``issuer`` (read now: revocation is immediate)."""

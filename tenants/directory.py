@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants import audit
-from tenants.models import Client, Tenant
+from tenants.models import Client, DirectoryEpoch, Tenant
 from tenants.scope import TenantScope
 from tenants.settings import TenantSettings
 
@@ -23,6 +23,18 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 
 class DirectoryError(ValueError):
     """A request to change the directory that cannot be honoured (bad name, duplicate...)."""
+
+
+async def bump_epoch(session: AsyncSession, tenant_id: str) -> None:
+    """Every change to a tenant or its clients moves its epoch on, in the same transaction:
+    processes that cached the old state find out when they record their next decision."""
+    result = await session.execute(
+        update(DirectoryEpoch).where(DirectoryEpoch.tenant_id == tenant_id)
+        .values(epoch=DirectoryEpoch.epoch + 1).execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:
+        session.add(DirectoryEpoch(tenant_id=tenant_id, epoch=1))
+        await session.flush()
 
 
 async def create_tenant(
@@ -38,6 +50,7 @@ async def create_tenant(
                     created_at=now, settings=merged)
     session.add(tenant)
     await session.flush()
+    await bump_epoch(session, name)
     await audit.record(session, name, [audit.Event("tenant.created", "changed")], now)
     return tenant
 
@@ -51,6 +64,7 @@ async def set_tenant_status(session: AsyncSession, name: str, status: str, now: 
     if tenant is None:
         raise LookupError(name)
     tenant.status = status
+    await bump_epoch(session, name)
     await audit.record(session, name, [audit.Event(f"tenant.{status}", "changed")], now)
     return tenant
 
@@ -101,6 +115,7 @@ async def create_client(
         dpop_bound_access_tokens=dpop_bound_access_tokens, created_at=now,
     ))
     await scope.session.flush()
+    await bump_epoch(scope.session, scope.tenant_id)
     await audit.record(scope.session, scope.tenant_id, [audit.Event(
         "client.created", "changed", client_id=client_id,
         detail={"auth_method": auth_method, "scopes": list(scopes), "audiences": list(audiences),
@@ -121,6 +136,7 @@ async def set_client_status(scope: TenantScope, client_id: str, status: str, now
     if client is None:
         raise LookupError(client_id)
     client.status = status
+    await bump_epoch(scope.session, scope.tenant_id)
     await audit.record(scope.session, scope.tenant_id, [audit.Event(
         f"client.{status}", "changed", client_id=client_id)], now)
     return client

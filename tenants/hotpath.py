@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import JSON, Connection, Engine, Executable
+from sqlalchemy import JSON, Connection, Engine, Executable, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -44,11 +44,18 @@ class HotPath:
         self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[str, ...], Executable]] = {}
         if self._sqlite:
             url = engine.url.set(drivername="sqlite")
-            self._sync = create_sync_engine(
-                url, connect_args={"timeout": 30, "check_same_thread": False},
-                pool_size=4, max_overflow=4,
-            )
+            args = {"timeout": 30, "check_same_thread": False}
+            self._sync = create_sync_engine(url, connect_args=args, pool_size=4, max_overflow=4)
             apply_sqlite_pragmas(self._sync)
+            # The writer's transactions take the write lock at BEGIN: a batch reads (the
+            # audit head, directory epochs) and then writes, and must not read a snapshot
+            # another process commits over before it writes.
+            self._sync_writes = create_sync_engine(
+                url, connect_args={**args, "isolation_level": None}, pool_size=1, max_overflow=0
+            )
+            apply_sqlite_pragmas(self._sync_writes)
+            event.listen(self._sync_writes, "begin",
+                         lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
 
     @property
@@ -108,8 +115,7 @@ class HotPath:
             return await conn.run_sync(work)
 
     def _run_sync(self, work: Callable[[Connection], T]) -> T:
-        assert self._sync is not None
-        with self._sync.begin() as conn:
+        with self._sync_writes.begin() as conn:
             return work(conn)
 
     async def aclose(self) -> None:
@@ -123,5 +129,6 @@ class HotPath:
             self._writer.shutdown(wait=True)
         if self._sync is not None:
             self._sync.dispose()
+            self._sync_writes.dispose()
 
 

@@ -17,14 +17,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from adapters.clock import Clock
 from tenants import audit
 from tenants.hotpath import HotPath
-from tenants.models import ReplayRecord
+from tenants.models import DirectoryEpoch, ReplayRecord
+
+_EPOCHS = DirectoryEpoch.__table__
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,26 @@ class Claim:
     kind: str = "dpop"  # what the value was: dpop | client_assertion | ...
 
 
+class Stale:
+    """The decision was made on a view of the directory that has changed since: nothing was
+    recorded, and the caller must decide again on a fresh read."""
+
+    def __repr__(self) -> str:
+        return "STALE"
+
+
+STALE = Stale()
+Outcome = Claim | Stale | None
+
+
 @dataclass
 class _Entry:
     tenant_id: str
     claims: Sequence[Claim]
     granted: Sequence[audit.Event]
     refused: Sequence[audit.Event]
-    future: asyncio.Future[Claim | None]
+    future: asyncio.Future[Outcome]
+    expect: tuple[str, int] | None = None
 
 
 class Journal:
@@ -76,12 +91,15 @@ class Journal:
         claims: Sequence[Claim] = (),
         granted: Sequence[audit.Event] = (),
         refused: Sequence[audit.Event] = (),
-    ) -> Claim | None:
+        expect: tuple[str, int] | None = None,
+    ) -> Outcome:
         """Durably claim every key and write ``granted`` events, returning None; on a reused
-        key write ``refused`` instead and return the claim that was already used."""
+        key write ``refused`` instead and return the claim that was already used. With
+        ``expect=(tenant, epoch)``, record nothing and return ``STALE`` if the tenant's
+        directory epoch has moved on (the decision was made on a cached view)."""
         self._ensure_running()
-        future: asyncio.Future[Claim | None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Entry(tenant_id, claims, granted, refused, future))
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Entry(tenant_id, claims, granted, refused, future, expect))
         self._wakeup.set()
         return await future
 
@@ -132,15 +150,21 @@ class Journal:
         now = self._clock.now()
         return await self._hot.unit_of_work(lambda conn: self._write_batch(conn, batch, now))
 
-    def _write_batch(
-        self, conn: Connection, batch: list[_Entry], now: float
-    ) -> list[Claim | None]:
+    def _write_batch(self, conn: Connection, batch: list[_Entry], now: float) -> list[Outcome]:
         events: dict[str, list[audit.Event]] = defaultdict(list)
-        inserted = self._claim_all(conn, batch)
+        inserted = self._claim_all(conn, batch)  # first: it takes the write lock
+        stale = self._stale(conn, batch)
         owner: dict[tuple[str, str], int] = {}  # first entry of the batch to claim a key
-        results: list[Claim | None] = []
+        results: list[Outcome] = []
         for index, entry in enumerate(batch):
-            reused = None
+            if index in stale:
+                for claim in entry.claims:  # take back what the blind insert claimed
+                    if (entry.tenant_id, claim.key) in inserted:
+                        owner.setdefault((entry.tenant_id, claim.key), index)
+                self._release(conn, entry, owner, index)
+                results.append(STALE)
+                continue
+            reused: Claim | None = None
             for claim in entry.claims:
                 ident = (entry.tenant_id, claim.key)
                 if ident not in inserted or owner.setdefault(ident, index) != index:
@@ -153,6 +177,22 @@ class Journal:
         for tenant_id, tenant_events in events.items():
             audit.append(conn, tenant_id, tenant_events, now)
         return results
+
+    def _stale(self, conn: Connection, batch: list[_Entry]) -> set[int]:
+        """Entries whose expected directory epoch is not the current one (read under the
+        transaction's lock: the write lock on SQLite, a share lock on PostgreSQL)."""
+        tenants = {e.expect[0] for e in batch if e.expect is not None}
+        if not tenants:
+            return set()
+        stmt = select(_EPOCHS.c.tenant_id, _EPOCHS.c.epoch).where(
+            _EPOCHS.c.tenant_id.in_(tenants))
+        if self._hot.dialect == "postgresql":
+            stmt = stmt.with_for_update(read=True)
+        current = {row[0]: row[1] for row in conn.execute(stmt)}
+        return {
+            i for i, e in enumerate(batch)
+            if e.expect is not None and current.get(e.expect[0], 0) != e.expect[1]
+        }
 
     def _claim_all(self, conn: Connection, batch: list[_Entry]) -> set[tuple[str, str]]:
         """One INSERT for every claim of the batch; returns the keys that were new."""

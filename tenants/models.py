@@ -149,3 +149,12 @@ class ManagedConnectionRow(TenantOwned, Base):
     remote_client_id: Mapped[str] = mapped_column(String(256))
     max_lifetime: Mapped[int] = mapped_column(Integer, default=300)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class DirectoryEpoch(TenantOwned, Base):
+    """A counter bumped by every change to a tenant or its clients: processes cache what they
+    read of the directory and check the epoch in the transaction that records a decision."""
+
+    __tablename__ = "directory_epochs"
+
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -15,6 +15,7 @@ from broker.errors import error_response
 from broker.forms import Form, read_form
 from broker.runtime import Broker, TenantView
 from tenants import audit
+from tenants.journal import STALE
 
 
 @dataclass
@@ -26,6 +27,14 @@ class ClientRequest:
     form: Form | None = None
     client: AuthenticatedClient | None = None
     presented_client_id: str | None = None
+    cached: bool = False  # tenant and client came from this process's directory cache
+
+    @property
+    def expect(self) -> tuple[str, int] | None:
+        """What the journal must find unchanged for a decision made on a cached view."""
+        if self.cached and self.tenant is not None:
+            return (self.tenant.id, self.tenant.epoch)
+        return None
 
     async def known_tenant(self, broker: Broker) -> TenantView:
         """The tenant, fetched if the refusal came before it was (raises ``NotFound``)."""
@@ -38,11 +47,14 @@ async def authenticate_request(
     broker: Broker, request: Request, state: ClientRequest, endpoint: str
 ) -> AuthenticatedClient:
     """Fill ``state`` step by step; raise the first ``OAuthError``. A client assertion may
-    name this endpoint, the token endpoint or the issuer as its audience."""
-    state.form = await read_form(request, broker.settings.max_body_bytes)
+    name this endpoint, the token endpoint or the issuer as its audience. With
+    ``state.cached`` the directory is read from the process cache (see ``ClientRequest.expect``)."""
+    if state.form is None:
+        state.form = await read_form(request, broker.settings.max_body_bytes)
     creds = presented_credentials(request, state.form)
     state.presented_client_id = creds.client_id
-    state.tenant, client = await broker.lookup(state.tenant_id, creds.client_id)
+    read = broker.cached_lookup if state.cached else broker.lookup
+    state.tenant, client = await read(state.tenant_id, creds.client_id)
     issuer = state.tenant.issuer
     audiences = (f"{issuer}/{endpoint}", f"{issuer}/token", issuer)
     state.client = verify_client(broker, client, creds, audiences)
@@ -54,9 +66,10 @@ async def authenticate_request(
 async def refuse(
     broker: Broker, state: ClientRequest, exc: OAuthError, *, action: str | None,
     nonce: bool = False,
-) -> Response:
+) -> Response | None:
     """Audit the refusal as ``action`` (None: already audited with the request's one-time
-    values) and render it; ``nonce`` adds a DPoP-Nonce where the tenant uses nonces."""
+    values) and render it; ``nonce`` adds a DPoP-Nonce where the tenant uses nonces. None:
+    the refusal rested on a stale cached view and was not recorded; decide again."""
     if isinstance(exc, NotFound):
         return error_response(exc)
     try:
@@ -64,7 +77,10 @@ async def refuse(
     except NotFound as missing:
         return error_response(missing)
     if action is not None:
-        await broker.journal.record(tenant.id, granted=[refusal_event(state, exc, action)])
+        outcome = await broker.journal.record(
+            tenant.id, granted=[refusal_event(state, exc, action)], expect=state.expect)
+        if outcome is STALE:
+            return None
     response = error_response(exc)
     if nonce:
         response.headers.update(nonce_headers(broker, tenant, exc))

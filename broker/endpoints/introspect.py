@@ -27,7 +27,9 @@ async def introspection_endpoint(request: Request) -> Response:
         if caller.claims and await broker.journal.record(state.tenant.id, claims=caller.claims):
             raise InvalidClient("client assertion replayed")
     except OAuthError as exc:
-        return await refuse(broker, state, exc, action="introspection.refused")
+        refused = await refuse(broker, state, exc, action="introspection.refused")
+        assert refused is not None  # a fresh read is never stale
+        return refused
     try:
         claims = await verify_access_token(broker, state.tenant, token)
     except InvalidToken:

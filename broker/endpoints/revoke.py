@@ -33,7 +33,9 @@ async def revocation_endpoint(request: Request) -> Response:
         await revoke_jti(broker, tenant, claims["jti"], float(claims["exp"]), client_id,
                          subject=str(claims.get("sub")), reason="revocation endpoint")
     except OAuthError as exc:
-        return await refuse(broker, state, exc, action="token.revocation_refused")
+        refused = await refuse(broker, state, exc, action="token.revocation_refused")
+        assert refused is not None  # a fresh read is never stale
+        return refused
     return Response(status_code=200, headers=NO_STORE)
 
 

@@ -38,6 +38,7 @@ from broker.grants.jwt_bearer import JWTBearerGrant
 from broker.grants.token_exchange import TokenExchangeGrant
 from broker.runtime import Broker
 from tenants import audit
+from tenants.journal import STALE
 
 GRANTS: dict[str, Grant] = {
     g.grant_type: g for g in (ClientCredentialsGrant(), TokenExchangeGrant(), JWTBearerGrant())
@@ -60,8 +61,22 @@ _AUDITED = (_Replayed, _ReplayedAssertion, _ReplayedGrant)
 
 
 async def token_endpoint(request: Request) -> Response:
+    """Decide on the process's cached view of the tenant and client; the journal refuses to
+    record a decision whose view went stale, and then the request is decided again on a fresh
+    read (a disabled client or tenant counts on the very next request, on every replica)."""
     broker: Broker = request.app.state.broker
-    state = ClientRequest(request.path_params["tenant"])
+    form = None
+    for cached in (True, False):
+        state = ClientRequest(request.path_params["tenant"], form=form, cached=cached)
+        response = await _decide(broker, request, state)
+        if response is not None:
+            return response
+        form = state.form
+        broker.forget_directory(state.tenant_id)
+    raise RuntimeError("a fresh read cannot be stale")
+
+
+async def _decide(broker: Broker, request: Request, state: ClientRequest) -> Response | None:
     checked = None
     try:
         client = await authenticate_request(broker, request, state, "token")
@@ -85,8 +100,10 @@ async def token_endpoint(request: Request) -> Response:
         claims = (*client.claims, *((checked.claim,) if checked else ()), *result.claims)
         reused = await broker.journal.record(
             tenant.id, claims=claims, granted=[event],
-            refused=[refusal_event(state, "replayed one-time value")],
+            refused=[refusal_event(state, "replayed one-time value")], expect=state.expect,
         )
+        if reused is STALE:
+            return None
         if reused is not None:
             if reused.kind == "dpop":
                 raise _Replayed("DPoP proof replayed")

@@ -307,3 +307,45 @@ async def test_server_nonce_flow(http, broker):
     r = await http.post(c.token_url, data=CC, auth=c.basic, headers={
         "DPoP": make_proof(key, htm="POST", htu=c.token_url, nonce=other)})
     assert r.status_code == 400 and r.json()["error"] == "use_dpop_nonce"
+
+
+async def test_cached_directory_never_outlives_a_change_on_another_replica(
+    http, broker, clocked_broker
+):
+    """Each replica decides on its cached view of tenant and client; the journal refuses a
+    decision whose view is stale, so a change made elsewhere counts on the next request."""
+    import httpx
+
+    from broker.app import create_app
+
+    replica, _ = clocked_broker
+    tenant = await new_tenant(broker)
+    c = await new_client(broker, tenant)
+    app = create_app(replica, background=False, migrate=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url=BASE_URL) as other:
+        assert (await other.post(c.token_url, data=CC, auth=c.basic)).status_code == 200
+        assert (tenant, c.client_id) in replica._directory  # the replica cached the view
+        await ops.set_client_status(broker, tenant, c.client_id, "disabled")
+        before = await counts(broker, tenant)
+        r = await other.post(c.token_url, data=CC, auth=c.basic)
+        assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+        after = await counts(broker, tenant)
+        assert after["audit_events"] == before["audit_events"] + 1  # one refusal, no grant
+        assert (await last_event(broker, tenant)).action == "token.refused"
+        await ops.set_client_status(broker, tenant, c.client_id, "active")
+        assert (await other.post(c.token_url, data=CC, auth=c.basic)).status_code == 200
+        await ops.set_tenant_status(broker, tenant, "disabled")
+        r = await other.post(c.token_url, data=CC, auth=c.basic)
+        assert r.status_code == 404
+        # a stale refusal is not recorded either: re-enabled elsewhere, served here
+        await ops.set_tenant_status(broker, tenant, "active")
+        await ops.set_client_status(broker, tenant, c.client_id, "disabled")
+        assert (await other.post(c.token_url, data=CC, auth=c.basic)).status_code == 401
+        await ops.set_client_status(broker, tenant, c.client_id, "active")
+        assert (await other.post(c.token_url, data=CC, auth=c.basic)).status_code == 200
+        # a DPoP proof of a request decided again is not burnt by the stale attempt
+        await ops.set_client_status(broker, tenant, c.client_id, "active")
+        proof = make_proof(new_key(), htm="POST", htu=c.token_url)
+        r = await other.post(c.token_url, data=CC, auth=c.basic, headers={"DPoP": proof})
+        assert r.status_code == 200 and r.json()["token_type"] == "DPoP"
