@@ -41,7 +41,7 @@ class HotPath:
         self._writer: ThreadPoolExecutor | None = None
         self._pg_pool: asyncpg.Pool | None = None
         self._pg_lock = asyncio.Lock()
-        self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[str, ...], Executable]] = {}
+        self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[str, ...], Any, Any]] = {}
         if self._sqlite:
             url = engine.url.set(drivername="sqlite")
             args = {"timeout": 30, "check_same_thread": False}
@@ -81,12 +81,13 @@ class HotPath:
                 c.key for c in stmt.selected_columns  # type: ignore[attr-defined]
                 if isinstance(c.type, JSON)
             )
-            compiled = (str(query), names, json_columns, stmt)
-            self._compiled[id(stmt)] = compiled  # statements are module constants
-        sql, names, json_columns, _ = compiled
+            compiled = (str(query), names, json_columns, query, stmt)  # stmt kept alive: id key
+            self._compiled[id(stmt)] = compiled
+        sql, names, json_columns, query, _ = compiled
+        values = query.construct_params(params)  # with the statement's own literals
         pool = self._pg_pool or await self._open_pg_pool()
         async with pool.acquire() as conn:
-            record = await conn.fetchrow(sql, *[params[n] for n in names])
+            record = await conn.fetchrow(sql, *[values[n] for n in names])
         if record is None:
             return None
         row = dict(record.items())
