@@ -35,7 +35,6 @@ from tenants.models import (
     RevokedToken,
     Tenant,
 )
-from tenants.scope import scoped
 from tenants.secrets import SecretHasher
 from tenants.settings import TenantSettings
 
@@ -85,6 +84,11 @@ _LOOKUP = (
     .where(_T.c.id == bindparam("tenant_id"))
 )
 DIRECTORY_CACHE_SIZE = 10_000
+_M = ManagedConnectionRow.__table__
+_MANAGED = select(_M.c.rules, _M.c.default_rule, _M.c.resources, _M.c.remote_client_id,
+                  _M.c.max_lifetime).where(
+    _M.c.tenant_id == bindparam("tenant_id"), _M.c.client_id == bindparam("client_id"),
+    _M.c.audience == bindparam("audience"))
 _TOKEN_STATE = select(
     select(_R.c.jti).where(_R.c.tenant_id == bindparam("tenant_id"),
                            _R.c.jti == bindparam("jti")).exists().label("revoked"),
@@ -187,21 +191,20 @@ class Broker:
 
     async def live_peer(self, tenant_id: str, issuer: str) -> Peer | None:
         """The tenant's live trust link to ``issuer`` (read now: revocation is immediate)."""
-        async with self.sessions() as session:
-            return await trust.live_peer(session, tenant_id, issuer, self.clock.now())
+        return await trust.live_peer(self.hot, tenant_id, issuer, self.clock.now())
 
     async def managed_connection(
         self, tenant_id: str, client_id: str, audience: str
     ) -> ManagedConnection | None:
-        async with self.sessions() as session:
-            row = await scoped(session, tenant_id).get(ManagedConnectionRow, client_id, audience)
+        row = await self.hot.read_one(
+            _MANAGED, {"tenant_id": tenant_id, "client_id": client_id, "audience": audience})
         if row is None:
             return None
         return ManagedConnection(
             tenant_id=tenant_id, client_id=client_id, audience=audience,
             rules=dict(row.rules), remote_client_id=row.remote_client_id,
             resources=frozenset(row.resources), max_lifetime=row.max_lifetime,
-            default_rule=row.default_rule,  # type: ignore[arg-type]
+            default_rule=row.default_rule,
         )
 
     async def token_state(self, tenant_id: str, jti: str, client_id: str) -> tuple[bool, bool]:

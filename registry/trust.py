@@ -8,12 +8,12 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select
 
 from registry import partners
 from registry.partners import RegistryError
 from tenants import audit
+from tenants.hotpath import HotPath
 from tenants.models import Partner, Tenant, TrustLink
 from tenants.scope import TenantScope
 
@@ -94,25 +94,34 @@ async def list_links(scope: TenantScope) -> Sequence[TrustLink]:
             ).scalars().all()
 
 
-async def live_peer(session: AsyncSession, tenant_id: str, issuer: str, now: float) -> Peer | None:
+_L, _P, _T = TrustLink.__table__, Partner.__table__, Tenant.__table__
+# At most one active link per (tenant, issuer): ``add_link`` refuses a second one.
+LIVE_PEER = (
+    select(_L.c.expires_at, _L.c.scope_ceiling, _L.c.peer_tenant,
+           _P.c.status.label("partner_status"), _P.c.expires_at.label("partner_expires_at"),
+           _P.c.jwks_uri, _P.c.jwks, _T.c.status.label("tenant_status"))
+    .select_from(_L.outerjoin(_P, _P.c.id == _L.c.partner_id)
+                 .outerjoin(_T, _T.c.id == _L.c.peer_tenant))
+    .where(_L.c.tenant_id == bindparam("tenant_id"), _L.c.issuer == bindparam("issuer"),
+           _L.c.status == "active")
+    .limit(1)
+)
+
+
+async def live_peer(hot: HotPath, tenant_id: str, issuer: str, now: float) -> Peer | None:
     """The peer if tenant ``tenant_id`` has a live link to ``issuer`` right now: link active
-    and unexpired, and its partner (or peer tenant) active and unexpired too."""
-    rows = (await session.execute(
-        select(TrustLink, Partner, Tenant)
-        .outerjoin(Partner, Partner.id == TrustLink.partner_id)
-        .outerjoin(Tenant, Tenant.id == TrustLink.peer_tenant)
-        .where(TrustLink.tenant_id == tenant_id, TrustLink.issuer == issuer,
-               TrustLink.status == "active")
-    )).all()
-    for link, partner, tenant in rows:
-        if link.expires_at is not None and link.expires_at <= now:
-            continue
-        ceiling = frozenset(link.scope_ceiling) if link.scope_ceiling is not None else None
-        if link.peer_tenant is not None:
-            if tenant is None or tenant.status != "active":
-                continue
-            return Peer(issuer, ceiling, link.peer_tenant, None, None)
-        if partner is None or not partners.is_active(partner, now):
-            continue
-        return Peer(issuer, ceiling, None, partner.jwks_uri, partner.jwks)
-    return None
+    and unexpired, and its partner (or peer tenant) active and unexpired too. Read on every
+    call: suspending or revoking anything on the way counts at once."""
+    row = await hot.read_one(LIVE_PEER, {"tenant_id": tenant_id, "issuer": issuer})
+    if row is None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    ceiling = frozenset(row.scope_ceiling) if row.scope_ceiling is not None else None
+    if row.peer_tenant is not None:
+        if row.tenant_status != "active":
+            return None
+        return Peer(issuer, ceiling, row.peer_tenant, None, None)
+    if row.partner_status != "active" or (
+        row.partner_expires_at is not None and row.partner_expires_at <= now
+    ):
+        return None
+    return Peer(issuer, ceiling, None, row.jwks_uri, row.jwks)
