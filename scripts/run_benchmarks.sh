@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Run the token workloads of shared/specs/performance.md against a fresh local tessera and
+# print one line per run. Starts its own server(s) in a temporary directory and stops them.
+#
+#   scripts/run_benchmarks.sh [sqlite|postgres] [workers] [duration] [runs]
+#
+# postgres needs TESSERA_BENCH_POSTGRES_URL (postgresql+asyncpg://...; the database is wiped).
+# W1: client credentials + DPoP; W3: introspection; W2: ID-JAG round trip (two tenants).
+set -euo pipefail
+backend=${1:-sqlite}; workers=${2:-1}; duration=${3:-20}; runs=${4:-3}
+port=${TESSERA_BENCH_PORT:-8000}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+cd "$work"
+if [ "$backend" = postgres ]; then
+  : "${TESSERA_BENCH_POSTGRES_URL:?set TESSERA_BENCH_POSTGRES_URL}"
+  export TESSERA_DATABASE_URL=$TESSERA_BENCH_POSTGRES_URL
+  python - <<'PY'
+import asyncio, os
+from sqlalchemy import text
+from tenants.db import Base, create_engine
+import tenants.models  # noqa: F401
+async def wipe():
+    e = create_engine(os.environ["TESSERA_DATABASE_URL"])
+    async with e.begin() as c:
+        await c.run_sync(Base.metadata.drop_all)
+        await c.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    await e.dispose()
+asyncio.run(wipe())
+PY
+else
+  export TESSERA_DATABASE_URL="sqlite+aiosqlite:///$work/tessera.db"
+fi
+export TESSERA_BASE_URL="http://127.0.0.1:$port"
+issuer="$TESSERA_BASE_URL/t"
+tessera serve --port "$port" --workers "$workers" > server.log 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do curl -fs "$TESSERA_BASE_URL/healthz" >/dev/null && break; sleep 0.2; done
+
+field() { python -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+bench=$(tessera client create --tenant demo --name bench --client-id bench --dpop-required \
+        --audience "$issuer/demo/demo" --json | field client_secret)
+tessera tenant create acme --json >/dev/null; tessera tenant create pricing --json >/dev/null
+agent_json=$(tessera client create --tenant acme --name agent --json)
+agent=$(echo "$agent_json" | field client_id); agent_secret=$(echo "$agent_json" | field client_secret)
+rc_json=$(tessera client create --tenant pricing --name agent --audience "$issuer/pricing/demo" --json)
+rc=$(echo "$rc_json" | field client_id); rc_secret=$(echo "$rc_json" | field client_secret)
+tessera trust add --tenant acme --peer-tenant pricing --json >/dev/null
+tessera trust add --tenant pricing --peer-tenant acme --json >/dev/null
+tessera connection set --tenant acme --client "$agent" --audience "$issuer/pricing" \
+    --remote-client-id "$rc" --grant read --json >/dev/null
+id_token=$(tessera id-token --tenant acme --client "$agent" --sub alice --lifetime 3600)
+
+run() {  # label, bench args...
+  local label=$1; shift
+  for i in $(seq 1 "$runs"); do
+    python "$here/bench_tokens.py" --duration "$duration" --warmup 3 --concurrency 32 --json "$@" \
+      | python -c "import json,sys; r=json.load(sys.stdin); l=r['latency_ms']; print(f\"$label run $i: {r['throughput_per_s']:.0f}/s p50 {l['p50']:.1f} ms p99 {l['p99']:.1f} ms errors {r['errors_total']}\")"
+  done
+}
+echo "backend=$backend workers=$workers duration=${duration}s concurrency=32 ($(nproc) cores shared with the load generator)"
+run "W1 token+DPoP " --issuer "$issuer/demo" --client-id bench --client-secret "$bench"
+run "W3 introspect " --issuer "$issuer/demo" --client-id bench --client-secret "$bench" --mode introspect
+run "W2 ID-JAG trip" --mode idjag --issuer "$issuer/acme" --client-id "$agent" --client-secret "$agent_secret" \
+    --audience "$issuer/pricing" --resource-client-id "$rc" --resource-client-secret "$rc_secret" --id-token "$id_token"
+echo "server RSS: $(ps -o rss= -p $server | awk '{printf "%.0f MB", $1/1024}')"
