@@ -174,8 +174,8 @@ class Journal:
                 self._release(conn, entry, owner, index)
             results.append(reused)
             events[entry.tenant_id].extend(entry.refused if reused else entry.granted)
-        for tenant_id, tenant_events in events.items():
-            audit.append(conn, tenant_id, tenant_events, now)
+        for tenant_id in sorted(events):  # one lock order for every replica: no deadlocks
+            audit.append(conn, tenant_id, events[tenant_id], now)
         return results
 
     def _stale(self, conn: Connection, batch: list[_Entry]) -> set[int]:
@@ -185,7 +185,7 @@ class Journal:
         if not tenants:
             return set()
         stmt = select(_EPOCHS.c.tenant_id, _EPOCHS.c.epoch).where(
-            _EPOCHS.c.tenant_id.in_(tenants))
+            _EPOCHS.c.tenant_id.in_(tenants)).order_by(_EPOCHS.c.tenant_id)
         if self._hot.dialect == "postgresql":
             stmt = stmt.with_for_update(read=True)
         current = {row[0]: row[1] for row in conn.execute(stmt)}
