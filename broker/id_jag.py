@@ -13,6 +13,7 @@ from typing import Any
 
 from adapters import jose
 from adapters.errors import InvalidRequest
+from broker.peer_keys import PeerKeyUnavailable, peer_key
 from broker.runtime import Broker, TenantView
 from broker.tokens import IssuedToken
 
@@ -32,20 +33,30 @@ CARRIED = ("auth_time", "acr", "amr", "email")  # from the identity assertion in
 async def verify_id_token(
     broker: Broker, tenant: TenantView, token: str, client_id: str
 ) -> dict[str, Any]:
-    """An ID token this tenant issued to ``client_id``; ``InvalidRequest`` otherwise (RFC 8693
-    §2.2.2: a bad or unacceptable subject token)."""
+    """An ID token issued to ``client_id`` by this tenant, or by an upstream issuer the tenant
+    has a live trust link with; ``InvalidRequest`` otherwise (RFC 8693 §2.2.2: a bad or
+    unacceptable subject token)."""
     try:
         header = jose.unverified_header(token)
         if str(header.get("typ", "JWT")).lower() not in ("jwt", "application/jwt"):
             raise jose.JWTError("typ of an ID token is JWT")
-        kid = header.get("kid")
-        key = await broker.keys.verification_key(tenant.id, kid) if isinstance(kid, str) else None
+        issuer = jose.unverified_claims(token).get("iss")
+        if issuer == tenant.issuer:
+            kid = header.get("kid")
+            key = (await broker.keys.verification_key(tenant.id, kid)
+                   if isinstance(kid, str) else None)
+        else:
+            peer = await broker.live_peer(tenant.id, issuer) if isinstance(issuer, str) else None
+            if peer is None:
+                raise InvalidRequest("subject_token issuer is neither this tenant nor trusted")
+            try:
+                key = await peer_key(broker, peer, header)
+            except PeerKeyUnavailable as exc:
+                raise InvalidRequest(f"subject_token issuer's keys unavailable: {exc}") from exc
         claims = jose.verify_jws(token, lambda _h: key).claims
         jose.check_times(claims, broker.clock.now(), leeway=30)
     except jose.JWTError as exc:
         raise InvalidRequest(f"subject_token is not a valid ID token: {exc}") from exc
-    if claims.get("iss") != tenant.issuer:
-        raise InvalidRequest("subject_token was not issued by this tenant")
     if not jose.audience_matches(claims, client_id):
         raise InvalidRequest("subject_token was not issued to this client")
     azp = claims.get("azp")

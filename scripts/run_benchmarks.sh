@@ -6,7 +6,7 @@
 #
 # postgres needs TESSERA_BENCH_POSTGRES_URL (postgresql+asyncpg://...; the database is wiped).
 # W1: client credentials + DPoP; W3: introspection; W2: ID-JAG round trip (two tenants).
-set -euo pipefail
+set -uo pipefail
 backend=${1:-sqlite}; workers=${2:-1}; duration=${3:-20}; runs=${4:-3}
 port=${TESSERA_BENCH_PORT:-8000}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -52,11 +52,20 @@ tessera connection set --tenant acme --client "$agent" --audience "$issuer/prici
     --remote-client-id "$rc" --grant read --json >/dev/null
 id_token=$(tessera id-token --tenant acme --client "$agent" --sub alice --lifetime 3600)
 
+cat > line.py <<'PY'
+import json, sys
+r = json.load(sys.stdin)
+lat = r["latency_ms"]
+print(f"{sys.argv[1]} run {sys.argv[2]}: {r['throughput_per_s']:.0f}/s p50 {lat['p50']:.1f} ms "
+      f"p99 {lat['p99']:.1f} ms errors {r['errors_total']}")
+if r["errors_total"]:
+    print("   ", r["errors"], r["error_samples"][:2])
+PY
 run() {  # label, bench args...
   local label=$1; shift
   for i in $(seq 1 "$runs"); do
     python "$here/bench_tokens.py" --duration "$duration" --warmup 3 --concurrency 32 --json "$@" \
-      | python -c "import json,sys; r=json.load(sys.stdin); l=r['latency_ms']; print(f\"$label run $i: {r['throughput_per_s']:.0f}/s p50 {l['p50']:.1f} ms p99 {l['p99']:.1f} ms errors {r['errors_total']}\")"
+      | python line.py "$label" "$i"
   done
 }
 echo "backend=$backend workers=$workers duration=${duration}s concurrency=32 ($(nproc) cores shared with the load generator)"

@@ -9,43 +9,19 @@ Every check below fails with ``invalid_grant`` (id-jag draft §4.3, RFC 7523 §3
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-from joserfc.jwk import Key
+from typing import ClassVar
 
 from adapters import jose
 from adapters.errors import InvalidGrant, InvalidScope
 from broker import id_jag
 from broker.grants.base import GrantResult, TokenRequest
 from broker.grants.client_credentials import granted_audience
+from broker.peer_keys import PeerKeyUnavailable, peer_key
 from broker.tokens import access_token_claims, mint_access_token
-from registry.remote_keys import RemoteKeyError
-from registry.trust import Peer
 from tenants.journal import Claim
 
 SKEW = 30
 MAX_AGE = 300 + SKEW  # an ID-JAG lives five minutes at most
-
-
-async def _issuer_key(request: TokenRequest, peer: Peer, header: dict[str, Any]) -> Key | None:
-    kid, alg = header.get("kid"), str(header.get("alg"))
-    if peer.peer_tenant is not None:
-        if not isinstance(kid, str):
-            return None
-        return await request.broker.keys.verification_key(peer.peer_tenant, kid)
-    if peer.jwks is not None:
-        keys = [k for k in peer.jwks.get("keys", []) if isinstance(k, dict)]  # type: ignore[union-attr]
-        for jwk in keys:
-            if kid is None or jwk.get("kid") == kid:
-                return jose.import_public_jwk(jwk)
-        return None
-    if peer.jwks_uri is None:
-        return None
-    try:
-        return await request.broker.remote_keys.key(peer.jwks_uri, kid if isinstance(kid, str)
-                                                     else None, alg)
-    except RemoteKeyError as exc:
-        raise InvalidGrant(f"the issuer's keys are not available: {exc}") from exc
 
 
 class JWTBearerGrant:
@@ -70,7 +46,10 @@ class JWTBearerGrant:
         peer = await broker.live_peer(tenant.id, issuer)
         if peer is None:
             raise InvalidGrant("the assertion's issuer is not trusted by this tenant")
-        key = await _issuer_key(request, peer, header)
+        try:
+            key = await peer_key(broker, peer, header)
+        except PeerKeyUnavailable as exc:
+            raise InvalidGrant(f"the issuer's keys are not available: {exc}") from exc
         try:
             claims = jose.verify_jws(assertion, lambda _h: key, typ=id_jag.ID_JAG_TYP).claims
             jose.check_times(claims, request.now, leeway=SKEW)

@@ -122,6 +122,24 @@ async def test_round_trip_with_dpop(http, broker, domains):
     assert r.json()["active"] is True and r.json()["act"] == {"sub": d.remote.client_id}
 
 
+async def test_id_token_of_a_trusted_upstream_issuer(http, broker, domains):
+    """acme accepts the ID token of an upstream issuer it trusts (here another tenant playing
+    the enterprise IdP), issued to the agent; the ID-JAG is acme's, for the same user."""
+    d = domains
+    corp = await new_tenant(broker)
+    token = await id_token(broker, d, tenant=corp, subject="bob")
+    r = await exchange(http, broker, d, token=token, scope="read")
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"  # not trusted yet
+    link = await ops.add_trust_link(broker, d.acme, peer_tenant=corp)
+    r = await exchange(http, broker, d, token=token, scope="read")
+    assert r.status_code == 200, r.text
+    _, jag = jwt_parts(r.json()["access_token"])
+    assert jag["iss"] == d.acme_issuer and jag["sub"] == "bob"
+    await ops.set_trust_link_status(broker, d.acme, link["id"], "suspended")
+    r = await exchange(http, broker, d, token=token, scope="read")
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+
+
 async def test_deny_scopes_dropped_and_reported(http, broker, domains):
     r = await exchange(http, broker, domains, scope="read admin")
     assert r.status_code == 200, r.text
@@ -171,8 +189,8 @@ async def test_idp_side_refusals(http, broker, domains, case):
         kwargs["subject_token_type"] = id_jag.ACCESS_TOKEN
     elif case == "id-token-other-client":
         kwargs["token"] = await id_token(broker, d, client_id="someone-else")
-    elif case == "id-token-other-tenant":
-        kwargs["token"] = await id_token(broker, d, tenant=d.pricing)
+    elif case == "id-token-other-tenant":  # a tenant acme has no trust link with
+        kwargs["token"] = await id_token(broker, d, tenant=await new_tenant(broker))
     elif case == "id-token-expired":
         kwargs["token"] = await id_token(broker, d, lifetime=-120)
     elif case == "id-token-garbage":

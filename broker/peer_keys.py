@@ -1,0 +1,38 @@
+"""The verification key of a trusted peer's JWT: another tenant's key service, a partner's
+inline JWKS, or its ``jwks_uri`` fetched through ``registry.remote_keys``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from joserfc.jwk import Key
+
+from adapters import jose
+from broker.runtime import Broker
+from registry.remote_keys import RemoteKeyError
+from registry.trust import Peer
+
+
+class PeerKeyUnavailable(Exception):
+    """The peer's keys could not be had (the message says why)."""
+
+
+async def peer_key(broker: Broker, peer: Peer, header: dict[str, Any]) -> Key | None:
+    kid, alg = header.get("kid"), str(header.get("alg"))
+    if peer.peer_tenant is not None:
+        if not isinstance(kid, str):
+            return None
+        return await broker.keys.verification_key(peer.peer_tenant, kid)
+    if peer.jwks is not None:
+        keys = [k for k in peer.jwks.get("keys", []) if isinstance(k, dict)]  # type: ignore[union-attr]
+        for jwk in keys:
+            if kid is None or jwk.get("kid") == kid:
+                return jose.import_public_jwk(jwk)
+        return None
+    if peer.jwks_uri is None:
+        return None
+    try:
+        return await broker.remote_keys.key(peer.jwks_uri, kid if isinstance(kid, str) else None,
+                                            alg)
+    except RemoteKeyError as exc:
+        raise PeerKeyUnavailable(str(exc)) from exc
