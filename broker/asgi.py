@@ -9,5 +9,7 @@ from __future__ import annotations
 from broker.app import create_app
 from broker.config import Settings
 from broker.runtime import Broker
+from broker.serve import tune_gc
 
 app = create_app(Broker.build(Settings.load()), migrate=False)
+tune_gc()
