@@ -35,7 +35,7 @@ export TESSERA_BASE_URL="http://127.0.0.1:$port"
 issuer="$TESSERA_BASE_URL/t"
 tessera serve --port "$port" --workers "$workers" > server.log 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; [ -n "${TESSERA_BENCH_KEEP:-}" ] || rm -rf "$work"; [ -n "${TESSERA_BENCH_KEEP:-}" ] && echo "kept $work"' EXIT
 for _ in $(seq 1 100); do curl -fs "$TESSERA_BASE_URL/healthz" >/dev/null && break; sleep 0.2; done
 
 field() { python -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }

@@ -34,11 +34,12 @@ def is_sqlite(url: str) -> bool:
 
 def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine:
     """An async engine tuned for the backend: WAL + busy timeout on SQLite, a pool on PostgreSQL."""
-    # A pool as large as the requests in flight: an overflow connection is closed when it is
-    # returned, and opening one (a thread for aiosqlite, a handshake for asyncpg) costs more
-    # than the request it serves.
-    kwargs.setdefault("pool_size", 32)
-    kwargs.setdefault("max_overflow", 32)
+    # The hot path reads and writes through ``tenants.hotpath`` (its own asyncpg pool of at most
+    # 16); this engine serves the ORM, admin and key-loading paths. Keep it small: every worker
+    # process holds both, and PostgreSQL's max_connections (100 by default) is shared by all.
+    # Overflow connections are closed when returned, and opening one costs a handshake.
+    kwargs.setdefault("pool_size", 8)
+    kwargs.setdefault("max_overflow", 8)
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         apply_sqlite_pragmas(engine.sync_engine)
