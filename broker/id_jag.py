@@ -13,7 +13,7 @@ from typing import Any
 
 from adapters import jose
 from adapters.errors import InvalidRequest
-from broker.peer_keys import PeerKeyUnavailable, peer_key
+from broker.peer_keys import trusted_issuer_key
 from broker.runtime import Broker, TenantView
 from broker.tokens import IssuedToken
 
@@ -46,13 +46,9 @@ async def verify_id_token(
             key = (await broker.keys.verification_key(tenant.id, kid)
                    if isinstance(kid, str) else None)
         else:
-            peer = await broker.live_peer(tenant.id, issuer) if isinstance(issuer, str) else None
-            if peer is None:
-                raise InvalidRequest("subject_token issuer is neither this tenant nor trusted")
-            try:
-                key = await peer_key(broker, peer, header)
-            except PeerKeyUnavailable as exc:
-                raise InvalidRequest(f"subject_token issuer's keys unavailable: {exc}") from exc
+            if not isinstance(issuer, str):
+                raise InvalidRequest("subject_token has no iss")
+            _, key = await trusted_issuer_key(broker, tenant.id, issuer, header, InvalidRequest)
         claims = jose.verify_jws(token, lambda _h: key).claims
         jose.check_times(claims, broker.clock.now(), leeway=30)
     except jose.JWTError as exc:

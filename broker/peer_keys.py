@@ -8,6 +8,7 @@ from typing import Any
 from joserfc.jwk import Key
 
 from adapters import jose
+from adapters.errors import OAuthError
 from broker.runtime import Broker
 from registry.remote_keys import RemoteKeyError
 from registry.trust import Peer
@@ -36,3 +37,18 @@ async def peer_key(broker: Broker, peer: Peer, header: dict[str, Any]) -> Key | 
                                             alg)
     except RemoteKeyError as exc:
         raise PeerKeyUnavailable(str(exc)) from exc
+
+
+async def trusted_issuer_key(
+    broker: Broker, tenant_id: str, issuer: str, header: dict[str, Any],
+    refuse: type[OAuthError],
+) -> tuple[Peer, Key | None]:
+    """The tenant's live peer for ``issuer`` and the key for this JWT header; ``refuse`` (the
+    grant's error type) when the issuer is not trusted or its keys cannot be had."""
+    peer = await broker.live_peer(tenant_id, issuer)
+    if peer is None:
+        raise refuse("the issuer is not trusted by this tenant")
+    try:
+        return peer, await peer_key(broker, peer, header)
+    except PeerKeyUnavailable as exc:
+        raise refuse(f"the issuer's keys are not available: {exc}") from exc

@@ -16,7 +16,7 @@ from adapters.errors import InvalidGrant, InvalidScope
 from broker import id_jag
 from broker.grants.base import GrantResult, TokenRequest
 from broker.grants.client_credentials import granted_audience
-from broker.peer_keys import PeerKeyUnavailable, peer_key
+from broker.peer_keys import trusted_issuer_key
 from broker.tokens import access_token_claims, mint_access_token
 from tenants.journal import Claim
 
@@ -43,13 +43,7 @@ class JWTBearerGrant:
             raise InvalidGrant("assertion has no iss")
         if issuer == tenant.issuer:
             raise InvalidGrant("an ID-JAG issued by this tenant cannot be redeemed here")
-        peer = await broker.live_peer(tenant.id, issuer)
-        if peer is None:
-            raise InvalidGrant("the assertion's issuer is not trusted by this tenant")
-        try:
-            key = await peer_key(broker, peer, header)
-        except PeerKeyUnavailable as exc:
-            raise InvalidGrant(f"the issuer's keys are not available: {exc}") from exc
+        peer, key = await trusted_issuer_key(broker, tenant.id, issuer, header, InvalidGrant)
         try:
             claims = jose.verify_jws(assertion, lambda _h: key, typ=id_jag.ID_JAG_TYP).claims
             jose.check_times(claims, request.now, leeway=SKEW)
