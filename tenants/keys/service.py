@@ -150,13 +150,7 @@ class KeyService:
             async with self._sessions() as own, own.begin():
                 await self.ensure(tenant_id, own)
             return
-        if tenant_id.startswith("_"):  # a system slot (the registry's federation keys)
-            alg = TenantSettings().key_alg
-        else:
-            tenant = await session.get(Tenant, tenant_id)
-            if tenant is None:
-                raise LookupError(tenant_id)
-            alg = TenantSettings.of(tenant).key_alg
+        alg = (await _settings(session, tenant_id)).key_alg
         states = set(
             (
                 await session.execute(
@@ -180,10 +174,7 @@ class KeyService:
 
     async def _rotate(self, session: AsyncSession, tenant_id: str, reason: str) -> Rotation:
         now = self._clock.now()
-        tenant = await session.get(Tenant, tenant_id)
-        if tenant is None:
-            raise LookupError(tenant_id)
-        settings = TenantSettings.of(tenant)
+        settings = await _settings(session, tenant_id)
         rows = (
             await session.execute(
                 select(SigningKey).where(
@@ -250,24 +241,36 @@ class KeyService:
                     await session.execute(select(SigningKey).where(SigningKey.state == "active"))
                 ).scalars()
             }
+        slots = [(t.id, TenantSettings.of(t)) for t in tenants]
+        # system slots (keys not of a tenant, e.g. the registry's) that exist rotate too
+        slots += [(slot, TenantSettings()) for slot in actives if slot.startswith("_")]
         done: list[Rotation] = []
-        for tenant in tenants:
-            period = TenantSettings.of(tenant).key_rotation_seconds
-            active = actives.get(tenant.id)
-            if active is None or (active.activated_at or 0) + period <= now:
+        for slot, settings in slots:
+            active = actives.get(slot)
+            if active is None or (active.activated_at or 0) + settings.key_rotation_seconds <= now:
                 try:
                     if active is None:
-                        await self.ensure(tenant.id)
+                        await self.ensure(slot)
                     else:
-                        done.append(await self.rotate(tenant.id, reason="schedule"))
+                        done.append(await self.rotate(slot, reason="schedule"))
                 except RuntimeError:
                     continue  # another replica rotated first
             else:
                 async with self._sessions() as session, session.begin():
-                    if await self._retire_expired(session, tenant.id, now):
-                        self.invalidate(tenant.id)
+                    if await self._retire_expired(session, slot, now):
+                        self.invalidate(slot)
         return done
 
 
 def _context(tenant_id: str, kid: str) -> bytes:
     return f"{tenant_id}|{kid}".encode()
+
+
+async def _settings(session: AsyncSession, slot: str) -> TenantSettings:
+    """A tenant's key settings; system slots (names starting with ``_``) use the defaults."""
+    if slot.startswith("_"):
+        return TenantSettings()
+    tenant = await session.get(Tenant, slot)
+    if tenant is None:
+        raise LookupError(slot)
+    return TenantSettings.of(tenant)

@@ -116,3 +116,15 @@ async def test_rotation_without_an_active_key_leaves_exactly_one(clocked_broker)
             SigningKey.tenant_id == tenant, SigningKey.kid == active).values(state="retiring"))
     await ops.rotate_keys(broker, tenant)  # still one active key afterwards
     assert (await _states(broker, tenant)).count("active") == 1
+
+
+async def test_system_slot_keys_rotate_on_the_schedule(clocked_broker):
+    """The registry's federation keys (slot ``_registry``-like) rotate like a tenant's."""
+    broker, clock = clocked_broker
+    slot = "_test-slot-" + str(id(clock))
+    await broker.keys.ensure(slot)
+    active = next(k.kid for k in await broker.keys.keys(slot) if k.state == "active")
+    clock.advance(DAY + 1)
+    rotated = [r for r in await broker.keys.tick() if r.tenant_id == slot]
+    assert len(rotated) == 1 and rotated[0].retiring == active
+    assert await _states(broker, slot) == ["active", "next", "retiring"]
