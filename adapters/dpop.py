@@ -18,15 +18,14 @@ from functools import lru_cache
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jws
 from joserfc.errors import UnsupportedAlgorithmError
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
 from adapters.clock import Clock
 from adapters.errors import InvalidDPoPProof, UseDPoPNonce
+from adapters.jose import verify_es256
 
 _WANTED_ALGS = ("ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256")
 SUPPORTED_ALGS: frozenset[str] = frozenset(_WANTED_ALGS).intersection(jws.JWSRegistry.algorithms)
@@ -185,20 +184,6 @@ def _es256_public_key(canonical: str) -> ec.EllipticCurvePublicKey:
     return public
 
 
-def _verify_es256(canonical: str, segments: list[str]) -> bytes:
-    """ES256, the common case, straight on cryptography: one ECDSA verify and nothing else
-    (the header was vetted by ``_check_header``). Returns the payload bytes."""
-    signature = _b64url_decode(segments[2])
-    if len(signature) != 64:
-        raise InvalidDPoPProof("DPoP proof signature invalid (ES256 needs 64 bytes)")
-    der = encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
-    signed = f"{segments[0]}.{segments[1]}".encode("ascii")
-    _es256_public_key(canonical).verify(der, signed, ec.ECDSA(hashes.SHA256()))
-    return _b64url_decode(segments[1])
-
-
 @lru_cache(maxsize=1024)
 def _import_key(canonical: str) -> Key:
     data = json.loads(canonical)
@@ -282,7 +267,7 @@ def verify_proof(
 
     try:
         if alg == "ES256" and header.keys() <= _PLAIN_HEADER:
-            payload = _verify_es256(canonical, segments)
+            payload = verify_es256(_es256_public_key(canonical), proof)
         else:
             key = _import_key(canonical)
             payload = jws.deserialize_compact(

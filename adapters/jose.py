@@ -83,12 +83,9 @@ def import_public_jwk(jwk: Mapping[str, Any]) -> Key:
 _PLAIN_HEADER = frozenset({"typ", "alg", "kid"})
 
 
-def _verify_es256(token: str, key: Key) -> bytes:
-    """The common case straight on cryptography (one ECDSA verify; the header holds nothing
-    joserfc would have to judge). Returns the payload bytes."""
-    public = key.get_op_key("verify")
-    if not isinstance(public, ec.EllipticCurvePublicKey):
-        raise TypeError("ES256 needs an EC public key")
+def verify_es256(public: ec.EllipticCurvePublicKey, token: str) -> bytes:
+    """ES256 straight on cryptography: one ECDSA verify, no header judgement (callers vet the
+    header first). Returns the payload bytes; raises ValueError or InvalidSignature."""
     head, body, sig = token.split(".")
     signature = b64url_decode(sig)
     if len(signature) != 64:
@@ -98,6 +95,14 @@ def _verify_es256(token: str, key: Key) -> bytes:
     )
     public.verify(der, f"{head}.{body}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
     return b64url_decode(body)
+
+
+def _verify_es256(token: str, key: Key) -> bytes:
+    """The common case (the header holds nothing joserfc would have to judge)."""
+    public = key.get_op_key("verify")
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise TypeError("ES256 needs an EC public key")
+    return verify_es256(public, token)
 
 
 @dataclass(frozen=True)

@@ -146,11 +146,8 @@ class Broker:
 
     async def tenant(self, tenant_id: str) -> TenantView:
         """The tenant if it exists and is active; otherwise ``NotFound`` (no hint which)."""
-        async with self.sessions() as session:
-            row = await session.get(Tenant, tenant_id)
-            if row is None or row.status != "active":
-                raise NotFound("unknown or disabled tenant")
-            return TenantView(row.id, self.issuer(row.id), TenantSettings.of(row))
+        tenant, _ = await self.lookup(tenant_id, None)
+        return tenant
 
     async def lookup(
         self, tenant_id: str, client_id: str | None

@@ -60,11 +60,5 @@ def apply_sqlite_pragmas(engine: Engine) -> None:
         cursor.close()
 
 
-def autocommit_reads(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool, without BEGIN/ROLLBACK around single-statement reads (one round trip
-    instead of three on PostgreSQL)."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)

@@ -27,7 +27,7 @@ from sqlalchemy import JSON, Connection, Engine, Executable, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenants.db import apply_sqlite_pragmas, autocommit_reads
+from tenants.db import apply_sqlite_pragmas
 
 T = TypeVar("T")
 
@@ -36,7 +36,8 @@ class HotPath:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
-        self._reads = autocommit_reads(engine)
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {engine.dialect.name!r}")
         self._sync: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._pg_pool: asyncpg.Pool | None = None
@@ -67,10 +68,7 @@ class HotPath:
         if self._sync is not None:
             with self._sync.connect() as conn:
                 return conn.execute(stmt, params).first()
-        if self._engine.dialect.name == "postgresql":
-            return await self._pg_read_one(stmt, params)
-        async with self._reads.connect() as conn:
-            return (await conn.execute(stmt, params)).first()
+        return await self._pg_read_one(stmt, params)
 
     async def _pg_read_one(self, stmt: Executable, params: Mapping[str, Any]) -> Any:
         compiled = self._compiled.get(id(stmt))
