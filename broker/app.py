@@ -11,7 +11,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from broker.endpoints import admin, demo, federation, introspect, metadata, revoke, token
+from broker.endpoints import (
+    admin,
+    authorize,
+    consent,
+    demo,
+    federation,
+    introspect,
+    login,
+    logout,
+    metadata,
+    revoke,
+    token,
+    userinfo,
+)
 from broker.runtime import Broker
 from tenants.migrate import upgrade
 
@@ -48,6 +61,16 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
         Route(TENANT + "/introspect", introspect.introspection_endpoint, methods=["POST"]),
         Route(TENANT + "/revoke", revoke.revocation_endpoint, methods=["POST"]),
         Route(TENANT + "/jwks", metadata.jwks, methods=["GET"]),
+        Route(TENANT + "/authorize", authorize.authorize, methods=["GET", "POST"]),
+        Route(TENANT + "/par", authorize.par, methods=["POST"]),
+        Route(TENANT + "/consent", consent.consent, methods=["GET", "POST"]),
+        Route(TENANT + "/login", login.chooser, methods=["GET"]),
+        Route(TENANT + "/login/{upstream}", login.start, methods=["GET"]),
+        Route(TENANT + "/login/{upstream}/callback", login.oidc_callback, methods=["GET"]),
+        Route(TENANT + "/saml/{upstream}/acs", login.saml_acs, methods=["POST"]),
+        Route(TENANT + "/saml/{upstream}/metadata", login.saml_metadata, methods=["GET"]),
+        Route(TENANT + "/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
+        Route(TENANT + "/logout", logout.logout, methods=["GET", "POST"]),
         Route(TENANT + "/.well-known/openid-configuration", metadata.discovery, methods=["GET"]),
         Route("/.well-known/oauth-authorization-server" + TENANT, metadata.discovery,
               methods=["GET"]),

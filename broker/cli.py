@@ -81,6 +81,9 @@ def cmd_client(args: argparse.Namespace) -> int:
             b, args.tenant, name=args.name, client_id=args.client_id,
             auth_method=args.auth_method, scopes=args.scope, audiences=args.audience, jwks=jwks,
             access_token_lifetime=args.lifetime, dpop_bound_access_tokens=args.dpop_required,
+            redirect_uris=args.redirect_uri, post_logout_redirect_uris=args.post_logout_uri,
+            first_party=not args.third_party, require_par=args.require_par,
+            authorization_details_types=args.detail_type,
         ), CLIENT_COLS)
     if args.action == "list":
         return _run(args, lambda b: ops.list_clients(b, args.tenant), CLIENT_COLS)
@@ -251,8 +254,18 @@ def parser() -> argparse.ArgumentParser:
     cc.add_argument("--audience", action="append", default=[])
     cc.add_argument("--dpop-required", action="store_true")
     cc.add_argument("--auth-method", default="client_secret_basic",
-                    choices=["client_secret_basic", "client_secret_post", "private_key_jwt"])
+                    choices=["client_secret_basic", "client_secret_post", "private_key_jwt",
+                             "none"], help="none: a public client (agent on a device)")
     cc.add_argument("--jwks-file", help="public JWKS for private_key_jwt")
+    cc.add_argument("--redirect-uri", action="append", default=[],
+                    help="for the authorization code flow (exact match)")
+    cc.add_argument("--post-logout-uri", action="append", default=[])
+    cc.add_argument("--third-party", action="store_true",
+                    help="users see a consent page for this client")
+    cc.add_argument("--require-par", action="store_true",
+                    help="authorization requests only through PAR")
+    cc.add_argument("--detail-type", action="append", default=[],
+                    help="RAR authorization_details type this client may ask for")
     cc.add_argument("--lifetime", type=int, default=300, help="access token lifetime (s)")
     cl = csub.add_parser("list")
     cl.add_argument("--tenant", required=True)

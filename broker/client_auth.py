@@ -1,7 +1,8 @@
 """Client authentication (RFC 6749 §2.3, RFC 7523 §2.2 client assertions).
 
-Methods: ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt``. A request may use
-exactly one, and the client must use the one it registered. Reading what was presented
+Methods: ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt``, and ``none``
+for public clients (only ``client_id`` in the body; RFC 6749 §2.1). A request may use exactly
+one, and the client must use the one it registered. Reading what was presented
 (``presented_credentials``) is pure and comes first, so the endpoint can fetch the tenant and
 the client in one database read; checking it (``verify_client``) needs no I/O at all. A client
 assertion's ``jti`` comes back as a ``Claim`` that the endpoint records together with the
@@ -76,7 +77,10 @@ def presented_credentials(request: Request, form: Form) -> Credentials:
     if len(used) > 1:
         raise InvalidRequest("use exactly one client authentication method")
     if not used:
-        raise InvalidClient("client authentication required", headers=BASIC_CHALLENGE)
+        client_id = form.get("client_id")
+        if client_id is None:
+            raise InvalidClient("client authentication required", headers=BASIC_CHALLENGE)
+        return Credentials("none", client_id)
     method = used[0]
     if basic is not None:
         if form.get("client_id") not in (None, basic[0]):
@@ -104,6 +108,8 @@ def verify_client(
     challenge = BASIC_CHALLENGE if creds.method == "client_secret_basic" else {}
     if client is None or client.status != "active" or client.auth_method != creds.method:
         raise InvalidClient("client authentication failed", headers=challenge)
+    if creds.method == "none":
+        return AuthenticatedClient(client, creds.method)
     if creds.method != "private_key_jwt":
         if creds.secret is None or not broker.hasher.verify(creds.secret, client.secret_hash):
             raise InvalidClient("client authentication failed", headers=challenge)

@@ -83,3 +83,12 @@ async def read_form(request: Request, max_bytes: int) -> Form:
     except ClientDisconnect as exc:
         raise InvalidRequest("client disconnected before the body was complete") from exc
     return Form(parse_form(bytes(body)))
+
+
+async def read_params(request: Request, max_bytes: int) -> Form:
+    """An endpoint that takes GET or POST (authorization, logout): the query or the form."""
+    if request.method == "POST":
+        return await read_form(request, max_bytes)
+    if len(request.url.query) > max_bytes:
+        raise InvalidRequest("request too large")
+    return Form(parse_form(request.url.query.encode("ascii", "replace")))

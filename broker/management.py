@@ -37,6 +37,11 @@ def client_json(client: Client, secret: str | None = None) -> dict[str, Any]:
         "audiences": client.audiences,
         "access_token_lifetime": client.access_token_lifetime,
         "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
+        "redirect_uris": client.redirect_uris or [],
+        "post_logout_redirect_uris": client.post_logout_redirect_uris or [],
+        "first_party": client.first_party if client.first_party is not None else True,
+        "require_pushed_authorization_requests": bool(client.require_par),
+        "authorization_details_types": client.authorization_details_types or [],
         "created_at": int(client.created_at),
     }
     if client.jwks:
@@ -99,7 +104,11 @@ async def create_client(
     auth_method: str = "client_secret_basic", scopes: Sequence[str] = (),
     audiences: Sequence[str] = (), jwks: dict[str, Any] | None = None,
     access_token_lifetime: int = 300, dpop_bound_access_tokens: bool = False,
+    **login: Any,
 ) -> dict[str, Any]:
+    """``login``: the authorization-code settings of ``directory.create_client``
+    (redirect_uris, post_logout_redirect_uris, first_party, require_par,
+    authorization_details_types)."""
     await _existing_tenant(broker, tenant)
     try:
         async with tenant_scope(broker.sessions, tenant) as scope:
@@ -107,7 +116,7 @@ async def create_client(
                 scope, name=name, hasher_hash=broker.hasher.hash, now=broker.clock.now(),
                 client_id=client_id, auth_method=auth_method, scopes=scopes,
                 audiences=audiences, jwks=jwks, access_token_lifetime=access_token_lifetime,
-                dpop_bound_access_tokens=dpop_bound_access_tokens,
+                dpop_bound_access_tokens=dpop_bound_access_tokens, **login,
             )
     except (directory.DirectoryError, TypeError) as exc:
         raise _bad(exc) from exc

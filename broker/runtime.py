@@ -17,13 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from adapters.clock import Clock, SystemClock
 from adapters.dpop import DPoPNonces
 from adapters.errors import NotFound
+from adapters.oidc_upstream import OIDCUpstream
 from broker.config import Settings
 from broker.policy import ManagedConnection
 from registry import trust
-from registry.remote_keys import FetchPolicy, RemoteKeys
+from registry.remote_keys import FetchPolicy, RemoteKeys, check_url
 from registry.trust import Peer
-from tenants import revocations
+from tenants import pending, revocations
 from tenants.db import create_engine, session_factory
+from tenants.grants import grant_marker
 from tenants.hotpath import HotPath
 from tenants.journal import Journal
 from tenants.keys.service import KeyService
@@ -35,7 +37,7 @@ from tenants.models import (
     RevokedToken,
     Tenant,
 )
-from tenants.secrets import SecretHasher
+from tenants.secrets import Sealer, SecretHasher
 from tenants.settings import TenantSettings
 
 log = logging.getLogger("tessera")
@@ -63,6 +65,16 @@ class ClientView:
     audiences: list[str]
     access_token_lifetime: int
     dpop_bound_access_tokens: bool
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    first_party: bool = True
+    require_par: bool = False
+    authorization_details_types: tuple[str, ...] = ()
+
+    @property
+    def public(self) -> bool:
+        """A public client (RFC 6749 §2.1): an agent on a device, no credentials of its own."""
+        return self.auth_method == "none"
 
 
 _T, _C, _R = Tenant.__table__, Client.__table__, RevokedToken.__table__
@@ -70,7 +82,8 @@ _E = DirectoryEpoch.__table__
 _CLIENT_COLUMNS = [
     _C.c.client_id, _C.c.status.label("client_status"), _C.c.auth_method, _C.c.secret_hash,
     _C.c.jwks, _C.c.scopes, _C.c.audiences, _C.c.access_token_lifetime,
-    _C.c.dpop_bound_access_tokens,
+    _C.c.dpop_bound_access_tokens, _C.c.redirect_uris, _C.c.post_logout_redirect_uris,
+    _C.c.first_party, _C.c.require_par, _C.c.authorization_details_types,
 ]
 # One read per request: the tenant and (if named) the client, joined.
 _LOOKUP = (
@@ -91,7 +104,8 @@ _MANAGED = select(_M.c.rules, _M.c.default_rule, _M.c.resources, _M.c.remote_cli
     _M.c.audience == bindparam("audience"))
 _TOKEN_STATE = select(
     select(_R.c.jti).where(_R.c.tenant_id == bindparam("tenant_id"),
-                           _R.c.jti == bindparam("jti")).exists().label("revoked"),
+                           _R.c.jti.in_([bindparam("jti"), bindparam("grant_jti")]))
+    .exists().label("revoked"),
     select(_C.c.status).where(_C.c.tenant_id == bindparam("tenant_id"),
                               _C.c.client_id == bindparam("client_id"))
     .scalar_subquery().label("client_status"),
@@ -111,6 +125,8 @@ class Broker:
     nonces: DPoPNonces
     http: httpx.AsyncClient
     remote_keys: RemoteKeys
+    oidc: OIDCUpstream
+    sealer: Sealer
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _directory: dict[tuple[str, str | None], tuple[TenantView, ClientView | None]] = field(
         default_factory=dict)
@@ -127,6 +143,11 @@ class Broker:
         http = httpx.AsyncClient(follow_redirects=False, timeout=5.0, trust_env=False,
                                  headers={"User-Agent": "tessera"})
         fetch = FetchPolicy(allow_http_loopback=settings.allow_http_loopback)
+        remote_keys = RemoteKeys(http, clock, fetch)
+
+        def url_check(url: str) -> None:
+            check_url(url, allow_http_loopback=settings.allow_http_loopback)
+
         return cls(
             settings=settings,
             engine=engine,
@@ -138,7 +159,10 @@ class Broker:
             hasher=SecretHasher(master),
             nonces=DPoPNonces(nonce_secret, clock),
             http=http,
-            remote_keys=RemoteKeys(http, clock, fetch),
+            remote_keys=remote_keys,
+            oidc=OIDCUpstream(http, remote_keys, clock, url_check=url_check,
+                              allow_http_loopback=settings.allow_http_loopback),
+            sealer=Sealer(master),
         )
 
     def issuer(self, tenant_id: str) -> str:
@@ -163,7 +187,9 @@ class Broker:
         return tenant, ClientView(
             tenant_id, row.client_id, row.client_status, row.auth_method, row.secret_hash, row.jwks,
             list(row.scopes or []), list(row.audiences or []), row.access_token_lifetime,
-            bool(row.dpop_bound_access_tokens),
+            bool(row.dpop_bound_access_tokens), tuple(row.redirect_uris or ()),
+            tuple(row.post_logout_redirect_uris or ()), bool(row.first_party),
+            bool(row.require_par), tuple(row.authorization_details_types or ()),
         )
 
     async def cached_lookup(
@@ -206,10 +232,11 @@ class Broker:
 
     async def token_state(self, tenant_id: str, jti: str, client_id: str) -> tuple[bool, bool]:
         """(revoked, client active) for a token, read from the database on every call so a
-        revocation or a disabled client takes effect at once on every replica."""
-        row = await self.hot.read_one(
-            _TOKEN_STATE, {"tenant_id": tenant_id, "jti": jti, "client_id": client_id}
-        )
+        revocation (of the token, or of the grant it came from) or a disabled client takes
+        effect at once on every replica."""
+        row = await self.hot.read_one(_TOKEN_STATE, {
+            "tenant_id": tenant_id, "jti": jti, "grant_jti": grant_marker(jti),
+            "client_id": client_id})
         assert row is not None
         return bool(row.revoked), row.client_status == "active"
 
@@ -224,6 +251,7 @@ class Broker:
                     log.info("rotated keys of tenant %s: %s active", rotation.tenant_id,
                              rotation.activated)
                 await self.journal.purge_expired()
+                await pending.purge_expired(self.sessions, self.clock.now())
                 await revocations.purge_expired(self.sessions, self.clock.now())
             except Exception:  # the schedule must survive a bad tick
                 log.exception("key schedule tick failed")

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from tenants.settings import TenantSettings
 
 TENANT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 
 
 class DirectoryError(ValueError):
@@ -88,6 +89,11 @@ async def create_client(
     jwks: dict[str, Any] | None = None,
     access_token_lifetime: int = 300,
     dpop_bound_access_tokens: bool = False,
+    redirect_uris: Sequence[str] = (),
+    post_logout_redirect_uris: Sequence[str] = (),
+    first_party: bool = True,
+    require_par: bool = False,
+    authorization_details_types: Sequence[str] = (),
 ) -> NewClient:
     if auth_method not in AUTH_METHODS:
         raise DirectoryError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
@@ -106,21 +112,47 @@ async def create_client(
         raise DirectoryError("scopes are non-empty tokens without spaces")
     if not 1 <= access_token_lifetime <= 86_400:
         raise DirectoryError("access token lifetime must be 1..86400 seconds")
-    secret = None if auth_method == "private_key_jwt" else _new_secret()
+    for uri in (*redirect_uris, *post_logout_redirect_uris):
+        check_redirect_uri(uri)
+    if auth_method == "none" and not redirect_uris:
+        raise DirectoryError("a public client (auth method none) needs redirect URIs")
+    secret = None if auth_method in ("private_key_jwt", "none") else _new_secret()
     client = scope.add(Client(
         client_id=client_id, name=name, status="active", auth_method=auth_method,
         secret_hash=hasher_hash(secret) if secret else None, jwks=jwks,
         scopes=list(dict.fromkeys(scopes)), audiences=list(dict.fromkeys(audiences)),
         access_token_lifetime=access_token_lifetime,
         dpop_bound_access_tokens=dpop_bound_access_tokens, created_at=now,
+        redirect_uris=list(dict.fromkeys(redirect_uris)),
+        post_logout_redirect_uris=list(dict.fromkeys(post_logout_redirect_uris)),
+        first_party=first_party, require_par=require_par,
+        authorization_details_types=list(dict.fromkeys(authorization_details_types)),
     ))
     await scope.session.flush()
     await bump_epoch(scope.session, scope.tenant_id)
     await audit.record(scope.session, scope.tenant_id, [audit.Event(
         "client.created", "changed", client_id=client_id,
         detail={"auth_method": auth_method, "scopes": list(scopes), "audiences": list(audiences),
-                "dpop_bound_access_tokens": dpop_bound_access_tokens})], now)
+                "dpop_bound_access_tokens": dpop_bound_access_tokens,
+                "redirect_uris": list(redirect_uris), "first_party": first_party,
+                "require_par": require_par})], now)
     return NewClient(client, secret)
+
+
+def check_redirect_uri(uri: str) -> None:
+    """Absolute, no fragment (RFC 6749 §3.1.2); https, or http only on a loopback address
+    (RFC 8252 §7.3), or a private-use scheme with a dot (RFC 8252 §7.1) for native apps."""
+    parts = urlsplit(uri)
+    if not parts.scheme or parts.fragment or "#" in uri or len(uri) > 2000:
+        raise DirectoryError(f"redirect URI {uri!r}: absolute, no fragment, at most 2000 chars")
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+        return
+    if "." in parts.scheme and parts.scheme not in ("http", "https"):
+        return
+    raise DirectoryError(f"redirect URI {uri!r}: use https, http on loopback, or a "
+                         "reverse-DNS private-use scheme")
 
 
 def _new_secret() -> str:

@@ -40,6 +40,12 @@ class Client(TenantOwned, Base):
     access_token_lifetime: Mapped[int] = mapped_column(Integer, default=300)
     dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
+    # authorization code flow (OpenID Provider role)
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    first_party: Mapped[bool] = mapped_column(Boolean, default=True)  # third-party: consent
+    require_par: Mapped[bool] = mapped_column(Boolean, default=False)
+    authorization_details_types: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class SigningKey(TenantOwned, Base):
@@ -158,3 +164,120 @@ class DirectoryEpoch(TenantOwned, Base):
     __tablename__ = "directory_epochs"
 
     epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Upstream(TenantOwned, Base):
+    """An enterprise IdP federated into a tenant: ``kind`` oidc or saml. ``config`` holds the
+    protocol settings (an OIDC client secret sealed with the master key), ``mapping`` which
+    upstream claim or attribute becomes which tenant claim, ``domains`` the e-mail domains
+    that home-realm discovery sends here."""
+
+    __tablename__ = "upstreams"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    display_name: Mapped[str] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    mapping: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class User(TenantOwned, Base):
+    """A tenant's user, created just in time at the first login through an upstream."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the ``sub`` we issue
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    claims: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[float] = mapped_column(Float)
+    last_login_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class FederatedIdentity(TenantOwned, Base):
+    """(upstream, the upstream's subject) -> the tenant user it logs in as."""
+
+    __tablename__ = "federated_identities"
+
+    upstream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(512), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class PendingRequest(TenantOwned, Base):
+    """Short-lived handles, stored as hashes: pushed authorization requests, authorization
+    requests waiting for a login or consent, upstream login states, outstanding SAML
+    AuthnRequests and authorization codes. Taking one is an atomic UPDATE of ``consumed_at``;
+    a consumed code is kept until expiry so that a second use can be detected."""
+
+    __tablename__ = "pending_requests"
+
+    handle: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    consumed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Grant(TenantOwned, Base):
+    """What a user authorized a client to do (from an authorization code); refresh tokens and
+    the access tokens they bring belong to one grant and are revoked with it."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    scope: Mapped[list[str]] = mapped_column(JSON, default=list)
+    authorization_details: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    audience: Mapped[list[str]] = mapped_column(JSON, default=list)
+    auth: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # auth_time, acr, amr
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class RefreshToken(TenantOwned, Base):
+    __tablename__ = "refresh_tokens"
+
+    handle: Mapped[str] = mapped_column(String(64), primary_key=True)  # hash of the token
+    grant_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)  # DPoP binding
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | rotated
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class LoginSession(TenantOwned, Base):
+    """A browser's session at a tenant after an upstream login (cookie value stored hashed)."""
+
+    __tablename__ = "login_sessions"
+
+    handle: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), index=True)  # public id (ID token ``sid``)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    upstream: Mapped[str] = mapped_column(String(64))
+    auth: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # auth_time, acr, amr
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class DetailType(TenantOwned, Base):
+    """An RFC 9396 ``authorization_details`` type registered by a tenant, with its schema."""
+
+    __tablename__ = "authorization_detail_types"
+
+    type: Mapped[str] = mapped_column(String(128), primary_key=True)
+    schema: Mapped[dict[str, Any]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[float] = mapped_column(Float)

@@ -4,8 +4,10 @@ low-entropy password to stretch, and the token endpoint stays fast."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import os
 
 _PREFIX = "hs256$"
 
@@ -21,3 +23,28 @@ class SecretHasher:
         if not stored or not stored.startswith(_PREFIX):
             return False
         return hmac.compare_digest(self.hash(secret), stored)
+
+
+class Sealer:
+    """Secrets tessera must read back (an upstream IdP's client secret): AES-256-GCM under a
+    key derived from the master key, bound to where the value belongs (associated data)."""
+
+    def __init__(self, master_key: bytes) -> None:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"tessera sealed config v1").derive(master_key)
+        self._aead = AESGCM(key)
+
+    def seal(self, secret: str, context: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, secret.encode(), context.encode())
+        return "gcm$" + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open(self, sealed: str, context: str) -> str:
+        if not sealed.startswith("gcm$"):
+            raise ValueError("not a sealed value")
+        raw = base64.urlsafe_b64decode(sealed[4:])
+        return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()

@@ -16,6 +16,13 @@ class TenantSettings:
     key_rotation_seconds: int = DAY
     max_token_lifetime: int = 3_600  # ceiling for any token this tenant issues
     dpop_nonce_required: bool = False
+    # OpenID Provider role
+    require_pushed_authorization_requests: bool = False
+    session_lifetime: int = 8 * 3_600  # the browser session after an upstream login
+    code_lifetime: int = 60
+    id_token_lifetime: int = 300
+    refresh_token_lifetime: int = 30 * DAY  # a grant's whole life; rotation keeps it
+    par_lifetime: int = 60
 
     @classmethod
     def of(cls, tenant: Tenant) -> TenantSettings:

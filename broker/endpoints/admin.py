@@ -94,6 +94,11 @@ async def _create_client(request: Request, broker: Broker, body: dict[str, Any])
         scopes=_str_list(body, "scopes"), audiences=_str_list(body, "audiences"), jwks=jwks,
         access_token_lifetime=lifetime,
         dpop_bound_access_tokens=bool(body.get("dpop_bound_access_tokens", False)),
+        redirect_uris=_str_list(body, "redirect_uris"),
+        post_logout_redirect_uris=_str_list(body, "post_logout_redirect_uris"),
+        first_party=bool(body.get("first_party", True)),
+        require_par=bool(body.get("require_pushed_authorization_requests", False)),
+        authorization_details_types=_str_list(body, "authorization_details_types"),
     )
 
 

@@ -23,6 +23,8 @@ async def introspection_endpoint(request: Request) -> Response:
     try:
         caller = await authenticate_request(broker, request, state, "introspect")
         assert state.tenant is not None and state.form is not None
+        if caller.client.public:
+            raise InvalidClient("public clients cannot introspect tokens")
         token = state.form.require("token")
         if caller.claims and await broker.journal.record(state.tenant.id, claims=caller.claims):
             raise InvalidClient("client assertion replayed")

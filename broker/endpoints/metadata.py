@@ -10,25 +10,45 @@ from starlette.responses import JSONResponse, Response
 from adapters.dpop import SUPPORTED_ALGS as DPOP_ALGS
 from adapters.errors import OAuthError
 from adapters.jose import ASYMMETRIC_ALGS
+from broker import login_flow
+from broker.authorization_request import OIDC_SCOPES, PROMPTS
 from broker.endpoints.token import GRANTS
 from broker.errors import error_response
 from broker.id_jag import ACCESS_TOKEN, ID_JAG, ID_JAG_PROFILE
 from broker.runtime import Broker, TenantView
 
 
-def server_metadata(tenant: TenantView, signing_alg: str) -> dict[str, Any]:
+def server_metadata(tenant: TenantView, signing_alg: str,
+                    detail_types: list[str] | None = None) -> dict[str, Any]:
     """Only what works today; later grants and endpoints add their fields as they land."""
     issuer = tenant.issuer
     auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
     return {
         "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "pushed_authorization_request_endpoint": f"{issuer}/par",
+        "require_pushed_authorization_requests":
+            tenant.settings.require_pushed_authorization_requests,
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "end_session_endpoint": f"{issuer}/logout",
+        "scopes_supported": sorted(OIDC_SCOPES),
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [signing_alg],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr",
+                             "amr", "azp", "sid", "at_hash", "name", "email", "groups"],
+        "prompt_values_supported": sorted(PROMPTS),
+        "authorization_details_types_supported": detail_types or [],
+        "dpop_bound_access_tokens_supported": True,
         "token_endpoint": f"{issuer}/token",
         "jwks_uri": f"{issuer}/jwks",
         "introspection_endpoint": f"{issuer}/introspect",
         "revocation_endpoint": f"{issuer}/revoke",
         "grant_types_supported": sorted(GRANTS),
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": auth_methods,
+        "response_types_supported": ["code"],
+        "token_endpoint_auth_methods_supported": [*auth_methods, "none"],
         "token_endpoint_auth_signing_alg_values_supported": sorted(ASYMMETRIC_ALGS),
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_signing_alg_values_supported": sorted(ASYMMETRIC_ALGS),
@@ -51,8 +71,10 @@ async def discovery(request: Request) -> Response:
         tenant = await _tenant(request)
     except OAuthError as exc:
         return error_response(exc)
+    broker: Broker = request.app.state.broker
+    types = sorted(await login_flow.detail_types(broker, tenant.id))
     return JSONResponse(
-        server_metadata(tenant, tenant.settings.key_alg),
+        server_metadata(tenant, tenant.settings.key_alg, types),
         headers={"Cache-Control": "public, max-age=300"},
     )
 

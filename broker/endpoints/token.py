@@ -7,7 +7,8 @@ Order of checks, cheapest and least revealing first:
   4. the client's credentials hold                     invalid_client
   5. DPoP proof, if present, passes every §4.3 check   invalid_dpop_proof / use_dpop_nonce
   6. grant_type known                                   unsupported_grant_type
-  7. DPoP required by the client is present            invalid_dpop_proof
+  7. public clients only for code and refresh grants   unauthorized_client
+     DPoP required by the client is present            invalid_dpop_proof
   8. the grant's own rules (scope, resource, ...)      invalid_scope / invalid_target / ...
   9. one-time values (proof jti, assertion jti) unused, recorded with the audit event
 """
@@ -22,6 +23,7 @@ from adapters.errors import (
     InvalidDPoPProof,
     InvalidGrant,
     OAuthError,
+    UnauthorizedClient,
     UnsupportedGrantType,
 )
 from broker.dpop_check import check_proof, nonce_headers
@@ -32,17 +34,24 @@ from broker.endpoints.client_request import (
     refuse,
 )
 from broker.errors import NO_STORE
+from broker.grants.authorization_code import AuthorizationCodeGrant
 from broker.grants.base import Grant, TokenRequest
 from broker.grants.client_credentials import ClientCredentialsGrant
 from broker.grants.jwt_bearer import JWTBearerGrant
+from broker.grants.refresh_token import RefreshTokenGrant
 from broker.grants.token_exchange import TokenExchangeGrant
 from broker.runtime import Broker
 from tenants import audit
 from tenants.journal import STALE
 
 GRANTS: dict[str, Grant] = {
-    g.grant_type: g for g in (ClientCredentialsGrant(), TokenExchangeGrant(), JWTBearerGrant())
+    g.grant_type: g for g in (ClientCredentialsGrant(), TokenExchangeGrant(), JWTBearerGrant(),
+                              AuthorizationCodeGrant(), RefreshTokenGrant())
 }
+
+
+class _DecideFresh(Exception):
+    """A stateful grant (code, refresh token) must not be decided on a cached view."""
 
 
 class _Replayed(InvalidDPoPProof):
@@ -68,7 +77,11 @@ async def token_endpoint(request: Request) -> Response:
     form = None
     for cached in (True, False):
         state = ClientRequest(request.path_params["tenant"], form=form, cached=cached)
-        response = await _decide(broker, request, state)
+        try:
+            response = await _decide(broker, request, state)
+        except _DecideFresh:
+            form = state.form
+            continue
         if response is not None:
             return response
         form = state.form
@@ -86,6 +99,11 @@ async def _decide(broker: Broker, request: Request, state: ClientRequest) -> Res
         grant = GRANTS.get(form.require("grant_type"))
         if grant is None:
             raise UnsupportedGrantType(f"grant_type {form.get('grant_type')!r} is not supported")
+        if grant.stateful and state.cached:
+            raise _DecideFresh
+        if client.client.public and not grant.public:
+            raise UnauthorizedClient("public clients may only use the authorization code and "
+                                     "refresh token grants")
         if client.client.dpop_bound_access_tokens and checked is None:
             raise InvalidDPoPProof("this client must present a DPoP proof")
         result = await grant.issue(TokenRequest(
@@ -121,4 +139,5 @@ async def _decide(broker: Broker, request: Request, state: ClientRequest) -> Res
     body["expires_in"] = token.expires_in
     if result.scope and result.report_scope:
         body["scope"] = " ".join(result.scope)
+    body.update(result.extra)
     return JSONResponse(body, headers={**NO_STORE, **nonce_headers(broker, tenant)})

@@ -34,9 +34,14 @@ class GrantResult:
     token_type: str | None = None  # overrides DPoP/Bearer (``N_A`` for an ID-JAG)
     report_scope: bool = True  # put ``scope`` in the response
     claims: tuple[Claim, ...] = ()  # one-time values the grant consumes (an ID-JAG's jti)
+    extra: dict[str, Any] = field(default_factory=dict)  # id_token, refresh_token, ...
 
 
 class Grant(Protocol):
     grant_type: ClassVar[str]
+    # a grant that consumes stored state (a code, a refresh token) decides on a fresh read of
+    # the directory: it cannot be decided twice
+    stateful: ClassVar[bool]
+    public: ClassVar[bool]  # public clients (auth method none) may use it
 
     async def issue(self, request: TokenRequest) -> GrantResult: ...

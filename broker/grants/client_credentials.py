@@ -32,6 +32,8 @@ def granted_audience(resources: list[str], allowed: list[str], default: str) -> 
 
 class ClientCredentialsGrant:
     grant_type: ClassVar[str] = "client_credentials"
+    stateful: ClassVar[bool] = False
+    public: ClassVar[bool] = False
 
     async def issue(self, request: TokenRequest) -> GrantResult:
         client = request.client.client

@@ -26,6 +26,8 @@ MAX_AGE = 300 + SKEW  # an ID-JAG lives five minutes at most
 
 class JWTBearerGrant:
     grant_type: ClassVar[str] = id_jag.JWT_BEARER
+    stateful: ClassVar[bool] = False
+    public: ClassVar[bool] = False
 
     async def issue(self, request: TokenRequest) -> GrantResult:
         broker, tenant, form = request.broker, request.tenant, request.form

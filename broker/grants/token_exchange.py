@@ -27,6 +27,8 @@ def _actor(client_id: str, prior: dict[str, Any] | None) -> dict[str, Any]:
 
 class TokenExchangeGrant:
     grant_type: ClassVar[str] = id_jag.TOKEN_EXCHANGE
+    stateful: ClassVar[bool] = False
+    public: ClassVar[bool] = False
 
     async def issue(self, request: TokenRequest) -> GrantResult:
         form = request.form

@@ -1,0 +1,252 @@
+"""Login at a tenant through its upstream IdPs: the chooser (home-realm discovery), the start
+of an upstream login, the OIDC callback, the SAML ACS and the SP metadata.
+
+Every upstream login is tied to a parked authorization request (``?flow=``) and to the
+browser that started it (the ``tessera_flow`` cookie); the upstream's answer is accepted once
+(the OIDC ``state`` or the SAML ``RelayState`` is a one-use handle, a SAML assertion ID is
+recorded until it expires).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from adapters.errors import AccessDenied, OAuthError
+from adapters.oidc_upstream import UpstreamError
+from adapters.saml_assertion import SAMLError
+from adapters.saml_upstream import authn_request, consume_response, sp_metadata
+from broker import claim_mapping, login_flow, pages, upstreams
+from broker.forms import read_form
+from broker.runtime import Broker, TenantView
+from broker.upstreams import UpstreamView
+from tenants import audit, login_sessions, pending, users
+from tenants.journal import Claim
+from tenants.scope import tenant_scope
+
+UPSTREAM_FAILED = "The sign-in at your organisation could not be completed."
+
+
+async def _tenant(request: Request) -> TenantView:
+    broker: Broker = request.app.state.broker
+    return await broker.tenant(request.path_params["tenant"])
+
+
+async def _bound_flow(broker: Broker, tenant: TenantView, request: Request,
+                      handle: str | None) -> login_flow.Parked | None:
+    found = await login_flow.parked(broker, tenant, handle)
+    return found if found is not None and found.bound_to(request) else None
+
+
+_EXPIRED = ("invalid_request", "This sign-in has expired or was started in another browser. "
+            "Return to the application and start again.")
+
+
+async def chooser(request: Request) -> Response:
+    """GET /login?flow=: straight to the upstream home-realm discovery picks, else a list."""
+    broker: Broker = request.app.state.broker
+    try:
+        tenant = await _tenant(request)
+    except OAuthError:
+        return pages.error_page("not_found", "Unknown organisation.", status=404)
+    handle = request.query_params.get("flow")
+    flow = await _bound_flow(broker, tenant, request, handle)
+    if flow is None:
+        return pages.error_page(*_EXPIRED)
+    available = await upstreams.active(broker, tenant.id)
+    if not available:
+        return pages.error_page("server_error", "No sign-in method is configured for this "
+                                "organisation.", status=503)
+    picked = upstreams.choose(available, idp=flow.request.idp,
+                              login_hint=flow.request.login_hint)
+    if picked is not None:
+        return RedirectResponse(f"{tenant.issuer}/login/{picked.name}?flow={flow.handle}",
+                                status_code=303)
+    return pages.chooser(tenant.id, [(u.display_name, f"{tenant.issuer}/login/{u.name}"
+                                      f"?flow={quote(flow.handle)}") for u in available])
+
+
+async def start(request: Request) -> Response:
+    """GET /login/{upstream}?flow=: send the browser to the upstream IdP."""
+    broker: Broker = request.app.state.broker
+    try:
+        tenant = await _tenant(request)
+    except OAuthError:
+        return pages.error_page("not_found", "Unknown organisation.", status=404)
+    flow = await _bound_flow(broker, tenant, request, request.query_params.get("flow"))
+    if flow is None:
+        return pages.error_page(*_EXPIRED)
+    upstream = await upstreams.get(broker, tenant.id, request.path_params["upstream"])
+    if upstream is None:
+        return pages.error_page("invalid_request", "Unknown sign-in method.", status=404)
+    now = broker.clock.now()
+    try:
+        if upstream.kind == "oidc":
+            config = upstreams.oidc_config(broker, tenant.id, upstream)
+            metadata = await broker.oidc.metadata(config)
+            begun = broker.oidc.begin(config, metadata,
+                                      upstreams.oidc_redirect_uri(tenant, upstream.name),
+                                      login_hint=flow.request.login_hint)
+            key, payload, url = begun.state, {"nonce": begun.nonce,
+                                              "verifier": begun.code_verifier}, begun.url
+        else:
+            relay = pending.new_value()[:40]
+            request_id, url = authn_request(upstreams.saml_config(tenant, upstream), now=now,
+                                            relay_state=relay)
+            key, payload = relay, {"request_id": request_id}
+    except (UpstreamError, SAMLError, ValueError) as exc:
+        await _login_failed(broker, tenant, upstream.name, flow, str(exc))
+        return pages.error_page("temporarily_unavailable", UPSTREAM_FAILED, status=502)
+    async with tenant_scope(broker.sessions, tenant.id) as scope:
+        await pending.put(scope, upstream.kind, key, client_id=flow.request.client_id,
+                          payload={**payload, "flow": flow.handle, "upstream": upstream.name},
+                          expires_at=now + login_flow.FLOW_LIFETIME)
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+async def _take(broker: Broker, tenant: TenantView, kind: str,
+                key: str | None) -> dict[str, Any] | None:
+    if not key or len(key) > 200:
+        return None
+    async with tenant_scope(broker.sessions, tenant.id) as scope:
+        row = await pending.take(scope, kind, key, broker.clock.now())
+    return dict(row.payload) if row is not None else None
+
+
+async def oidc_callback(request: Request) -> Response:
+    """GET /login/{upstream}/callback: the OIDC IdP's authorization response."""
+    broker: Broker = request.app.state.broker
+    try:
+        tenant = await _tenant(request)
+    except OAuthError:
+        return pages.error_page("not_found", "Unknown organisation.", status=404)
+    name = request.path_params["upstream"]
+    params = dict(request.query_params)
+    taken = await _take(broker, tenant, "oidc", params.get("state"))
+    if taken is None or taken["upstream"] != name:
+        return pages.error_page(*_EXPIRED)
+    flow = await _bound_flow(broker, tenant, request, taken["flow"])
+    upstream = await upstreams.get(broker, tenant.id, name)
+    if flow is None or upstream is None:
+        return pages.error_page(*_EXPIRED)
+    try:
+        config = upstreams.oidc_config(broker, tenant.id, upstream)
+        metadata = await broker.oidc.metadata(config)
+
+        async def signer(header: dict[str, Any], claims: dict[str, Any]) -> str:
+            return await broker.keys.sign(tenant.id, header, claims)
+
+        identity = await broker.oidc.finish(
+            config, metadata, upstreams.oidc_redirect_uri(tenant, name),
+            callback_params=params, expected_state=params["state"], nonce=taken["nonce"],
+            code_verifier=taken["verifier"], signer=signer)
+        profile = claim_mapping.profile(identity.claims, upstream.mapping,
+                                        claim_mapping.OIDC_DEFAULT)
+    except (UpstreamError, claim_mapping.MappingError, ValueError) as exc:
+        return await _refuse_login(broker, tenant, name, flow, str(exc))
+    auth = {"auth_time": identity.auth_time or int(broker.clock.now()), "acr": identity.acr,
+            "amr": list(identity.amr) or None}
+    return await _complete(broker, request, tenant, upstream, flow, profile, auth)
+
+
+async def saml_acs(request: Request) -> Response:
+    """POST /saml/{upstream}/acs: the SAML IdP's Response over the HTTP-POST binding."""
+    broker: Broker = request.app.state.broker
+    try:
+        tenant = await _tenant(request)
+        form = await read_form(request, 512 * 1024)
+    except OAuthError as exc:
+        return pages.error_page(exc.error, exc.description, status=exc.status)
+    name = request.path_params["upstream"]
+    taken = await _take(broker, tenant, "saml", form.get("RelayState"))
+    if taken is None or taken["upstream"] != name:
+        return pages.error_page(*_EXPIRED)
+    flow = await _bound_flow(broker, tenant, request, taken["flow"])
+    upstream = await upstreams.get(broker, tenant.id, name)
+    if flow is None or upstream is None or upstream.kind != "saml":
+        return pages.error_page(*_EXPIRED)
+    now = broker.clock.now()
+    try:
+        identity = consume_response(upstreams.saml_config(tenant, upstream),
+                                    form.get("SAMLResponse") or "",
+                                    expected_in_response_to=taken["request_id"], now=now)
+        source = {**identity.attributes, "NameID": identity.name_id}
+        profile = claim_mapping.profile(source, upstream.mapping, claim_mapping.SAML_DEFAULT)
+    except (SAMLError, claim_mapping.MappingError, ValueError) as exc:
+        return await _refuse_login(broker, tenant, name, flow, str(exc))
+    replay = hashlib.sha256(f"saml|{identity.issuer}|{identity.assertion_id}".encode())
+    reused = await broker.journal.record(tenant.id, claims=[Claim(
+        replay.hexdigest(), identity.not_on_or_after + 120, kind="saml_assertion")])
+    if reused is not None:
+        return await _refuse_login(broker, tenant, name, flow, "assertion replayed")
+    auth = claim_mapping.saml_auth(identity.authn_context_class_ref, identity.authn_instant)
+    auth["auth_time"] = auth["auth_time"] or int(now)
+    return await _complete(broker, request, tenant, upstream, flow, profile, auth)
+
+
+async def saml_metadata(request: Request) -> Response:
+    """GET /saml/{upstream}/metadata: our SP metadata for the IdP's administrator."""
+    broker: Broker = request.app.state.broker
+    try:
+        tenant = await _tenant(request)
+    except OAuthError:
+        return pages.error_page("not_found", "Unknown organisation.", status=404)
+    upstream = await upstreams.get(broker, tenant.id, request.path_params["upstream"])
+    if upstream is None or upstream.kind != "saml":
+        return pages.error_page("not_found", "Unknown SAML upstream.", status=404)
+    xml = sp_metadata(upstreams.saml_config(tenant, upstream))
+    return Response(xml, media_type="application/samlmetadata+xml",
+                    headers={"Cache-Control": "public, max-age=300"})
+
+
+async def _login_failed(broker: Broker, tenant: TenantView, upstream: str,
+                        flow: login_flow.Parked, reason: str) -> None:
+    async with broker.sessions() as session, session.begin():
+        await audit.record(session, tenant.id, [audit.Event(
+            "login.failed", "refused", flow.request.client_id, None,
+            {"upstream": upstream, "reason": reason[:300]})], broker.clock.now())
+
+
+async def _refuse_login(broker: Broker, tenant: TenantView, upstream: str,
+                        flow: login_flow.Parked, reason: str) -> Response:
+    """The upstream's answer was not acceptable: audited, and the client learns
+    ``access_denied`` (the flow ends)."""
+    await _login_failed(broker, tenant, upstream, flow, reason)
+    async with tenant_scope(broker.sessions, tenant.id) as scope:
+        await pending.take(scope, "authz", flow.handle, broker.clock.now())
+    return login_flow.error_redirect(tenant, flow.request, AccessDenied(UPSTREAM_FAILED))
+
+
+async def _complete(broker: Broker, request: Request, tenant: TenantView,
+                    upstream: UpstreamView, flow: login_flow.Parked, profile: users.Profile,
+                    auth: dict[str, Any]) -> Response:
+    """Link the user, start the session, and carry on with the parked request."""
+    now = broker.clock.now()
+    async with tenant_scope(broker.sessions, tenant.id) as scope:
+        user = await users.link(scope, upstream.name, profile, now)
+        if user.status != "active":
+            cookie = None
+        else:
+            cookie, session = await login_sessions.start(
+                scope, user_id=user.id, upstream=upstream.name, auth=auth, now=now,
+                lifetime=tenant.settings.session_lifetime)
+        await audit.record(scope.session, tenant.id, [audit.Event(
+            "login.succeeded" if cookie else "login.refused",
+            "granted" if cookie else "refused", flow.request.client_id, user.id,
+            {"upstream": upstream.name, "acr": auth.get("acr"), "amr": auth.get("amr")})], now)
+    if cookie is None:
+        return login_flow.error_redirect(tenant, flow.request,
+                                         AccessDenied("this user is disabled"))
+    _, client = await broker.lookup(tenant.id, flow.request.client_id)
+    if client is None or client.status != "active":
+        return pages.error_page("invalid_client", "The application is no longer available.")
+    response = await login_flow.proceed(broker, request, tenant, client, flow.request,
+                                        handle=flow.handle, established=(session, user))
+    response.set_cookie(login_flow.SESSION_COOKIE, cookie,
+                        max_age=tenant.settings.session_lifetime,
+                        **login_flow.cookie_options(broker, tenant))
+    return response

@@ -1,0 +1,36 @@
+"""The UserInfo endpoint (OpenID Connect Core §5.3): claims of the token's user, as far as the
+token's scopes release them; Bearer or DPoP (``broker.bearer``), GET or POST."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from adapters.errors import InsufficientScope, InvalidToken, OAuthError
+from broker import bearer
+from broker.errors import error_response
+from broker.runtime import Broker
+from broker.tokens import user_claims
+from tenants.models import User
+from tenants.scope import tenant_scope
+
+
+async def userinfo(request: Request) -> Response:
+    broker: Broker = request.app.state.broker
+    try:
+        tenant = await broker.tenant(request.path_params["tenant"])
+    except OAuthError as exc:
+        return error_response(exc)
+    try:
+        claims, _ = await bearer.authenticate(broker, tenant, request)
+        scope = str(claims.get("scope", "")).split()
+        if "openid" not in scope:
+            raise InsufficientScope("the token lacks the openid scope")
+        async with tenant_scope(broker.sessions, tenant.id) as scope_:
+            user = await scope_.get(User, str(claims["sub"]))
+        if user is None or user.status != "active":
+            raise InvalidToken("the token's user is unknown or disabled")
+    except (OAuthError, bearer.Unauthenticated) as exc:
+        return bearer.refusal(broker, tenant, request, exc)
+    return JSONResponse({"sub": user.id, **user_claims(user, scope)},
+                        headers={"Cache-Control": "no-store"})

@@ -1,0 +1,92 @@
+"""A tenant's upstream IdPs at run time: their stored configuration turned into the adapters'
+configs (OIDC relying party, SAML service provider), the URLs tessera serves for each, and
+home-realm discovery (which upstream a login goes to)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from adapters.oidc_upstream import OIDCUpstreamConfig
+from adapters.saml_upstream import IdPMetadata, SAMLUpstreamConfig, parse_idp_metadata
+from broker.runtime import Broker, TenantView
+from tenants.models import Upstream
+
+
+@dataclass(frozen=True)
+class UpstreamView:
+    name: str
+    kind: str  # oidc | saml
+    display_name: str
+    config: dict[str, Any]
+    mapping: dict[str, Any]
+    domains: tuple[str, ...]
+
+
+def oidc_redirect_uri(tenant: TenantView, name: str) -> str:
+    return f"{tenant.issuer}/login/{name}/callback"
+
+
+def sp_entity_id(tenant: TenantView, name: str) -> str:
+    return f"{tenant.issuer}/saml/{name}/metadata"
+
+
+def acs_url(tenant: TenantView, name: str) -> str:
+    return f"{tenant.issuer}/saml/{name}/acs"
+
+
+def _view(row: Upstream) -> UpstreamView:
+    return UpstreamView(row.name, row.kind, row.display_name, dict(row.config),
+                        dict(row.mapping or {}), tuple(row.domains or ()))
+
+
+async def active(broker: Broker, tenant_id: str) -> list[UpstreamView]:
+    async with broker.sessions() as session:
+        rows = (await session.execute(select(Upstream).where(
+            Upstream.tenant_id == tenant_id, Upstream.status == "active")
+            .order_by(Upstream.name))).scalars().all()
+    return [_view(r) for r in rows]
+
+
+async def get(broker: Broker, tenant_id: str, name: str) -> UpstreamView | None:
+    for upstream in await active(broker, tenant_id):
+        if upstream.name == name:
+            return upstream
+    return None
+
+
+def choose(upstreams: Sequence[UpstreamView], *, idp: str | None,
+           login_hint: str | None) -> UpstreamView | None:
+    """Home-realm discovery: the ``idp`` parameter names an upstream; else the e-mail domain
+    of ``login_hint`` belongs to one; else a tenant with a single upstream uses it."""
+    if idp is not None:
+        return next((u for u in upstreams if u.name == idp), None)
+    if login_hint and "@" in login_hint:
+        domain = login_hint.rsplit("@", 1)[1].lower()
+        for upstream in upstreams:
+            if domain in upstream.domains:
+                return upstream
+    return upstreams[0] if len(upstreams) == 1 else None
+
+
+def oidc_config(broker: Broker, tenant_id: str, upstream: UpstreamView) -> OIDCUpstreamConfig:
+    raw = dict(upstream.config)
+    sealed = raw.pop("client_secret_sealed", None)
+    secret = (broker.sealer.open(sealed, f"{tenant_id}/{upstream.name}")
+              if isinstance(sealed, str) else None)
+    for name in ("scopes", "allowed_algs"):
+        if name in raw:
+            raw[name] = tuple(raw[name])
+    raw["extra_auth_params"] = tuple(tuple(p) for p in raw.get("extra_auth_params", ()))
+    return OIDCUpstreamConfig(client_secret=secret, **raw)
+
+
+def saml_config(tenant: TenantView, upstream: UpstreamView) -> SAMLUpstreamConfig:
+    idp: IdPMetadata = parse_idp_metadata(upstream.config["idp_metadata"].encode())
+    return SAMLUpstreamConfig(
+        sp_entity_id=sp_entity_id(tenant, upstream.name), acs_url=acs_url(tenant, upstream.name),
+        idp=idp, allow_sha1=bool(upstream.config.get("allow_sha1", False)),
+        name_id_format=upstream.config.get("name_id_format"))

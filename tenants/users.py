@@ -1,0 +1,38 @@
+"""Tenant users, linked just in time to the identity an upstream IdP asserted."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenants.models import FederatedIdentity, User
+from tenants.scope import TenantScope
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the claim mapping made of an upstream identity."""
+
+    subject: str  # the upstream's stable identifier of the user
+    email: str | None = None
+    name: str | None = None
+    groups: tuple[str, ...] = ()
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+async def link(scope: TenantScope, upstream: str, profile: Profile, now: float) -> User:
+    """The user behind (upstream, subject), created at the first login; the profile is
+    refreshed from the upstream at every login (the upstream is the source of truth)."""
+    linked = await scope.get(FederatedIdentity, upstream, profile.subject)
+    user = await scope.get(User, linked.user_id) if linked is not None else None
+    if user is None:
+        user = scope.add(User(id=secrets.token_urlsafe(16), status="active", created_at=now,
+                              groups=[], claims={}))
+        scope.add(FederatedIdentity(upstream=upstream, subject=profile.subject,
+                                    user_id=user.id, created_at=now))
+    user.email, user.name = profile.email, profile.name
+    user.groups, user.claims = list(profile.groups), dict(profile.claims)
+    user.last_login_at = now
+    await scope.session.flush()
+    return user
