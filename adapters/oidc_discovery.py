@@ -42,8 +42,8 @@ class UpstreamError(Exception):
 
 
 def short(value: object, limit: int = 64) -> str:
-    """``value`` made safe to put in a message: printable ASCII, no quotes, at most ``limit``."""
-    text = "".join(c if " " <= c <= "~" and c not in "\"'\\" else "?" for c in str(value))
+    """``value`` made safe to put in a message or a log: printable ASCII, at most ``limit``."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in str(value))
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.errors import OAuthError
+from broker import login_admin
 from broker import management as ops
 from broker.config import Settings
 from broker.runtime import Broker
@@ -168,6 +169,43 @@ def cmd_connection(args: argparse.Namespace) -> int:
                     CONNECTION_COLS)
     return _run(args, lambda b: ops.delete_managed_connection(
         b, args.tenant, args.client, args.audience), CONNECTION_COLS)
+
+
+UPSTREAM_COLS = ("name", "kind", "status", "redirect_uri", "acs_url", "sp_metadata_url")
+
+
+def cmd_upstream(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return _run(args, lambda b: login_admin.list_upstreams(b, args.tenant), UPSTREAM_COLS)
+    if args.action in ("disable", "enable"):
+        status = "disabled" if args.action == "disable" else "active"
+        return _run(args, lambda b: login_admin.set_upstream_status(
+            b, args.tenant, args.name, status), UPSTREAM_COLS)
+    body: dict[str, Any] = {"name": args.name, "kind": args.action.removeprefix("add-"),
+                            "display_name": args.display_name or args.name,
+                            "domains": args.domain,
+                            "mapping": json.loads(args.mapping) if args.mapping else {}}
+    if args.action == "add-oidc":
+        secret = os.environ.get(args.client_secret_env) if args.client_secret_env else None
+        body["oidc"] = {"issuer": args.issuer, "client_id": args.client_id,
+                        "client_auth": args.client_auth, "use_userinfo": args.userinfo,
+                        **({"client_secret": secret} if secret else {}),
+                        **({"scopes": args.scope} if args.scope else {})}
+    else:
+        body["saml"] = ({"metadata_xml": Path(args.metadata_file).read_text()}
+                        if args.metadata_file else {"metadata_url": args.metadata_url})
+    return _run(args, lambda b: login_admin.create_upstream(b, args.tenant, body),
+                UPSTREAM_COLS)
+
+
+def cmd_detail_type(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return _run(args, lambda b: login_admin.list_detail_types(b, args.tenant),
+                    ("type", "description"))
+    body = {"type": args.type, "schema": json.loads(Path(args.schema_file).read_text()),
+            "description": args.description}
+    return _run(args, lambda b: login_admin.register_detail_type(b, args.tenant, body),
+                ("type", "description"))
 
 
 def cmd_id_token(args: argparse.Namespace) -> int:
@@ -355,6 +393,51 @@ def parser() -> argparse.ArgumentParser:
     for sp in (ms, ml, md):
         sp.add_argument("--json", action="store_true")
     conn.set_defaults(func=cmd_connection)
+
+    ups = sub.add_parser("upstream", help="enterprise IdPs a tenant's users log in through")
+    usub = ups.add_subparsers(dest="action", required=True)
+    uo = usub.add_parser("add-oidc", help="an OpenID Connect IdP (discovery from --issuer)")
+    uo.add_argument("--issuer", required=True)
+    uo.add_argument("--client-id", required=True, help="tessera's client_id at the IdP")
+    uo.add_argument("--client-secret-env", help="name of the environment variable holding "
+                    "the client secret (never a command-line argument)")
+    uo.add_argument("--client-auth", default="client_secret_basic",
+                    choices=["client_secret_basic", "client_secret_post", "private_key_jwt"])
+    uo.add_argument("--scope", action="append", default=[])
+    uo.add_argument("--userinfo", action="store_true", help="also read the userinfo endpoint")
+    us = usub.add_parser("add-saml", help="a SAML 2.0 IdP (from its metadata)")
+    source = us.add_mutually_exclusive_group(required=True)
+    source.add_argument("--metadata-file")
+    source.add_argument("--metadata-url")
+    for sp in (uo, us):
+        sp.add_argument("--tenant", required=True)
+        sp.add_argument("--name", required=True)
+        sp.add_argument("--display-name")
+        sp.add_argument("--domain", action="append", default=[],
+                        help="e-mail domain routed here by home-realm discovery")
+        sp.add_argument("--mapping", help='claim mapping JSON, e.g. {"subject": "oid"}')
+    ul = usub.add_parser("list")
+    ul.add_argument("--tenant", required=True)
+    for action in ("disable", "enable"):
+        ua = usub.add_parser(action)
+        ua.add_argument("--tenant", required=True)
+        ua.add_argument("name")
+    for sp in usub.choices.values():
+        sp.add_argument("--json", action="store_true")
+    ups.set_defaults(func=cmd_upstream)
+
+    dtp = sub.add_parser("detail-type", help="RAR authorization_details types of a tenant")
+    dsub = dtp.add_subparsers(dest="action", required=True)
+    da = dsub.add_parser("add")
+    da.add_argument("--tenant", required=True)
+    da.add_argument("--type", required=True)
+    da.add_argument("--schema-file", required=True, help="JSON Schema (2020-12) of one object")
+    da.add_argument("--description", default="")
+    dl = dsub.add_parser("list")
+    dl.add_argument("--tenant", required=True)
+    for sp in (da, dl):
+        sp.add_argument("--json", action="store_true")
+    dtp.set_defaults(func=cmd_detail_type)
 
     idt = sub.add_parser("id-token", help="sign an ID token for a user of a tenant (development "
                          "and tests, until logins through upstream IdPs exist)")

@@ -26,16 +26,16 @@ class UpstreamView:
     domains: tuple[str, ...]
 
 
-def oidc_redirect_uri(tenant: TenantView, name: str) -> str:
-    return f"{tenant.issuer}/login/{name}/callback"
+def oidc_redirect_uri(issuer: str, name: str) -> str:
+    return f"{issuer}/login/{name}/callback"
 
 
-def sp_entity_id(tenant: TenantView, name: str) -> str:
-    return f"{tenant.issuer}/saml/{name}/metadata"
+def sp_entity_id(issuer: str, name: str) -> str:
+    return f"{issuer}/saml/{name}/metadata"
 
 
-def acs_url(tenant: TenantView, name: str) -> str:
-    return f"{tenant.issuer}/saml/{name}/acs"
+def acs_url(issuer: str, name: str) -> str:
+    return f"{issuer}/saml/{name}/acs"
 
 
 def _view(row: Upstream) -> UpstreamView:
@@ -87,6 +87,7 @@ def oidc_config(broker: Broker, tenant_id: str, upstream: UpstreamView) -> OIDCU
 def saml_config(tenant: TenantView, upstream: UpstreamView) -> SAMLUpstreamConfig:
     idp: IdPMetadata = parse_idp_metadata(upstream.config["idp_metadata"].encode())
     return SAMLUpstreamConfig(
-        sp_entity_id=sp_entity_id(tenant, upstream.name), acs_url=acs_url(tenant, upstream.name),
+        sp_entity_id=sp_entity_id(tenant.issuer, upstream.name),
+        acs_url=acs_url(tenant.issuer, upstream.name),
         idp=idp, allow_sha1=bool(upstream.config.get("allow_sha1", False)),
         name_id_format=upstream.config.get("name_id_format"))

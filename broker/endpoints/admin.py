@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from adapters.errors import InvalidRequest, InvalidToken, OAuthError
+from broker import login_admin
 from broker import management as ops
 from broker.errors import challenge, error_response
 from broker.runtime import Broker
@@ -226,4 +227,32 @@ def routes() -> list[Route]:
         Route(t + "/audit/verify", endpoint(
             lambda r, b, _: ops.verify_audit(b, r.path_params["tenant"])), methods=["GET"]),
         *registry_routes(),
+        *login_routes(),
+    ]
+
+
+def login_routes() -> list[Route]:
+    t = "/admin/v1/tenants/{tenant}"
+    up = t + "/upstreams/{upstream}"
+    return [
+        Route(t + "/upstreams", endpoint(
+            lambda r, b, _: login_admin.list_upstreams(b, r.path_params["tenant"])),
+            methods=["GET"]),
+        Route(t + "/upstreams", endpoint(
+            lambda r, b, body: login_admin.create_upstream(b, r.path_params["tenant"], body),
+            201), methods=["POST"]),
+        *[Route(f"{up}/{verb}", endpoint(
+            lambda r, b, _, status=status: login_admin.set_upstream_status(
+                b, r.path_params["tenant"], r.path_params["upstream"], status)),
+            methods=["POST"]) for verb, status in (("disable", "disabled"),
+                                                   ("enable", "active"))],
+        Route(t + "/authorization-details-types", endpoint(
+            lambda r, b, _: login_admin.list_detail_types(b, r.path_params["tenant"])),
+            methods=["GET"]),
+        Route(t + "/authorization-details-types", endpoint(
+            lambda r, b, body: login_admin.register_detail_type(
+                b, r.path_params["tenant"], body), 201), methods=["POST", "PUT"]),
+        Route(t + "/users", endpoint(
+            lambda r, b, _: login_admin.list_users(b, r.path_params["tenant"])),
+            methods=["GET"]),
     ]

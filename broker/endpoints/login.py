@@ -89,7 +89,7 @@ async def start(request: Request) -> Response:
             config = upstreams.oidc_config(broker, tenant.id, upstream)
             metadata = await broker.oidc.metadata(config)
             begun = broker.oidc.begin(config, metadata,
-                                      upstreams.oidc_redirect_uri(tenant, upstream.name),
+                                      upstreams.oidc_redirect_uri(tenant.issuer, upstream.name),
                                       login_hint=flow.request.login_hint)
             key, payload, url = begun.state, {"nonce": begun.nonce,
                                               "verifier": begun.code_verifier}, begun.url
@@ -141,7 +141,7 @@ async def oidc_callback(request: Request) -> Response:
             return await broker.keys.sign(tenant.id, header, claims)
 
         identity = await broker.oidc.finish(
-            config, metadata, upstreams.oidc_redirect_uri(tenant, name),
+            config, metadata, upstreams.oidc_redirect_uri(tenant.issuer, name),
             callback_params=params, expected_state=params["state"], nonce=taken["nonce"],
             code_verifier=taken["verifier"], signer=signer)
         profile = claim_mapping.profile(identity.claims, upstream.mapping,

@@ -19,6 +19,7 @@ from joserfc.jwk import ECKey, Key, OctKey, RSAKey
 
 from adapters.clock import FrozenClock
 from adapters.jose import b64url, import_public_jwk
+from adapters.oidc_checks import forbidden_alg
 from adapters.oidc_upstream import (
     ASSERTION_TYPE,
     LoginStart,
@@ -133,7 +134,8 @@ def config(**kw: Any) -> OIDCUpstreamConfig:
     kw.setdefault("client_auth", "client_secret_basic")
     if kw["client_auth"] != "private_key_jwt":
         kw.setdefault("client_secret", SECRET)
-    return OIDCUpstreamConfig(issuer=kw.pop("issuer", ISSUER), client_id=CLIENT_ID, **kw)
+    kw.setdefault("client_id", CLIENT_ID)
+    return OIDCUpstreamConfig(issuer=kw.pop("issuer", ISSUER), **kw)
 
 
 def upstream(idp: FakeIdP, keys: DictKeys | None = None, **kw: Any) -> OIDCUpstream:
@@ -338,8 +340,14 @@ async def test_begin_refuses_a_parameter_the_endpoint_query_already_sets() -> No
         up.begin(config(), await up.metadata(config()), REDIRECT)
 
 
+def test_forbidden_algs() -> None:
+    assert all(map(forbidden_alg, ["none", "None", "HS256", "hs384", "HS512"]))
+    assert not any(map(forbidden_alg, ["RS256", "PS256", "ES256", "EdDSA"]))
+
+
 def test_config_refusals() -> None:
     for kw, match in [
+        ({"client_id": ""}, "client_id is required"),
         ({"allowed_algs": ("RS256", "HS256")}, "'HS256' is not allowed"),
         ({"allowed_algs": ("none",)}, "'none' is not allowed"),
         ({"client_auth": "client_secret_post", "client_secret": None}, "needs a client_secret"),
@@ -482,8 +490,9 @@ async def test_error_callback() -> None:
 
 async def test_error_callback_sanitised_and_truncated() -> None:
     idp = FakeIdP()
-    error = await refused(idp, "IdP refused the login: x", callback={"error": "x" * 500 + "<'>"})
-    assert len(str(error)) < 120 and "'" not in str(error)
+    error = await refused(idp, r"IdP refused the login: \?\[2Jx",
+                          callback={"error": "\x1b[2J" + "x" * 500})
+    assert len(str(error)) < 120 and "\x1b" not in str(error)
 
 
 async def test_callback_iss_mismatch() -> None:

@@ -90,18 +90,25 @@ LAUGHS = b"""<?xml version="1.0"?>
 
 
 def test_parse_refuses_external_entity_doctype():
-    with pytest.raises(SAMLError, match="DOCTYPE"):
+    with pytest.raises(SAMLError, match="DOCTYPE/ENTITY"):
         sa.parse_xml(XXE)
 
 
 def test_parse_refuses_billion_laughs():
-    with pytest.raises(SAMLError, match="DOCTYPE"):
+    with pytest.raises(SAMLError, match="DOCTYPE/ENTITY"):
         sa.parse_xml(LAUGHS)
 
 
 def test_parse_refuses_bare_doctype():
     with pytest.raises(SAMLError, match="DOCTYPE"):
         sa.parse_xml(b'<!DOCTYPE r SYSTEM "http://evil.example/x.dtd"><r/>')
+
+
+@pytest.mark.parametrize("doc", [XXE, LAUGHS])
+def test_parse_refuses_doctype_even_without_the_byte_precheck(doc, monkeypatch):
+    monkeypatch.setattr(sa, "_precheck", lambda data: None)
+    with pytest.raises(SAMLError, match=r"^DOCTYPE declarations are refused"):
+        sa.parse_xml(doc)
 
 
 def test_parse_refuses_utf16_malformed_and_oversized():
