@@ -277,10 +277,9 @@ def _check_subject(assertion: etree._Element, config: SAMLUpstreamConfig, now: f
         raise SAMLError("bearer SubjectConfirmation has no SubjectConfirmationData")
     if data.get("Recipient") != config.acs_url:
         raise SAMLError("SubjectConfirmationData Recipient is not our ACS URL")
-    if data.get("NotOnOrAfter") is None:
-        raise SAMLError("SubjectConfirmationData has no NotOnOrAfter")
     expiry = _check_window(data, now, config.skew, "SubjectConfirmationData")
-    assert expiry is not None
+    if expiry is None:
+        raise SAMLError("SubjectConfirmationData has no NotOnOrAfter")
     confirmed = data.get("InResponseTo")
     if confirmed is None and not response_signed:
         raise SAMLError("SubjectConfirmationData has no InResponseTo")

@@ -271,6 +271,22 @@ def test_extra_transform_refused(rsa_pair):
         sa.verify(a, [rsa_pair[1]])
 
 
+def test_second_signature_refused(rsa_pair):
+    a = roundtrip(sa.sign(assertion(), *rsa_pair))
+    sig = a.find(f"{{{DS}}}Signature")
+    sig.addnext(copy.deepcopy(sig))
+    with pytest.raises(SAMLError, match="more than one signature"):
+        sa.verify(a, [rsa_pair[1]])
+
+
+def test_signature_without_issuer_goes_first(rsa_pair):
+    a = assertion()
+    a.remove(a.find(f"{{{SAML}}}Issuer"))
+    sa.sign(a, *rsa_pair)
+    assert a[0].tag == f"{{{DS}}}Signature"
+    assert sa.verify(roundtrip(a), [rsa_pair[1]]).get("ID") == a.get("ID")
+
+
 def test_second_reference_refused(rsa_pair):
     a = roundtrip(sa.sign(assertion(), *rsa_pair))
     signed_info = a.find(f".//{{{DS}}}SignedInfo")

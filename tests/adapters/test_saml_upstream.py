@@ -376,6 +376,14 @@ def test_subject_confirmation_expired_refused(config):
         consume(config, make_response(assertion_mutator=mutate))
 
 
+def test_subject_confirmation_without_not_on_or_after_refused(config):
+    def drop(a: etree._Element) -> None:
+        del a.find(f".//{{{SAML}}}SubjectConfirmationData").attrib["NotOnOrAfter"]
+
+    with pytest.raises(SAMLError, match="SubjectConfirmationData has no NotOnOrAfter"):
+        consume(config, make_response(assertion_mutator=drop))
+
+
 def test_not_before_in_future_refused(config):
     with pytest.raises(SAMLError, match="not yet valid"):
         consume(config, make_response(now=NOW + 120))
