@@ -79,6 +79,7 @@ async def mint_id_jag(
     broker: Broker, tenant: TenantView, *, identity: dict[str, Any], audience: str,
     remote_client_id: str, scope: Sequence[str], lifetime: int, now: float,
     resource: str | None = None, jkt: str | None = None, act: dict[str, Any] | None = None,
+    authorization_details: Sequence[dict[str, Any]] = (),
 ) -> IssuedToken:
     iat = int(now)
     claims: dict[str, Any] = {
@@ -98,6 +99,8 @@ async def mint_id_jag(
         claims["resource"] = resource
     if act:
         claims["act"] = act
+    if authorization_details:
+        claims["authorization_details"] = list(authorization_details)
     if jkt:
         claims["cnf"] = {"jkt": jkt}
     token = await broker.keys.sign(tenant.id, {"typ": ID_JAG_TYP}, claims)

@@ -23,7 +23,7 @@ from broker import pages
 from broker.authorization_request import AuthorizationRequest
 from broker.runtime import Broker, ClientView, TenantView
 from tenants import audit, login_sessions, pending
-from tenants.models import DetailType, Grant, LoginSession, User
+from tenants.models import Grant, LoginSession, User
 from tenants.scope import TenantScope, tenant_scope
 
 FLOW_COOKIE = "tessera_flow"
@@ -37,13 +37,6 @@ def cookie_options(broker: Broker, tenant: TenantView) -> dict[str, Any]:
     secure = broker.settings.base_url.startswith("https://")
     return {"path": f"/t/{tenant.id}", "httponly": True, "secure": secure,
             "samesite": "none" if secure else "lax"}
-
-
-async def detail_types(broker: Broker, tenant_id: str) -> dict[str, rar.DetailType]:
-    async with broker.sessions() as session:
-        rows = (await session.execute(
-            select(DetailType).where(DetailType.tenant_id == tenant_id))).scalars().all()
-    return {r.type: rar.DetailType(r.type, r.schema, r.description) for r in rows}
 
 
 def client_redirect(tenant: TenantView, req: AuthorizationRequest,

@@ -14,6 +14,7 @@ import httpx
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from adapters import rar
 from adapters.clock import Clock, SystemClock
 from adapters.dpop import DPoPNonces
 from adapters.errors import NotFound
@@ -32,6 +33,7 @@ from tenants.keys.service import KeyService
 from tenants.keys.software import SoftwareBackend
 from tenants.models import (
     Client,
+    DetailType,
     DirectoryEpoch,
     ManagedConnectionRow,
     RevokedToken,
@@ -229,6 +231,13 @@ class Broker:
             resources=frozenset(row.resources), max_lifetime=row.max_lifetime,
             default_rule=row.default_rule,
         )
+
+    async def detail_types(self, tenant_id: str) -> dict[str, rar.DetailType]:
+        """The tenant's registered RFC 9396 ``authorization_details`` types."""
+        async with self.sessions() as session:
+            rows = (await session.execute(
+                select(DetailType).where(DetailType.tenant_id == tenant_id))).scalars().all()
+        return {r.type: rar.DetailType(r.type, r.schema, r.description) for r in rows}
 
     async def token_state(self, tenant_id: str, jti: str, client_id: str) -> tuple[bool, bool]:
         """(revoked, client active) for a token, read from the database on every call so a

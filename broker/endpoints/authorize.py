@@ -11,9 +11,21 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.errors import InvalidClient, InvalidRequest, InvalidRequestURI, OAuthError
+from adapters.errors import (
+    InvalidClient,
+    InvalidDPoPProof,
+    InvalidRequest,
+    InvalidRequestURI,
+    OAuthError,
+)
 from broker import login_flow, pages
-from broker.authorization_request import AuthorizationRequest, Unredirectable, validate
+from broker.authorization_request import (
+    MAX_PARAM,
+    AuthorizationRequest,
+    Unredirectable,
+    validate,
+)
+from broker.dpop_check import check_proof
 from broker.endpoints.client_request import ClientRequest, authenticate_request, refuse
 from broker.errors import NO_STORE
 from broker.forms import Form, read_params
@@ -49,8 +61,16 @@ async def authorize(request: Request) -> Response:
         if "request_uri" in form:
             req = await _pushed(broker, tenant, client, form)
         else:
-            req = validate(client, _as_dict(form, PARAMS), form.all("resource"),
-                           await login_flow.detail_types(broker, tenant.id))
+            params = _as_dict(form, PARAMS)
+            try:
+                req = validate(client, params, form.all("resource"),
+                               await broker.detail_types(tenant.id))
+            except Unredirectable:
+                raise
+            except OAuthError:
+                assert client is not None  # client and redirect URI passed: reply to them
+                req = _reply_to(client, params)
+                raise
             assert client is not None
             if tenant.settings.require_pushed_authorization_requests or client.require_par:
                 raise InvalidRequest("this client must use pushed authorization requests")
@@ -60,10 +80,19 @@ async def authorize(request: Request) -> Response:
         await _audit_refusal(broker, tenant, exc, form_client=None)
         return pages.error_page(exc.error, exc.description)
     except OAuthError as exc:
+        await _audit_refusal(broker, tenant, exc, form_client=req.client_id if req else None)
         if req is None:
             return pages.error_page(exc.error, exc.description)
-        await _audit_refusal(broker, tenant, exc, form_client=req.client_id)
         return login_flow.error_redirect(tenant, req, exc)
+
+
+def _reply_to(client: ClientView, params: dict[str, str]) -> AuthorizationRequest:
+    """Where the error of a request that failed after its client and redirect URI were
+    verified goes back to (RFC 6749 §4.1.2.1), with its ``state`` if usable."""
+    state = params.get("state")
+    return AuthorizationRequest(
+        client_id=client.client_id, redirect_uri=params["redirect_uri"], scope=(),
+        code_challenge="", state=state if state and len(state) <= MAX_PARAM else None)
 
 
 async def _pushed(broker: Broker, tenant: TenantView, client: ClientView | None,
@@ -90,7 +119,8 @@ async def _audit_refusal(broker: Broker, tenant: TenantView, exc: OAuthError,
 
 
 async def par(request: Request) -> Response:
-    """RFC 9126 §2: client-authenticated like the token endpoint; 201 with a request_uri."""
+    """RFC 9126 §2: client-authenticated like the token endpoint; 201 with a request_uri. A
+DPoP proof here binds the code to its key (RFC 9449 §10.1), like ``dpop_jkt``."""
     broker: Broker = request.app.state.broker
     state = ClientRequest(request.path_params["tenant"])
     try:
@@ -101,13 +131,22 @@ async def par(request: Request) -> Response:
             raise InvalidRequest("request_uri must not be pushed")
         if form.get("client_id") not in (None, caller.client.client_id):
             raise InvalidRequest("client_id does not match the authenticated client")
+        checked = check_proof(broker, tenant, request)
         params = {**_as_dict(form, PARAMS), "client_id": caller.client.client_id}
+        if checked is not None:  # RFC 9449 §10.1: the proof's key binds the code
+            if params.get("dpop_jkt", checked.proof.jkt) != checked.proof.jkt:
+                raise InvalidRequest("dpop_jkt does not match the DPoP proof's key")
+            params["dpop_jkt"] = checked.proof.jkt
         try:
             req = validate(caller.client, params, form.all("resource"),
-                           await login_flow.detail_types(broker, tenant.id))
+                           await broker.detail_types(tenant.id))
         except Unredirectable as exc:
             raise InvalidRequest(exc.description) from exc
-        if caller.claims and await broker.journal.record(tenant.id, claims=caller.claims):
+        claims = (*caller.claims, *((checked.claim,) if checked else ()))
+        reused = await broker.journal.record(tenant.id, claims=claims) if claims else None
+        if reused is not None:
+            if reused.kind == "dpop":
+                raise InvalidDPoPProof("DPoP proof replayed")
             raise InvalidClient("client assertion replayed")
         value = pending.new_value()
         lifetime = tenant.settings.par_lifetime
@@ -116,7 +155,7 @@ async def par(request: Request) -> Response:
                               payload={"request": req.payload()},
                               expires_at=broker.clock.now() + lifetime)
     except OAuthError as exc:
-        refused = await refuse(broker, state, exc, action="par.refused")
+        refused = await refuse(broker, state, exc, action="par.refused", nonce=True)
         assert refused is not None
         return refused
     return JSONResponse({"request_uri": PAR_PREFIX + value, "expires_in": lifetime},

@@ -47,7 +47,7 @@ async def consent(request: Request) -> Response:
         return pages.error_page("invalid_client", "The application is no longer available.")
     req = flow.request
     if form is None:
-        types = await login_flow.detail_types(broker, tenant.id)
+        types = await broker.detail_types(tenant.id)
         return pages.consent(
             client.client_id, f"{tenant.issuer}/consent",
             {"flow": flow.handle, "csrf": _csrf(flow)},

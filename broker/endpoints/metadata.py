@@ -10,7 +10,6 @@ from starlette.responses import JSONResponse, Response
 from adapters.dpop import SUPPORTED_ALGS as DPOP_ALGS
 from adapters.errors import OAuthError
 from adapters.jose import ASYMMETRIC_ALGS
-from broker import login_flow
 from broker.authorization_request import OIDC_SCOPES, PROMPTS
 from broker.endpoints.token import GRANTS
 from broker.errors import error_response
@@ -72,7 +71,7 @@ async def discovery(request: Request) -> Response:
     except OAuthError as exc:
         return error_response(exc)
     broker: Broker = request.app.state.broker
-    types = sorted(await login_flow.detail_types(broker, tenant.id))
+    types = sorted(await broker.detail_types(tenant.id))
     return JSONResponse(
         server_metadata(tenant, tenant.settings.key_alg, types),
         headers={"Cache-Control": "public, max-age=300"},

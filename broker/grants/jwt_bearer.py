@@ -4,15 +4,17 @@ Every check below fails with ``invalid_grant`` (id-jag draft §4.3, RFC 7523 §3
   typ oauth-id-jag+jwt · alg allow-listed · issuer a live trust link (partner or tenant) ·
   not issued by this tenant · signature by the issuer's keys · aud is this issuer ·
   client_id is the authenticated client · exp/iat fresh · jti redeemed once ·
-  cnf.jkt matched by the DPoP proof · scopes within the link's ceiling
+  cnf.jkt matched by the DPoP proof · scopes within the link's ceiling ·
+  authorization_details of types this tenant registered and the client may use
 """
 
 from __future__ import annotations
 
+import json
 from typing import ClassVar
 
-from adapters import jose
-from adapters.errors import InvalidGrant, InvalidScope
+from adapters import jose, rar
+from adapters.errors import InvalidAuthorizationDetails, InvalidGrant, InvalidScope
 from broker import id_jag
 from broker.grants.base import GrantResult, TokenRequest
 from broker.grants.client_credentials import granted_audience
@@ -82,9 +84,17 @@ class JWTBearerGrant:
         audience = granted_audience([resource] if isinstance(resource, str) else [],
                                     client.audiences, tenant.issuer)
         lifetime = min(client.access_token_lifetime, tenant.settings.max_token_lifetime)
+        details = claims.get("authorization_details") or []
+        if details:
+            try:
+                rar.validate(rar.parse(json.dumps(details)), await broker.detail_types(tenant.id),
+                             allowed=client.authorization_details_types)
+            except InvalidAuthorizationDetails as exc:
+                raise InvalidGrant(f"assertion authorization_details: {exc.description}") from exc
         at = access_token_claims(
             issuer=tenant.issuer, subject=sub, client_id=client.client_id, audience=audience,
             scope=granted, now=request.now, lifetime=lifetime, jkt=bind,
+            authorization_details=details,
         )
         at["act"] = {"sub": client.client_id}
         at["sub_id"] = {"format": "iss_sub", "iss": issuer, "sub": sub}
@@ -94,4 +104,5 @@ class JWTBearerGrant:
             {"grant_type": "jwt-bearer", "issuer": issuer, "id_jag_jti": jti,
              "aud": list(audience), "idp_tenant": claims.get("tenant")},
             claims=(Claim(f"id_jag|{issuer}|{jti}", float(claims["exp"]) + SKEW, kind="grant"),),
+            extra={"authorization_details": details} if details else {},
         )

@@ -6,18 +6,38 @@
 * ``requested_token_type=...:access_token`` (or none): on-behalf-of inside one tenant. An
   access token of this tenant becomes one for another audience of the same tenant, scopes only
   narrowed, ``act`` nesting the actor chain.
+
+``authorization_details`` (RFC 9396 §6) are checked against the tenant's types; an ID-JAG
+carries them to the resource tenant, and on-behalf-of only narrows the subject token's.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from adapters.errors import InvalidRequest, InvalidScope, InvalidTarget, InvalidToken
+from adapters import rar
+from adapters.errors import (
+    InvalidAuthorizationDetails,
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+    InvalidToken,
+)
 from broker import id_jag
 from broker.grants.base import GrantResult, TokenRequest
 from broker.grants.client_credentials import granted_audience
 from broker.policy import ConnectionIndex, decide
 from broker.tokens import access_token_claims, mint_access_token, verify_access_token
+
+
+async def requested_details(request: TokenRequest) -> tuple[dict[str, Any], ...]:
+    """RFC 9396 §6: ``authorization_details`` in a token request, checked against the tenant's
+    registered types and the client's allowed ones."""
+    details = rar.parse(request.form.get("authorization_details"))
+    if details:
+        rar.validate(details, await request.broker.detail_types(request.tenant.id),
+                     allowed=request.client.client.authorization_details_types)
+    return details
 
 
 def _actor(client_id: str, prior: dict[str, Any] | None) -> dict[str, Any]:
@@ -70,11 +90,12 @@ class TokenExchangeGrant:
             requested_scopes=scope.split() if scope is not None else None,
             resource=resources[0] if resources else None, ceiling=peer.ceiling,
         )
+        details = await requested_details(request)
         token = await id_jag.mint_id_jag(
             broker, tenant, identity=identity, audience=audience,
             remote_client_id=decision.remote_client_id, scope=decision.granted,
             lifetime=decision.lifetime, now=request.now, resource=decision.resource,
-            jkt=request.dpop.jkt if request.dpop else None,
+            jkt=request.dpop.jkt if request.dpop else None, authorization_details=details,
         )
         return GrantResult(
             token, decision.granted, identity["sub"],
@@ -105,6 +126,12 @@ class TokenExchangeGrant:
                 raise InvalidRequest(f"actor_token refused: {exc.description}") from exc
             if actor["client_id"] != client.client_id:
                 raise InvalidRequest("the actor_token belongs to another client")
+        held_details = subject.get("authorization_details") or []
+        details = await requested_details(request)
+        if details and not rar.covered(details, held_details):
+            raise InvalidAuthorizationDetails("authorization_details broader than the subject "
+                                              "token's")
+        details = details or tuple(held_details)
         held = set(str(subject.get("scope", "")).split())
         asked = form.get("scope")
         wanted = tuple(dict.fromkeys(asked.split())) if asked else tuple(
@@ -129,7 +156,7 @@ class TokenExchangeGrant:
         claims = access_token_claims(
             issuer=tenant.issuer, subject=str(subject["sub"]), client_id=client.client_id,
             audience=audience, scope=wanted, now=request.now, lifetime=lifetime,
-            jkt=request.dpop.jkt if request.dpop else None,
+            jkt=request.dpop.jkt if request.dpop else None, authorization_details=details,
         )
         claims["act"] = act
         token = await mint_access_token(broker, tenant, claims)
@@ -138,4 +165,5 @@ class TokenExchangeGrant:
             {"grant_type": "token-exchange", "aud": list(audience), "act": act,
              "subject_jti": subject["jti"]},
             issued_token_type=id_jag.ACCESS_TOKEN,
+            extra={"authorization_details": list(details)} if details else {},
         )

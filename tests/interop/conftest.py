@@ -137,6 +137,8 @@ def _server_env(db_url: str, admin_token: str) -> dict[str, str]:
     env.update({
         "TESSERA_DATABASE_URL": db_url,
         "TESSERA_ADMIN_TOKEN": admin_token,
+        # the upstream IdPs of the login tests (oidc-provider) live on http://127.0.0.1
+        "TESSERA_ALLOW_HTTP_LOOPBACK": "1",
         "PYTHONUNBUFFERED": "1",
         # run the code under test even where the package is not installed
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),

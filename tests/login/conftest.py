@@ -47,6 +47,11 @@ def oidc_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcIdp]:
                      "redirect_uris": [oidc_redirect(), oidc_redirect("login-other")],
                      "token_endpoint_auth_method": "client_secret_basic"}],
         "users": USERS,
+        # oidc-provider releases only the claims a scope lists: department rides on profile
+        "claims": {"openid": ["sub", "acr", "amr", "auth_time"],
+                   "email": ["email", "email_verified"],
+                   "profile": ["name", "preferred_username", "groups", "department"],
+                   "groups": ["groups"]},
     }, tmp_path_factory.mktemp("oidc-idp"))
     yield idp
     idp.stop()

@@ -11,8 +11,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+from joserfc.jwk import Key
 
-from tests.conftest import BASE_URL
+from tests.conftest import BASE_URL, TestClient
+from tests.dpop_client import make_proof
+from tests.login.conftest import OIDC, Login
+from tests.peers.oidc_idp import login_at_idp
+from tests.peers.saml_idp import saml_login
 
 APP_REDIRECT = "https://app.example/cb"
 
@@ -82,3 +87,72 @@ async def token(http: httpx.AsyncClient, tenant: str, data: dict[str, str],
 def code_form(req: AuthRequest, code: str, **extra: str) -> dict[str, Any]:
     return {"grant_type": "authorization_code", "code": code, "redirect_uri": req.redirect_uri,
             "code_verifier": req.verifier, **extra}
+
+
+# -- shared by the OpenID Provider tests (code, refresh, ID token, logout, ID-JAG) ----------
+
+def request_for(client: TestClient, *, idp: str = OIDC, **kwargs: Any) -> AuthRequest:
+    """An authorization request of ``client`` that goes straight to upstream ``idp``."""
+    extra = {"idp": idp, **kwargs.pop("extra", {})}
+    return AuthRequest(client.tenant, client.client_id, extra=extra, **kwargs)
+
+
+async def code_for(login: Login, req: AuthRequest, browser: httpx.AsyncClient,
+                   user: str = "alice") -> str:
+    """The code of ``req``: through the upstream IdP (OIDC or SAML, as user ``user``) unless
+    ``browser`` already has a session at the tenant, then straight back with a code."""
+    location = redirected_to(await follow_local(browser, req.url()))
+    if location.startswith(login.oidc_idp.issuer):
+        async with login.idp_browser() as idp:
+            callback = await login_at_idp(idp, location, user)
+        location = redirected_to(await follow_local(browser, callback))
+    elif location.startswith(login.saml_idp.base_url):
+        async with login.idp_browser() as idp:
+            acs, fields = await saml_login(idp, location, user)
+        location = redirected_to(await browser.post(acs.removeprefix(BASE_URL), data=fields))
+    params = query(location)
+    assert location.startswith(req.redirect_uri) and "code" in params, location
+    return params["code"]
+
+
+async def redeem(http: httpx.AsyncClient, client: TestClient, req: AuthRequest, code: str,
+                 headers: dict[str, str] | None = None, **extra: str) -> httpx.Response:
+    """The code at the token endpoint, authenticated as ``client`` (client_id alone for a
+    public client)."""
+    data = code_form(req, code, **extra)
+    if client.secret is None:
+        data["client_id"] = client.client_id
+    return await token(http, client.tenant, data, auth=client.basic if client.secret else None,
+                       headers=headers)
+
+
+async def refresh(http: httpx.AsyncClient, client: TestClient, refresh_token: str,
+                  headers: dict[str, str] | None = None, **extra: str) -> httpx.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    if client.secret is None:
+        data["client_id"] = client.client_id
+    return await token(http, client.tenant, data, auth=client.basic if client.secret else None,
+                       headers=headers)
+
+
+async def login_tokens(login: Login, client: TestClient, req: AuthRequest,
+                       browser: httpx.AsyncClient, user: str = "alice") -> dict[str, Any]:
+    """Log in (or reuse the browser's session) and redeem the code: the token response."""
+    r = await redeem(browser, client, req, await code_for(login, req, browser, user))
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def dpop(login: Login, key: Key, url: str, *, htm: str = "POST",
+         access_token: str | None = None) -> dict[str, str]:
+    """A ``DPoP`` header whose ``iat`` is the broker's clock (tests may move it)."""
+    return {"DPoP": make_proof(key, htm=htm, htu=url, access_token=access_token,
+                               iat=int(login.broker.clock.now()))}
+
+
+async def introspect(http: httpx.AsyncClient, caller: TestClient, value: str) -> dict[str, Any]:
+    r = await http.post(f"{caller.issuer}/introspect", data={"token": value}, auth=caller.basic)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body

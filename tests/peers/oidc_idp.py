@@ -256,3 +256,37 @@ async def login_at_idp(http: httpx.AsyncClient, authorize_url: str, login: str) 
         else:
             response = await http.get(action, params=data, follow_redirects=False)
     raise AssertionError(f"more than {MAX_HOPS} hops at the IdP, last at {response.url}")
+
+
+async def follow_within(http: httpx.AsyncClient, url: str) -> str:
+    """GET ``url`` and follow the redirects that stay on its origin; return the first redirect
+    that leaves it, without requesting it. Fails on any answer that is not a redirect."""
+    origin = _origin(url)
+    response = await http.get(url, follow_redirects=False)
+    for _ in range(MAX_HOPS):
+        if not response.is_redirect:
+            raise AssertionError(f"expected a redirect: HTTP {response.status_code} at "
+                                 f"{response.url}\n{response.text[:2000]}")
+        target = urljoin(str(response.url), response.headers["location"])
+        if _origin(target) != origin:
+            return target
+        response = await http.get(target, follow_redirects=False)
+    raise AssertionError(f"more than {MAX_HOPS} redirects at {response.url}")
+
+
+async def sign_in_at_broker(authorize_url: str, idp: OidcIdp, login: str) -> str:
+    """Play a fresh browser through a whole sign-in at tessera as an OpenID Provider: its
+    authorization endpoint (``authorize_url``) sends the browser to the upstream ``idp``, the
+    user logs in there as ``login``, the IdP sends the browser back to tessera's callback, and
+    tessera to the client. Returns that last redirect (the client's redirect_uri with code,
+    state and iss, or with an error) without requesting it. Tessera and the IdP get a cookie
+    jar each (a real browser shares one across the ports of 127.0.0.1; no cookie names clash)."""
+    async with httpx.AsyncClient(timeout=20.0) as at_broker, \
+            httpx.AsyncClient(timeout=20.0) as at_idp:
+        idp_url = await follow_within(at_broker, authorize_url)
+        if _origin(idp_url) != _origin(idp.base_url):
+            raise AssertionError(f"tessera did not send the browser to the IdP: {idp_url}")
+        callback = await login_at_idp(at_idp, idp_url, login)
+        if _origin(callback) != _origin(authorize_url):
+            raise AssertionError(f"the IdP did not send the browser back to tessera: {callback}")
+        return await follow_within(at_broker, callback)
