@@ -56,6 +56,21 @@ def error_redirect(tenant: TenantView, req: AuthorizationRequest,
     return client_redirect(tenant, req, params)
 
 
+async def audit_refusal(broker: Broker, tenant: TenantView, client_id: str | None,
+                        exc: OAuthError) -> None:
+    async with broker.sessions() as session, session.begin():
+        await audit.record(session, tenant.id, [audit.Event(
+            "authorization.refused", "refused", client_id, None,
+            {"error": exc.error, "description": exc.description})], broker.clock.now())
+
+
+async def refused(broker: Broker, tenant: TenantView, req: AuthorizationRequest,
+                  exc: OAuthError) -> RedirectResponse:
+    """Audit the refusal, then send it back to the client."""
+    await audit_refusal(broker, tenant, req.client_id, exc)
+    return error_redirect(tenant, req, exc)
+
+
 @dataclass(frozen=True)
 class Parked:
     """A pending authorization request, with the browser binding it was parked with."""
@@ -140,7 +155,7 @@ async def proceed(
     session, user = found if found else (None, None)
     if _needs_login(req, session, now, fresh=established is not None):
         if "none" in req.prompt:
-            return error_redirect(tenant, req, LoginRequired("no session at the tenant"))
+            return await refused(broker, tenant, req, LoginRequired("no session at the tenant"))
         login = f"{tenant.issuer}/login?flow="
         if handle is not None:
             return RedirectResponse(login + handle, status_code=303)
@@ -152,7 +167,8 @@ async def proceed(
             known = "consent" not in req.prompt and await _consented(scope, client, user.id, req)
         if not known:
             if "none" in req.prompt:
-                return error_redirect(tenant, req, ConsentRequired("the user must consent"))
+                return await refused(broker, tenant, req,
+                                     ConsentRequired("the user must consent"))
             consent = f"{tenant.issuer}/consent?flow="
             if handle is not None:
                 return RedirectResponse(consent + handle, status_code=303)

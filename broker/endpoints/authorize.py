@@ -30,7 +30,7 @@ from broker.endpoints.client_request import ClientRequest, authenticate_request,
 from broker.errors import NO_STORE
 from broker.forms import Form, read_params
 from broker.runtime import Broker, ClientView, TenantView
-from tenants import audit, pending
+from tenants import pending
 from tenants.scope import tenant_scope
 
 PAR_PREFIX = "urn:ietf:params:oauth:request_uri:"
@@ -77,13 +77,13 @@ async def authorize(request: Request) -> Response:
         assert client is not None
         return await login_flow.proceed(broker, request, tenant, client, req)
     except Unredirectable as exc:
-        await _audit_refusal(broker, tenant, exc, form_client=None)
+        await login_flow.audit_refusal(broker, tenant, None, exc)
         return pages.error_page(exc.error, exc.description)
     except OAuthError as exc:
-        await _audit_refusal(broker, tenant, exc, form_client=req.client_id if req else None)
         if req is None:
+            await login_flow.audit_refusal(broker, tenant, None, exc)
             return pages.error_page(exc.error, exc.description)
-        return login_flow.error_redirect(tenant, req, exc)
+        return await login_flow.refused(broker, tenant, req, exc)
 
 
 def _reply_to(client: ClientView, params: dict[str, str]) -> AuthorizationRequest:
@@ -104,18 +104,14 @@ async def _pushed(broker: Broker, tenant: TenantView, client: ClientView | None,
     if not uri.startswith(PAR_PREFIX):
         raise Unredirectable(InvalidRequestURI("request_uri was not issued by PAR here"))
     async with tenant_scope(broker.sessions, tenant.id) as scope:
-        row = await pending.take(scope, "par", uri[len(PAR_PREFIX):], broker.clock.now())
-    if row is None or row.client_id != client.client_id:
+        value, now = uri[len(PAR_PREFIX):], broker.clock.now()
+        live = await pending.peek(scope, "par", value, now)
+        # another client's request_uri is refused without using it up
+        row = (await pending.take(scope, "par", value, now)
+               if live is not None and live.client_id == client.client_id else None)
+    if row is None:
         raise Unredirectable(InvalidRequestURI("request_uri is unknown, used or expired"))
     return AuthorizationRequest.from_payload(row.payload["request"])
-
-
-async def _audit_refusal(broker: Broker, tenant: TenantView, exc: OAuthError,
-                         form_client: str | None) -> None:
-    async with broker.sessions() as session, session.begin():
-        await audit.record(session, tenant.id, [audit.Event(
-            "authorization.refused", "refused", form_client, None,
-            {"error": exc.error, "description": exc.description})], broker.clock.now())
 
 
 async def par(request: Request) -> Response:

@@ -15,6 +15,7 @@ from adapters.errors import OAuthError
 from broker import login_flow, pages
 from broker.forms import read_form
 from broker.runtime import Broker
+from tenants import audit
 
 SCOPE_WORDS = {
     "openid": "sign you in",
@@ -57,5 +58,10 @@ async def consent(request: Request) -> Response:
         return pages.error_page("invalid_request", "The consent form was not ours.")
     if form.get("decision") != "allow":
         return await login_flow.deny(broker, tenant, flow, found[1].id)
+    async with broker.sessions() as session, session.begin():
+        await audit.record(session, tenant.id, [audit.Event(
+            "authorization.consented", "granted", client.client_id, found[1].id,
+            {"scope": list(req.scope), "authorization_details": list(req.authorization_details)},
+        )], broker.clock.now())
     return await login_flow.proceed(broker, request, tenant, client, req, handle=flow.handle,
                                     established=found, consent_given=True)
