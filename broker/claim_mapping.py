@@ -101,6 +101,8 @@ def profile(source: Mapping[str, Any], mapping: Mapping[str, Any],
         if value is not None:
             custom[claim] = value if isinstance(value, str | int | bool) else _strings(value)
     custom = {k: list(v) if isinstance(v, tuple) else v for k, v in custom.items()}
+    if isinstance(source.get("email_verified"), bool):  # OIDC Core §5.1, kept with the email
+        custom["email_verified"] = source["email_verified"]
     return Profile(subject=subject, email=_scalar(_first(source, rules["email"])),
                    name=_scalar(_first(source, rules["name"])),
                    groups=_strings(_first(source, rules["groups"])), claims=custom)

@@ -110,11 +110,13 @@ def user_claims(user: User, scope: Sequence[str]) -> dict[str, Any]:
     claims: dict[str, Any] = {}
     if "profile" in scope:
         claims.update({k: v for k, v in (user.claims or {}).items()
-                       if k not in RESERVED_CLAIMS})
+                       if k not in RESERVED_CLAIMS and k != "email_verified"})
         if user.name:
             claims["name"] = user.name
     if "email" in scope and user.email:
         claims["email"] = user.email
+        if isinstance((user.claims or {}).get("email_verified"), bool):
+            claims["email_verified"] = user.claims["email_verified"]
     if "groups" in scope:
         claims["groups"] = list(user.groups or [])
     return claims

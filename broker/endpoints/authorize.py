@@ -116,7 +116,7 @@ async def _pushed(broker: Broker, tenant: TenantView, client: ClientView | None,
 
 async def par(request: Request) -> Response:
     """RFC 9126 §2: client-authenticated like the token endpoint; 201 with a request_uri. A
-DPoP proof here binds the code to its key (RFC 9449 §10.1), like ``dpop_jkt``."""
+    DPoP proof here binds the code to its key (RFC 9449 §10.1), like ``dpop_jkt``."""
     broker: Broker = request.app.state.broker
     state = ClientRequest(request.path_params["tenant"])
     try:

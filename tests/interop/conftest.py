@@ -21,12 +21,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from joserfc import jws
 from joserfc.jwk import KeySet
+
+if TYPE_CHECKING:
+    from tests.peers.oidc_idp import OidcIdp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEERS_DIR = REPO_ROOT / "tests" / "peers"
@@ -259,3 +262,68 @@ def openid_client_peer() -> NodePeer:
             pytest.fail(f"npm install in {PEERS_DIR} failed ({proc.returncode}):\n"
                         f"{proc.stdout}\n{proc.stderr}")
     return NodePeer(node=node, script=OPENID_CLIENT_SCRIPT)
+
+
+# --- a tenant that logs users in at an upstream IdP ----------------------------------------
+
+LOGIN_UPSTREAM = "corp-oidc"
+LOGIN_USERS: dict[str, dict[str, Any]] = {
+    "alice": {"email": "alice@corp.example", "email_verified": True, "name": "Alice Liddell",
+              "groups": ["eng"]},
+}
+
+
+@dataclass(frozen=True)
+class LoginTenant:
+    """A tenant of the running tessera whose only upstream (``LOGIN_UPSTREAM``) is ``idp``, a
+    real oidc-provider knowing ``LOGIN_USERS``: the OpenID Provider role's playground."""
+
+    server: TesseraServer
+    name: str
+    idp: OidcIdp
+
+    @property
+    def issuer(self) -> str:
+        return self.server.issuer_of(self.name)
+
+    def create_client(self, redirect_uri: str, **body: Any) -> dict[str, Any]:
+        """A first-party client (no consent page) with ``redirect_uri`` only."""
+        return self.server.create_client(self.name, redirect_uris=[redirect_uri], **body)
+
+    def verify_access_token(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.server.verify_access_token(token, self.name)
+
+    def jwks(self) -> dict[str, Any]:
+        return self.server.jwks(self.name)
+
+
+@pytest.fixture(scope="session")
+def login_tenant(tessera_server: TesseraServer,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginTenant]:
+    """A fresh tenant and its upstream IdP, started after the server so that the IdP can list
+    tessera's callback URL for the tenant; the upstream is added through the admin API. Skips
+    without Node.js >= 20 (the IdP is oidc-provider)."""
+    from tests.peers.oidc_idp import start_oidc_idp  # it imports this module
+
+    tenant = f"login-{secrets.token_hex(4)}"
+    rp_secret = "rp-secret-" + secrets.token_hex(16)
+    callback = f"{tessera_server.issuer_of(tenant)}/login/{LOGIN_UPSTREAM}/callback"
+    idp = start_oidc_idp({
+        "clients": [{"client_id": "tessera", "client_secret": rp_secret,
+                     "redirect_uris": [callback],
+                     "token_endpoint_auth_method": "client_secret_basic"}],
+        "users": LOGIN_USERS,
+    }, tmp_path_factory.mktemp("login-idp"))
+    try:
+        response = tessera_server.admin("POST", "/tenants", {"name": tenant, "settings": {}})
+        assert response.status_code == 201, response.text
+        response = tessera_server.admin("POST", f"/tenants/{tenant}/upstreams", {
+            "name": LOGIN_UPSTREAM, "kind": "oidc", "domains": ["corp.example"],
+            "oidc": {"issuer": idp.issuer, "client_id": "tessera", "client_secret": rp_secret,
+                     "client_auth": "client_secret_basic",
+                     "scopes": ["openid", "email", "profile"]}})
+        assert response.status_code == 201, response.text
+        assert response.json()["redirect_uri"] == callback
+        yield LoginTenant(tessera_server, tenant, idp)
+    finally:
+        idp.stop()

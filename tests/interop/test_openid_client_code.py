@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,68 +20,15 @@ import pytest
 from joserfc.jwk import ECKey
 
 from tests.interop.conftest import NODE_TIMEOUT, PEERS_DIR, free_port
-from tests.peers.oidc_idp import OidcIdp, sign_in_at_broker, start_oidc_idp
+from tests.peers.oidc_idp import sign_in_at_broker
 
 if TYPE_CHECKING:
-    from conftest import NodePeer, TesseraServer
+    from conftest import LoginTenant, NodePeer
 
 pytestmark = pytest.mark.interop
 
 SCRIPT = PEERS_DIR / "openid_client_code.mjs"
-UPSTREAM = "corp-oidc"
 SCOPE = "openid email profile"
-USERS = {"alice": {"email": "alice@corp.example", "email_verified": True,
-                   "name": "Alice Liddell", "groups": ["eng"]}}
-
-
-@dataclass(frozen=True)
-class LoginTenant:
-    """A tenant of the running tessera that logs users in at ``idp`` (its only upstream)."""
-
-    server: TesseraServer
-    name: str
-    idp: OidcIdp
-
-    @property
-    def issuer(self) -> str:
-        return self.server.issuer_of(self.name)
-
-
-def start_login_tenant(server: TesseraServer, workdir: Any, prefix: str) -> LoginTenant:
-    """A fresh tenant, an oidc-provider IdP that knows tessera's callback for it, and the
-    upstream through the admin API. The caller stops the IdP."""
-    tenant = f"{prefix}-{secrets.token_hex(4)}"
-    rp_secret = "rp-secret-" + secrets.token_hex(16)
-    callback = f"{server.issuer_of(tenant)}/login/{UPSTREAM}/callback"
-    idp = start_oidc_idp({
-        "clients": [{"client_id": "tessera", "client_secret": rp_secret,
-                     "redirect_uris": [callback],
-                     "token_endpoint_auth_method": "client_secret_basic"}],
-        "users": USERS,
-    }, workdir)
-    try:
-        response = server.admin("POST", "/tenants", {"name": tenant, "settings": {}})
-        assert response.status_code == 201, response.text
-        response = server.admin("POST", f"/tenants/{tenant}/upstreams", {
-            "name": UPSTREAM, "kind": "oidc", "domains": ["corp.example"],
-            "oidc": {"issuer": idp.issuer, "client_id": "tessera", "client_secret": rp_secret,
-                     "client_auth": "client_secret_basic",
-                     "scopes": ["openid", "email", "profile"]}})
-        assert response.status_code == 201, response.text
-        assert response.json()["redirect_uri"] == callback
-    except BaseException:
-        idp.stop()
-        raise
-    return LoginTenant(server, tenant, idp)
-
-
-@pytest.fixture(scope="module")
-def corp(openid_client_peer: NodePeer, tessera_server: TesseraServer,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginTenant]:
-    """Needs the openid-client peer first: it skips without Node.js and runs npm install."""
-    login = start_login_tenant(tessera_server, tmp_path_factory.mktemp("idp-oc"), "oc")
-    yield login
-    login.idp.stop()
 
 
 def jkt_of(public_jwk: dict[str, Any]) -> str:
@@ -95,10 +40,11 @@ def loopback_redirect() -> str:
     return f"http://127.0.0.1:{free_port()}/cb"
 
 
-def new_client(corp: LoginTenant, redirect_uri: str, **body: Any) -> dict[str, Any]:
+def new_client(tenant: LoginTenant, redirect_uri: str, **body: Any) -> dict[str, Any]:
+    """A public client (an agent on a device) that must use DPoP, unless ``body`` says else."""
     body.setdefault("token_endpoint_auth_method", "none")
     body.setdefault("dpop_bound_access_tokens", True)
-    return corp.server.create_client(corp.name, redirect_uris=[redirect_uri], **body)
+    return tenant.create_client(redirect_uri, **body)
 
 
 @dataclass(frozen=True)
@@ -118,7 +64,7 @@ def last_json_line(text: str) -> dict[str, Any]:
     return value
 
 
-async def run_code_flow(peer: NodePeer, corp: LoginTenant, client: dict[str, Any],
+async def run_code_flow(peer: NodePeer, tenant: LoginTenant, client: dict[str, Any],
                         redirect_uri: str, *extra: str, login: str = "alice") -> RunResult:
     """Run openid_client_code.mjs: it prints the authorization URL, the test plays the
     browser through tessera and the IdP, and hands the callback URL back on stdin."""
@@ -126,7 +72,7 @@ async def run_code_flow(peer: NodePeer, corp: LoginTenant, client: dict[str, Any
     if client.get("client_secret"):
         env["TESSERA_CLIENT_SECRET"] = client["client_secret"]
     proc = await asyncio.create_subprocess_exec(
-        peer.node, str(SCRIPT), f"--issuer={corp.issuer}", f"--client-id={client['client_id']}",
+        peer.node, str(SCRIPT), f"--issuer={tenant.issuer}", f"--client-id={client['client_id']}",
         f"--redirect-uri={redirect_uri}", f"--scope={SCOPE}", *extra,
         cwd=PEERS_DIR, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
@@ -136,9 +82,9 @@ async def run_code_flow(peer: NodePeer, corp: LoginTenant, client: dict[str, Any
         if not first:
             _, err = await asyncio.wait_for(proc.communicate(), NODE_TIMEOUT)
             pytest.fail(f"openid-client peer exited before the authorization URL:\n"
-                        f"{err.decode(errors='replace')}\n{corp.server.log_tail()}")
+                        f"{err.decode(errors='replace')}\n{tenant.server.log_tail()}")
         started = json.loads(first)
-        callback = await sign_in_at_broker(started["authorization_url"], corp.idp, login)
+        callback = await sign_in_at_broker(started["authorization_url"], tenant.idp, login)
         proc.stdin.write(callback.encode() + b"\n")
         await proc.stdin.drain()
         proc.stdin.close()
@@ -153,17 +99,17 @@ async def run_code_flow(peer: NodePeer, corp: LoginTenant, client: dict[str, Any
                      proc.returncode, last_json_line(text))
 
 
-def succeeded(result: RunResult, corp: LoginTenant) -> dict[str, Any]:
+def succeeded(result: RunResult, tenant: LoginTenant) -> dict[str, Any]:
     assert result.returncode == 0, (
         f"openid-client peer failed ({result.returncode}): {result.output}\n"
-        f"server log:\n{corp.server.log_tail()}")
+        f"server log:\n{tenant.server.log_tail()}")
     return result.output
 
 
-def assert_pushed(result: RunResult, corp: LoginTenant, client: dict[str, Any]) -> None:
+def assert_pushed(result: RunResult, tenant: LoginTenant, client: dict[str, Any]) -> None:
     """The authorization URL carries only client_id and the PAR request_uri (RFC 9126 §4)."""
     url = urlsplit(result.authorization_url)
-    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{corp.issuer}/authorize"
+    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{tenant.issuer}/authorize"
     params = parse_qs(url.query)
     assert set(params) == {"client_id", "request_uri"}, params
     assert params["client_id"] == [client["client_id"]]
@@ -171,22 +117,22 @@ def assert_pushed(result: RunResult, corp: LoginTenant, client: dict[str, Any]) 
 
 
 async def test_public_client_code_flow_with_pkce_par_and_dpop(
-    openid_client_peer: NodePeer, corp: LoginTenant
+    openid_client_peer: NodePeer, login_tenant: LoginTenant
 ) -> None:
     """An agent on a device (a public client) signs its user in: PAR and the code grant both
     under one DPoP key; the tokens, UserInfo and the refresh token are bound to that key."""
     redirect_uri = loopback_redirect()
-    client = new_client(corp, redirect_uri)
+    client = new_client(login_tenant, redirect_uri)
     assert "client_secret" not in client or not client["client_secret"]
-    result = await run_code_flow(openid_client_peer, corp, client, redirect_uri)
-    out = succeeded(result, corp)
-    assert_pushed(result, corp, client)
+    result = await run_code_flow(openid_client_peer, login_tenant, client, redirect_uri)
+    out = succeeded(result, login_tenant)
+    assert_pushed(result, login_tenant, client)
     assert result.dpop_public_jwk is not None
     jkt = jkt_of(result.dpop_public_jwk)
 
     callback = out["callback_params"]
     assert result.callback.startswith(redirect_uri + "?")
-    assert callback["iss"] == corp.issuer  # RFC 9207
+    assert callback["iss"] == login_tenant.issuer  # RFC 9207
     assert callback["code"] and callback["state"]
 
     token = out["token"]
@@ -194,13 +140,13 @@ async def test_public_client_code_flow_with_pkce_par_and_dpop(
     assert set(token["scope"].split()) == set(SCOPE.split())
     assert 0 < token["expires_in"] <= 300
     assert token["has_id_token"] and token["has_refresh_token"]
-    header, access = corp.server.verify_access_token(token["access_token"], corp.name)
+    header, access = login_tenant.verify_access_token(token["access_token"])
     assert header["typ"] == "at+jwt"
     assert access["cnf"] == {"jkt": jkt}, "access token bound to another key than the client's"
     assert access["client_id"] == client["client_id"]
 
     id_token = out["id_token_claims"]
-    assert id_token["iss"] == corp.issuer
+    assert id_token["iss"] == login_tenant.issuer
     assert id_token["aud"] in (client["client_id"], [client["client_id"]])
     assert id_token["sub"] and id_token["sub"] == access["sub"]
     assert id_token["email"] == "alice@corp.example"
@@ -219,39 +165,40 @@ async def test_public_client_code_flow_with_pkce_par_and_dpop(
     assert refresh["token_type"].lower() == "dpop"
     assert refresh["rotated"] is True
     assert refresh["id_token_claims"]["sub"] == id_token["sub"]
-    _, refreshed = corp.server.verify_access_token(refresh["access_token"], corp.name)
+    _, refreshed = login_tenant.verify_access_token(refresh["access_token"])
     assert refreshed["cnf"] == {"jkt": jkt}
     assert refreshed["sub"] == id_token["sub"]
 
 
 async def test_code_pushed_with_dpop_is_bound_to_that_key(
-    openid_client_peer: NodePeer, corp: LoginTenant
+    openid_client_peer: NodePeer, login_tenant: LoginTenant
 ) -> None:
     """RFC 9449 §10.1: a DPoP proof on the PAR request binds the code as dpop_jkt would; the
     code redeemed under another key is refused."""
     redirect_uri = loopback_redirect()
-    client = new_client(corp, redirect_uri)
-    result = await run_code_flow(openid_client_peer, corp, client, redirect_uri,
+    client = new_client(login_tenant, redirect_uri)
+    result = await run_code_flow(openid_client_peer, login_tenant, client, redirect_uri,
                                  "--token-key=other")
-    assert_pushed(result, corp, client)
+    assert_pushed(result, login_tenant, client)
     assert result.returncode != 0, f"the code was redeemed under another key: {result.output}"
-    assert result.output["oauth_error"] == "invalid_grant", result.output
+    assert result.output.get("oauth_error") == "invalid_grant", result.output
     assert "dpop_jkt" in (result.output["oauth_error_description"] or ""), result.output
 
 
 async def test_confidential_client_code_flow_with_par_and_dpop(
-    openid_client_peer: NodePeer, corp: LoginTenant
+    openid_client_peer: NodePeer, login_tenant: LoginTenant
 ) -> None:
     """The same flow for a confidential client (client_secret_basic at PAR and token)."""
     redirect_uri = loopback_redirect()
-    client = new_client(corp, redirect_uri, token_endpoint_auth_method="client_secret_basic")
+    client = new_client(login_tenant, redirect_uri,
+                        token_endpoint_auth_method="client_secret_basic")
     assert client["client_secret"]
-    result = await run_code_flow(openid_client_peer, corp, client, redirect_uri)
-    out = succeeded(result, corp)
-    assert_pushed(result, corp, client)
+    result = await run_code_flow(openid_client_peer, login_tenant, client, redirect_uri)
+    out = succeeded(result, login_tenant)
+    assert_pushed(result, login_tenant, client)
     assert result.dpop_public_jwk is not None
     assert out["token"]["token_type"].lower() == "dpop"
-    _, access = corp.server.verify_access_token(out["token"]["access_token"], corp.name)
+    _, access = login_tenant.verify_access_token(out["token"]["access_token"])
     assert access["cnf"] == {"jkt": jkt_of(result.dpop_public_jwk)}
     assert out["userinfo"]["email"] == "alice@corp.example"
     assert out["refresh"]["token_type"].lower() == "dpop"

@@ -131,6 +131,9 @@ async function main() {
       expectedNonce: nonce, idTokenExpected: opts.scope.split(' ').includes('openid') },
     undefined, { DPoP: tokenDPoP },
   );
+  if (opts.tokenKey === 'other') {
+    throw new Error('the code was redeemed under another DPoP key than the PAR request proved');
+  }
   const claims = tokens.claims();
   out.token = {
     access_token: tokens.access_token,
