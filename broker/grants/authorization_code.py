@@ -8,7 +8,7 @@ import hmac
 import re
 from typing import Any, ClassVar
 
-from adapters.errors import InvalidGrant, InvalidRequest
+from adapters.errors import InvalidGrant, InvalidRequest, OAuthError
 from adapters.oidc_checks import s256_challenge
 from broker.authorization_request import AuthorizationRequest
 from broker.grants.base import GrantResult, TokenRequest
@@ -16,7 +16,7 @@ from broker.grants.client_credentials import granted_audience
 from broker.tokens import access_token_claims, mint_access_token, mint_id_token
 from tenants import grants, pending
 from tenants.models import Grant, User
-from tenants.scope import tenant_scope
+from tenants.scope import TenantScope, tenant_scope
 
 VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 AUTHORIZATION_CODE = "authorization_code"
@@ -66,42 +66,58 @@ class AuthorizationCodeGrant:
         code = form.require("code")
         if len(code) > 200:
             raise InvalidGrant("unknown authorization code")
-        reused = False
+        # One unit of work takes the code and records the grant it makes: a concurrent second
+        # use waits for it and then finds the grant to revoke.
+        failure: OAuthError | None = None
         async with tenant_scope(broker.sessions, tenant.id) as scope:
             row, used = await pending.take_code(scope, code, request.now)
             if used is not None:
-                reused = True
                 first = used.payload.get("grant_id")
                 grant = await scope.get(Grant, first) if first else None
                 if grant is not None:
                     await grants.revoke(scope, grant, now=request.now,
                                         reason="authorization code used twice")
-        if reused:
-            raise InvalidGrant("the authorization code was already used")
-        if row is None or row.client_id != client.client_id:
-            raise InvalidGrant("unknown, expired or foreign authorization code")
-        req = AuthorizationRequest.from_payload(row.payload["request"])
-        if form.get("redirect_uri") != req.redirect_uri:
-            raise InvalidGrant("redirect_uri differs from the authorization request's")
-        check_verifier(form.get("code_verifier"), req.code_challenge)
-        jkt = request.dpop.jkt if request.dpop else None
-        if req.dpop_jkt is not None and req.dpop_jkt != jkt:
-            raise InvalidGrant("the code is bound to another DPoP key (dpop_jkt)")
-        audience = granted_audience(list(req.resource), client.audiences, tenant.issuer)
-        async with tenant_scope(broker.sessions, tenant.id) as scope:
-            user = await scope.get(User, row.payload["user_id"])
-            if user is None or user.status != "active":
-                raise InvalidGrant("the user is no longer active")
-            grant = await grants.create(
-                scope, client_id=client.client_id, user_id=user.id, scope_=list(req.scope),
-                details=list(req.authorization_details), audience=list(audience),
-                auth=row.payload.get("auth") or {}, session_id=row.payload.get("sid"),
-                now=request.now, lifetime=tenant.settings.refresh_token_lifetime)
-            refresh = await grants.add_refresh_token(
-                scope, grant, jkt=jkt if client.public else None, now=request.now)
-            taken = await scope.get(type(row), row.handle)
-            if taken is not None:
-                taken.payload = {**taken.payload, "grant_id": grant.id}
+                failure = InvalidGrant("the authorization code was already used")
+            elif row is None or row.client_id != client.client_id:
+                failure = InvalidGrant("unknown, expired or foreign authorization code")
+            else:
+                try:
+                    req, user = await self._check(request, scope, row.payload)
+                except OAuthError as exc:  # the code stays used: one attempt per code
+                    failure = exc
+                else:
+                    jkt = request.dpop.jkt if request.dpop else None
+                    audience = granted_audience(list(req.resource), client.audiences,
+                                                tenant.issuer)
+                    grant = await grants.create(
+                        scope, client_id=client.client_id, user_id=user.id,
+                        scope_=list(req.scope), details=list(req.authorization_details),
+                        audience=list(audience), auth=row.payload.get("auth") or {},
+                        session_id=row.payload.get("sid"), now=request.now,
+                        lifetime=tenant.settings.refresh_token_lifetime)
+                    refresh = await grants.add_refresh_token(
+                        scope, grant, jkt=jkt if client.public else None, now=request.now)
+                    row.payload = {**row.payload, "grant_id": grant.id}
+        if failure is not None:
+            raise failure
+        assert row is not None
         return await issue_user_tokens(
             request, grant, user, scope=req.scope, details=list(req.authorization_details),
             refresh_token=refresh, nonce=req.nonce, sid=row.payload.get("sid"))
+
+    @staticmethod
+    async def _check(request: TokenRequest, scope: TenantScope,
+                     payload: dict[str, Any]) -> tuple[AuthorizationRequest, User]:
+        """The redemption matches the authorization request: redirect URI, PKCE verifier,
+        DPoP key (``dpop_jkt``); and the user is still active."""
+        req = AuthorizationRequest.from_payload(payload["request"])
+        if request.form.get("redirect_uri") != req.redirect_uri:
+            raise InvalidGrant("redirect_uri differs from the authorization request's")
+        check_verifier(request.form.get("code_verifier"), req.code_challenge)
+        jkt = request.dpop.jkt if request.dpop else None
+        if req.dpop_jkt is not None and req.dpop_jkt != jkt:
+            raise InvalidGrant("the code is bound to another DPoP key (dpop_jkt)")
+        user = await scope.get(User, payload["user_id"])
+        if user is None or user.status != "active":
+            raise InvalidGrant("the user is no longer active")
+        return req, user

@@ -96,6 +96,8 @@ class JWTBearerGrant:
             scope=granted, now=request.now, lifetime=lifetime, jkt=bind,
             authorization_details=details,
         )
+        # RFC 9068 §2.2.1: how the user authenticated, as the IdP tenant asserted it
+        at.update({k: claims[k] for k in ("auth_time", "acr", "amr") if k in claims})
         at["act"] = {"sub": client.client_id}
         at["sub_id"] = {"format": "iss_sub", "iss": issuer, "sub": sub}
         token = await mint_access_token(broker, tenant, at)

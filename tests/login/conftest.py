@@ -30,6 +30,10 @@ USERS = {
               "groups": ["eng", "admins"], "department": "R&D"},
     "bob": {"email": "bob@corp.example", "name": "Bob Builder", "groups": ["ops"]},
 }
+# oidc-provider releases only the claims a scope lists: department rides on profile
+IDP_CLAIMS = {"openid": ["sub", "acr", "amr", "auth_time"], "email": ["email", "email_verified"],
+              "profile": ["name", "preferred_username", "groups", "department"],
+              "groups": ["groups"]}
 SAML_USERS = {
     "carol": {"mail": ["carol@saml.example"], "displayName": ["Carol Danvers"],
               "groups": ["pilots"]},
@@ -47,11 +51,7 @@ def oidc_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcIdp]:
                      "redirect_uris": [oidc_redirect(), oidc_redirect("login-other")],
                      "token_endpoint_auth_method": "client_secret_basic"}],
         "users": USERS,
-        # oidc-provider releases only the claims a scope lists: department rides on profile
-        "claims": {"openid": ["sub", "acr", "amr", "auth_time"],
-                   "email": ["email", "email_verified"],
-                   "profile": ["name", "preferred_username", "groups", "department"],
-                   "groups": ["groups"]},
+        "claims": IDP_CLAIMS,
     }, tmp_path_factory.mktemp("oidc-idp"))
     yield idp
     idp.stop()
