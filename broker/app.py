@@ -67,6 +67,7 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
         Route(TENANT + "/login", login.chooser, methods=["GET"]),
         Route(TENANT + "/login/{upstream}", login.start, methods=["GET"]),
         Route(TENANT + "/login/{upstream}/callback", login.oidc_callback, methods=["GET"]),
+        Route(TENANT + "/login/{upstream}/finish", login.finish, methods=["GET"]),
         Route(TENANT + "/saml/{upstream}/acs", login.saml_acs, methods=["POST"]),
         Route(TENANT + "/saml/{upstream}/metadata", login.saml_metadata, methods=["GET"]),
         Route(TENANT + "/userinfo", userinfo.userinfo, methods=["GET", "POST"]),

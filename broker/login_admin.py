@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 
 from adapters import rar
@@ -17,7 +16,7 @@ from adapters.saml_assertion import SAMLError
 from adapters.saml_upstream import parse_idp_metadata
 from broker import claim_mapping, upstreams
 from broker.runtime import Broker
-from registry.remote_keys import RemoteKeyError, check_url
+from registry.remote_keys import RemoteKeyError
 from tenants import audit
 from tenants.models import DetailType, Tenant, Upstream, User
 from tenants.scope import scoped, tenant_scope
@@ -27,6 +26,7 @@ OIDC_FIELDS = ("issuer", "client_id", "client_auth", "scopes", "allowed_algs", "
                "extra_auth_params", "authorization_endpoint", "token_endpoint", "jwks_uri",
                "userinfo_endpoint")
 MAX_METADATA = 512 * 1024
+METADATA_TYPES = frozenset({"application/samlmetadata+xml", "application/xml", "text/xml"})
 
 
 async def _existing(broker: Broker, tenant: str) -> None:
@@ -53,14 +53,14 @@ def upstream_json(broker: Broker, row: Upstream) -> dict[str, Any]:
 
 
 async def _fetch_metadata(broker: Broker, url: str) -> str:
+    """Through the registry's guarded fetcher: https (http only to loopback in development),
+    every resolved address checked, size and time bounded."""
     try:
-        check_url(url, allow_http_loopback=broker.settings.allow_http_loopback)
-        response = await broker.http.get(url, timeout=10.0)
-    except (RemoteKeyError, httpx.HTTPError) as exc:
+        body = await broker.remote_keys.fetch_document(
+            url, media_types=METADATA_TYPES, max_bytes=MAX_METADATA)
+    except RemoteKeyError as exc:
         raise InvalidRequest(f"cannot fetch the IdP metadata: {exc}") from exc
-    if response.status_code != 200 or len(response.content) > MAX_METADATA:
-        raise InvalidRequest("cannot fetch the IdP metadata: bad response")
-    return response.text
+    return body.decode("utf-8", "replace")
 
 
 async def _config(broker: Broker, tenant: str, name: str, kind: str,

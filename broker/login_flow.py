@@ -32,11 +32,11 @@ FLOW_LIFETIME = 900  # a login at the upstream must finish within 15 minutes
 
 
 def cookie_options(broker: Broker, tenant: TenantView) -> dict[str, Any]:
-    """HttpOnly, scoped to the tenant's path; Secure and SameSite=None on https (the SAML ACS
-    is a cross-site POST), SameSite=Lax on a plain-http development setup."""
-    secure = broker.settings.base_url.startswith("https://")
-    return {"path": f"/t/{tenant.id}", "httponly": True, "secure": secure,
-            "samesite": "none" if secure else "lax"}
+    """HttpOnly, SameSite=Lax, scoped to the tenant's path, Secure on https. Every step that
+    needs a cookie is a same-site request or a top-level GET (the SAML ACS, a cross-site
+    POST, hands over to a same-site GET instead)."""
+    return {"path": f"/t/{tenant.id}", "httponly": True,
+            "secure": broker.settings.base_url.startswith("https://"), "samesite": "lax"}
 
 
 def client_redirect(tenant: TenantView, req: AuthorizationRequest,

@@ -22,7 +22,7 @@ from adapters.oidc_upstream import OIDCUpstream
 from broker.config import Settings
 from broker.policy import ManagedConnection
 from registry import trust
-from registry.remote_keys import FetchPolicy, RemoteKeys, check_url
+from registry.remote_keys import FetchPolicy, RemoteKeys
 from registry.trust import Peer
 from tenants import pending, revocations
 from tenants.db import create_engine, session_factory
@@ -146,10 +146,6 @@ class Broker:
                                  headers={"User-Agent": "tessera"})
         fetch = FetchPolicy(allow_http_loopback=settings.allow_http_loopback)
         remote_keys = RemoteKeys(http, clock, fetch)
-
-        def url_check(url: str) -> None:
-            check_url(url, allow_http_loopback=settings.allow_http_loopback)
-
         return cls(
             settings=settings,
             engine=engine,
@@ -162,7 +158,7 @@ class Broker:
             nonces=DPoPNonces(nonce_secret, clock),
             http=http,
             remote_keys=remote_keys,
-            oidc=OIDCUpstream(http, remote_keys, clock, url_check=url_check,
+            oidc=OIDCUpstream(http, remote_keys, clock, url_check=remote_keys.check_target,
                               allow_http_loopback=settings.allow_http_loopback),
             sealer=Sealer(master),
         )

@@ -132,9 +132,9 @@ def check_url(url: str, *, allow_http_loopback: bool) -> None:
     loopback = ip.is_loopback if ip is not None else _is_localhost(host)
     if parsed.scheme == "http":
         if not (allow_http_loopback and loopback):
-            raise RemoteKeyError("jwks_uri must use https")
+            raise RemoteKeyError("the URL must use https")
     elif parsed.scheme != "https":
-        raise RemoteKeyError(f"scheme {_short(parsed.scheme)} refused: jwks_uri must use https")
+        raise RemoteKeyError(f"scheme {_short(parsed.scheme)} refused: the URL must use https")
     if ip is not None:
         reason = _forbidden(ip, allow_loopback=allow_http_loopback)
         if reason:
@@ -329,27 +329,49 @@ class RemoteKeys:
         state.last_error = None
         return state.entry
 
+    async def check_target(self, url: str) -> None:
+        """Refuse a URL we must not fetch: its syntax, a literal address, and every address its
+        host resolves to (for other fetchers of remote documents: OIDC discovery)."""
+        check_url(url, allow_http_loopback=self._policy.allow_http_loopback)
+        await self._check_resolved(url)
+
+    async def fetch_document(self, url: str, *, media_types: frozenset[str],
+                             max_bytes: int) -> bytes:
+        """Any remote document (an IdP's SAML metadata) under the same guards as a JWKS."""
+        async def read(response: httpx.Response, current: str) -> tuple[bytes, float | None]:
+            return await self._read_bytes(response, current, media_types, max_bytes), None
+
+        try:
+            async with asyncio.timeout(self._policy.timeout):
+                body, _ = await self._follow(url, read)
+                return body
+        except (TimeoutError, httpx.TimeoutException):
+            raise RemoteKeyError(
+                f"fetching {url} took longer than {self._policy.timeout:g} s") from None
+
     async def _fetch(self, url: str) -> tuple[Any, float | None]:
         try:
             async with asyncio.timeout(self._policy.timeout):
-                return await self._follow(url)
+                return await self._follow(url, self._read)
         except (TimeoutError, httpx.TimeoutException):
             raise RemoteKeyError(
                 f"fetching {url} took longer than {self._policy.timeout:g} s"
             ) from None
 
-    async def _follow(self, url: str) -> tuple[Any, float | None]:
+    async def _follow(
+        self, url: str,
+        read: Callable[[httpx.Response, str], Awaitable[tuple[Any, float | None]]],
+    ) -> tuple[Any, float | None]:
         current = url
         for _hop in range(self._policy.max_redirects + 1):
-            check_url(current, allow_http_loopback=self._policy.allow_http_loopback)
-            await self._check_resolved(current)
+            await self.check_target(current)
             try:
                 async with self._http.stream(
                     "GET", current, headers=_REQUEST_HEADERS, auth=None,
                     follow_redirects=False, timeout=self._policy.timeout,
                 ) as response:
                     if response.status_code not in _REDIRECTS:
-                        return await self._read(response, current)
+                        return await read(response, current)
                     location = response.headers.get("location")
                     if not location:
                         raise RemoteKeyError(f"{current} redirected without a Location")
@@ -383,12 +405,21 @@ class RemoteKeys:
                 raise RemoteKeyError(f"{host} resolves to a {reason} address")
 
     async def _read(self, response: httpx.Response, url: str) -> tuple[Any, float | None]:
-        limit = self._policy.max_bytes
+        body = await self._read_bytes(response, url, _JSON_TYPES, self._policy.max_bytes)
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            raise RemoteKeyError(f"{url} answered a body that is not JSON") from None
+        return document, _max_age(response.headers)
+
+    async def _read_bytes(self, response: httpx.Response, url: str,
+                          media_types: frozenset[str], limit: int) -> bytes:
         if response.status_code != 200:
             raise RemoteKeyError(f"{url} answered HTTP {response.status_code}")
         media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media not in _JSON_TYPES:
-            raise RemoteKeyError(f"{url} answered content type {_short(media)}, not JSON")
+        if media not in media_types:
+            raise RemoteKeyError(f"{url} answered content type {_short(media)}, not one of "
+                                 f"{', '.join(sorted(media_types))}")
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise RemoteKeyError(f"{url} answered a {_short(encoding)}-encoded body")
@@ -403,11 +434,7 @@ class RemoteKeys:
             body += chunk
             if len(body) > limit:
                 raise RemoteKeyError(f"{url} answered more than {limit} bytes")
-        try:
-            document = json.loads(bytes(body))
-        except (ValueError, RecursionError):
-            raise RemoteKeyError(f"{url} answered a body that is not JSON") from None
-        return document, _max_age(response.headers)
+        return bytes(body)
 
 
 def _wanted(kid: str | None, alg: str) -> str:

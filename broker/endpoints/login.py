@@ -9,6 +9,7 @@ recorded until it expires).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +30,7 @@ from tenants.journal import Claim
 from tenants.scope import tenant_scope
 
 UPSTREAM_FAILED = "The sign-in at your organisation could not be completed."
+FINISH_WITHIN = 120  # seconds from the SAML ACS to the browser's same-site GET
 
 
 async def _tenant(request: Request) -> TenantView:
@@ -108,13 +110,35 @@ async def start(request: Request) -> Response:
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
-async def _take(broker: Broker, tenant: TenantView, kind: str,
-                key: str | None) -> dict[str, Any] | None:
+async def _take(
+    broker: Broker, request: Request, tenant: TenantView, kind: str, key: str | None,
+    upstream: str, *, bind: bool = True,
+) -> tuple[dict[str, Any], login_flow.Parked] | None:
+    """Use up the one-use handle ``key`` of this upstream and return it with its parked flow;
+    with ``bind``, only in the browser that started the flow (another browser's attempt
+    leaves the handle alone, so it cannot end the real user's login)."""
     if not key or len(key) > 200:
         return None
+    now = broker.clock.now()
     async with tenant_scope(broker.sessions, tenant.id) as scope:
-        row = await pending.take(scope, kind, key, broker.clock.now())
-    return dict(row.payload) if row is not None else None
+        row = await pending.peek(scope, kind, key, now)
+    if row is None or row.payload.get("upstream") != upstream:
+        return None
+    flow = await login_flow.parked(broker, tenant, row.payload["flow"])
+    if flow is None or (bind and not flow.bound_to(request)):
+        return None
+    async with tenant_scope(broker.sessions, tenant.id) as scope:
+        taken = await pending.take(scope, kind, key, now)
+    return (dict(taken.payload), flow) if taken is not None else None
+
+
+async def _expired(broker: Broker, tenant: TenantView, upstream: str, why: str) -> Response:
+    """The expired page, audited: a stale, foreign or replayed upstream answer."""
+    async with broker.sessions() as session, session.begin():
+        await audit.record(session, tenant.id, [audit.Event(
+            "login.refused", "refused", None, None, {"upstream": upstream[:64], "reason": why})],
+            broker.clock.now())
+    return pages.error_page(*_EXPIRED)
 
 
 async def oidc_callback(request: Request) -> Response:
@@ -126,13 +150,11 @@ async def oidc_callback(request: Request) -> Response:
         return pages.error_page("not_found", "Unknown organisation.", status=404)
     name = request.path_params["upstream"]
     params = dict(request.query_params)
-    taken = await _take(broker, tenant, "oidc", params.get("state"))
-    if taken is None or taken["upstream"] != name:
-        return pages.error_page(*_EXPIRED)
-    flow = await _bound_flow(broker, tenant, request, taken["flow"])
+    found = await _take(broker, request, tenant, "oidc", params.get("state"), name)
     upstream = await upstreams.get(broker, tenant.id, name)
-    if flow is None or upstream is None:
-        return pages.error_page(*_EXPIRED)
+    if found is None or upstream is None:
+        return await _expired(broker, tenant, name, "unknown, used or foreign OIDC state")
+    taken, flow = found
     try:
         config = upstreams.oidc_config(broker, tenant.id, upstream)
         metadata = await broker.oidc.metadata(config)
@@ -162,13 +184,14 @@ async def saml_acs(request: Request) -> Response:
     except OAuthError as exc:
         return pages.error_page(exc.error, exc.description, status=exc.status)
     name = request.path_params["upstream"]
-    taken = await _take(broker, tenant, "saml", form.get("RelayState"))
-    if taken is None or taken["upstream"] != name:
-        return pages.error_page(*_EXPIRED)
-    flow = await _bound_flow(broker, tenant, request, taken["flow"])
+    # the ACS is a cross-site POST: SameSite=Lax cookies do not come with it, so the answer is
+    # checked here and the browser binding at the same-site GET it is sent on to (``finish``)
+    found = await _take(broker, request, tenant, "saml", form.get("RelayState"), name,
+                        bind=False)
     upstream = await upstreams.get(broker, tenant.id, name)
-    if flow is None or upstream is None or upstream.kind != "saml":
-        return pages.error_page(*_EXPIRED)
+    if found is None or upstream is None or upstream.kind != "saml":
+        return await _expired(broker, tenant, name, "unknown or used RelayState")
+    taken, flow = found
     now = broker.clock.now()
     try:
         identity = consume_response(upstreams.saml_config(tenant, upstream),
@@ -185,7 +208,32 @@ async def saml_acs(request: Request) -> Response:
         return await _refuse_login(broker, tenant, name, flow, "assertion replayed")
     auth = claim_mapping.saml_auth(identity.authn_context_class_ref, identity.authn_instant)
     auth["auth_time"] = auth["auth_time"] or int(now)
-    return await _complete(broker, request, tenant, upstream, flow, profile, auth)
+    value = pending.new_value()
+    async with tenant_scope(broker.sessions, tenant.id) as scope:
+        await pending.put(scope, "saml_ok", value, client_id=flow.request.client_id,
+                          payload={"flow": flow.handle, "upstream": name, "auth": auth,
+                                   "profile": dataclasses.asdict(profile)},
+                          expires_at=now + FINISH_WITHIN)
+    return RedirectResponse(f"{tenant.issuer}/login/{name}/finish?r={value}", status_code=303,
+                            headers={"Cache-Control": "no-store"})
+
+
+async def finish(request: Request) -> Response:
+    """GET /login/{upstream}/finish?r=: a verified upstream answer, completed in the browser
+    that started the flow (the ``tessera_flow`` cookie comes with a same-site GET)."""
+    broker: Broker = request.app.state.broker
+    try:
+        tenant = await _tenant(request)
+    except OAuthError:
+        return pages.error_page("not_found", "Unknown organisation.", status=404)
+    name = request.path_params["upstream"]
+    found = await _take(broker, request, tenant, "saml_ok", request.query_params.get("r"), name)
+    upstream = await upstreams.get(broker, tenant.id, name)
+    if found is None or upstream is None:
+        return await _expired(broker, tenant, name, "unknown, used or foreign login result")
+    taken, flow = found
+    profile = users.Profile(**{**taken["profile"], "groups": tuple(taken["profile"]["groups"])})
+    return await _complete(broker, request, tenant, upstream, flow, profile, taken["auth"])
 
 
 async def saml_metadata(request: Request) -> Response:

@@ -74,6 +74,17 @@ async def follow_local(browser: httpx.AsyncClient, url: str, *, limit: int = 10
     raise AssertionError("too many redirects at the broker")
 
 
+async def submit_acs(browser: httpx.AsyncClient, acs: str, fields: dict[str, str]
+                     ) -> httpx.Response:
+    """POST the IdP's form to tessera's ACS, as the browser does, and follow tessera's
+    redirects (the ACS hands over to a same-site GET that checks the browser's flow cookie)."""
+    response = await browser.post(acs.removeprefix(BASE_URL), data=fields)
+    location = response.headers.get("location", "")
+    if response.status_code in (302, 303) and location.startswith(BASE_URL):
+        return await follow_local(browser, location)
+    return response
+
+
 def redirected_to(response: httpx.Response) -> str:
     assert response.status_code in (302, 303), (response.status_code, response.text[:500])
     return response.headers["location"]
@@ -111,7 +122,7 @@ async def code_for(login: Login, req: AuthRequest, browser: httpx.AsyncClient,
     elif location.startswith(login.saml_idp.base_url):
         async with login.idp_browser() as idp:
             acs, fields = await saml_login(idp, location, user)
-        location = redirected_to(await browser.post(acs.removeprefix(BASE_URL), data=fields))
+        location = redirected_to(await submit_acs(browser, acs, fields))
     params = query(location)
     assert location.startswith(req.redirect_uri) and "code" in params, location
     return params["code"]

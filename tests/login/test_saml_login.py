@@ -6,7 +6,15 @@ import pytest
 
 from tests.conftest import BASE_URL, new_client
 from tests.login.conftest import SAML, Login
-from tests.login.flow import AuthRequest, code_form, follow_local, query, redirected_to, token
+from tests.login.flow import (
+    AuthRequest,
+    code_form,
+    follow_local,
+    query,
+    redirected_to,
+    submit_acs,
+    token,
+)
 from tests.peers.saml_idp import saml_login
 
 pytestmark = pytest.mark.interop
@@ -21,7 +29,7 @@ async def test_code_flow_through_saml_upstream(login: Login) -> None:
     async with login.idp_browser() as idp:
         acs, fields = await saml_login(idp, idp_url, "carol")
     assert acs.startswith(BASE_URL)
-    back = await browser.post(acs.removeprefix(BASE_URL), data=fields)
+    back = await submit_acs(browser, acs, fields)
     url = redirected_to(back)
     params = query(url)
     assert "code" in params, url
