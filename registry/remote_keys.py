@@ -418,8 +418,8 @@ class RemoteKeys:
             raise RemoteKeyError(f"{url} answered HTTP {response.status_code}")
         media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media not in media_types:
-            raise RemoteKeyError(f"{url} answered content type {_short(media)}, not one of "
-                                 f"{', '.join(sorted(media_types))}")
+            what = "JSON" if media_types is _JSON_TYPES else ", ".join(sorted(media_types))
+            raise RemoteKeyError(f"{url} answered content type {_short(media)}, not {what}")
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise RemoteKeyError(f"{url} answered a {_short(encoding)}-encoded body")

@@ -10,6 +10,7 @@ Every check below fails with ``invalid_grant`` (id-jag draft §4.3, RFC 7523 §3
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import ClassVar
 
@@ -105,6 +106,7 @@ class JWTBearerGrant:
             token, granted, sub,
             {"grant_type": "jwt-bearer", "issuer": issuer, "id_jag_jti": jti,
              "aud": list(audience), "idp_tenant": claims.get("tenant")},
-            claims=(Claim(f"id_jag|{issuer}|{jti}", float(claims["exp"]) + SKEW, kind="grant"),),
+            claims=(Claim(hashlib.sha256(f"id_jag|{issuer}|{jti}".encode()).hexdigest(),
+                          float(claims["exp"]) + SKEW, kind="grant"),),
             extra={"authorization_details": details} if details else {},
         )
