@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -33,9 +34,19 @@ UPSTREAM_FAILED = "The sign-in at your organisation could not be completed."
 FINISH_WITHIN = 120  # seconds from the SAML ACS to the browser's same-site GET
 
 
-async def _tenant(request: Request) -> TenantView:
-    broker: Broker = request.app.state.broker
-    return await broker.tenant(request.path_params["tenant"])
+def tenant_page(
+    handler: Callable[[Request, Broker, TenantView], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint's tenant, or the page for an unknown one."""
+    async def run(request: Request) -> Response:
+        broker: Broker = request.app.state.broker
+        try:
+            tenant = await broker.tenant(request.path_params["tenant"])
+        except OAuthError:
+            return pages.error_page("not_found", "Unknown organisation.", status=404)
+        return await handler(request, broker, tenant)
+
+    return run
 
 
 async def _bound_flow(broker: Broker, tenant: TenantView, request: Request,
@@ -48,13 +59,9 @@ _EXPIRED = ("invalid_request", "This sign-in has expired or was started in anoth
             "Return to the application and start again.")
 
 
-async def chooser(request: Request) -> Response:
+@tenant_page
+async def chooser(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """GET /login?flow=: straight to the upstream home-realm discovery picks, else a list."""
-    broker: Broker = request.app.state.broker
-    try:
-        tenant = await _tenant(request)
-    except OAuthError:
-        return pages.error_page("not_found", "Unknown organisation.", status=404)
     handle = request.query_params.get("flow")
     flow = await _bound_flow(broker, tenant, request, handle)
     if flow is None:
@@ -72,13 +79,9 @@ async def chooser(request: Request) -> Response:
                                       f"?flow={quote(flow.handle)}") for u in available])
 
 
-async def start(request: Request) -> Response:
+@tenant_page
+async def start(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """GET /login/{upstream}?flow=: send the browser to the upstream IdP."""
-    broker: Broker = request.app.state.broker
-    try:
-        tenant = await _tenant(request)
-    except OAuthError:
-        return pages.error_page("not_found", "Unknown organisation.", status=404)
     flow = await _bound_flow(broker, tenant, request, request.query_params.get("flow"))
     if flow is None:
         return pages.error_page(*_EXPIRED)
@@ -141,13 +144,9 @@ async def _expired(broker: Broker, tenant: TenantView, upstream: str, why: str) 
     return pages.error_page(*_EXPIRED)
 
 
-async def oidc_callback(request: Request) -> Response:
+@tenant_page
+async def oidc_callback(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """GET /login/{upstream}/callback: the OIDC IdP's authorization response."""
-    broker: Broker = request.app.state.broker
-    try:
-        tenant = await _tenant(request)
-    except OAuthError:
-        return pages.error_page("not_found", "Unknown organisation.", status=404)
     name = request.path_params["upstream"]
     params = dict(request.query_params)
     found = await _take(broker, request, tenant, "oidc", params.get("state"), name)
@@ -175,11 +174,10 @@ async def oidc_callback(request: Request) -> Response:
     return await _complete(broker, request, tenant, upstream, flow, profile, auth)
 
 
-async def saml_acs(request: Request) -> Response:
+@tenant_page
+async def saml_acs(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """POST /saml/{upstream}/acs: the SAML IdP's Response over the HTTP-POST binding."""
-    broker: Broker = request.app.state.broker
     try:
-        tenant = await _tenant(request)
         form = await read_form(request, 512 * 1024)
     except OAuthError as exc:
         return pages.error_page(exc.error, exc.description, status=exc.status)
@@ -218,14 +216,10 @@ async def saml_acs(request: Request) -> Response:
                             headers={"Cache-Control": "no-store"})
 
 
-async def finish(request: Request) -> Response:
+@tenant_page
+async def finish(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """GET /login/{upstream}/finish?r=: a verified upstream answer, completed in the browser
     that started the flow (the ``tessera_flow`` cookie comes with a same-site GET)."""
-    broker: Broker = request.app.state.broker
-    try:
-        tenant = await _tenant(request)
-    except OAuthError:
-        return pages.error_page("not_found", "Unknown organisation.", status=404)
     name = request.path_params["upstream"]
     found = await _take(broker, request, tenant, "saml_ok", request.query_params.get("r"), name)
     upstream = await upstreams.get(broker, tenant.id, name)
@@ -236,13 +230,9 @@ async def finish(request: Request) -> Response:
     return await _complete(broker, request, tenant, upstream, flow, profile, taken["auth"])
 
 
-async def saml_metadata(request: Request) -> Response:
+@tenant_page
+async def saml_metadata(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """GET /saml/{upstream}/metadata: our SP metadata for the IdP's administrator."""
-    broker: Broker = request.app.state.broker
-    try:
-        tenant = await _tenant(request)
-    except OAuthError:
-        return pages.error_page("not_found", "Unknown organisation.", status=404)
     upstream = await upstreams.get(broker, tenant.id, request.path_params["upstream"])
     if upstream is None or upstream.kind != "saml":
         return pages.error_page("not_found", "Unknown SAML upstream.", status=404)
