@@ -97,7 +97,7 @@ async def create_client(
 ) -> NewClient:
     if auth_method not in AUTH_METHODS:
         raise DirectoryError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
-    client_id = client_id or secrets.token_urlsafe(12)
+    client_id = client_id or _new_client_id()
     if not CLIENT_ID.match(client_id):
         raise DirectoryError("client_id: 1-128 unreserved characters")
     if await scope.get(Client, client_id) is not None:
@@ -153,6 +153,15 @@ def check_redirect_uri(uri: str) -> None:
         return
     raise DirectoryError(f"redirect URI {uri!r}: use https, http on loopback, or a "
                          "reverse-DNS private-use scheme")
+
+
+def _new_client_id() -> str:
+    """Random and URL-safe, and never starting with '-' or '_' (a command line would take
+    a leading '-' for an option)."""
+    while True:
+        value = secrets.token_urlsafe(12)
+        if value[0].isalnum():
+            return value
 
 
 def _new_secret() -> str:
