@@ -72,6 +72,10 @@ class ClientView:
     first_party: bool = True
     require_par: bool = False
     authorization_details_types: tuple[str, ...] = ()
+    tls_client_auth_subject_dn: str | None = None
+    tls_client_auth_san_uri: str | None = None
+    tls_client_auth_san_dns: str | None = None
+    tls_client_certificate_bound_access_tokens: bool = False
 
     @property
     def public(self) -> bool:
@@ -86,6 +90,8 @@ _CLIENT_COLUMNS = [
     _C.c.jwks, _C.c.scopes, _C.c.audiences, _C.c.access_token_lifetime,
     _C.c.dpop_bound_access_tokens, _C.c.redirect_uris, _C.c.post_logout_redirect_uris,
     _C.c.first_party, _C.c.require_par, _C.c.authorization_details_types,
+    _C.c.tls_client_auth_subject_dn, _C.c.tls_client_auth_san_uri, _C.c.tls_client_auth_san_dns,
+    _C.c.tls_client_certificate_bound_access_tokens,
 ]
 # One read per request: the tenant and (if named) the client, joined.
 _LOOKUP = (
@@ -188,6 +194,8 @@ class Broker:
             bool(row.dpop_bound_access_tokens), tuple(row.redirect_uris or ()),
             tuple(row.post_logout_redirect_uris or ()), bool(row.first_party),
             bool(row.require_par), tuple(row.authorization_details_types or ()),
+            row.tls_client_auth_subject_dn, row.tls_client_auth_san_uri,
+            row.tls_client_auth_san_dns, bool(row.tls_client_certificate_bound_access_tokens),
         )
 
     async def cached_lookup(

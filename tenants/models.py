@@ -46,6 +46,13 @@ class Client(TenantOwned, Base):
     first_party: Mapped[bool] = mapped_column(Boolean, default=True)  # third-party: consent
     require_par: Mapped[bool] = mapped_column(Boolean, default=False)
     authorization_details_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # RFC 8705 mutual TLS: what the client's certificate must show (tls_client_auth), and
+    # certificate-bound access tokens (cnf.x5t#S256)
+    tls_client_auth_subject_dn: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    tls_client_auth_san_uri: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    tls_client_auth_san_dns: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    tls_client_certificate_bound_access_tokens: Mapped[bool] = mapped_column(
+        Boolean, default=False)
 
 
 class SigningKey(TenantOwned, Base):
@@ -280,4 +287,43 @@ class DetailType(TenantOwned, Base):
     type: Mapped[str] = mapped_column(String(128), primary_key=True)
     schema: Mapped[dict[str, Any]] = mapped_column(JSON)
     description: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiKey(TenantOwned, Base):
+    """A tenant-issued API key for an agent or service (the client it acts as). The secret
+    part is stored as a keyed hash; a rotation keeps the previous secret valid for an
+    overlap window."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # public, in the prefix
+    client_id: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    previous_valid_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    rotated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class LegacyApp(TenantOwned, Base):
+    """A SAML service provider registered in a tenant: receives tessera's signed assertions
+    (token exchange output and SP-initiated SSO)."""
+
+    __tablename__ = "legacy_apps"
+
+    entity_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    acs_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    name_id_format: Mapped[str] = mapped_column(String(32), default="persistent")
+    attribute_mapping: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    want_authn_requests_signed: Mapped[bool] = mapped_column(Boolean, default=False)
+    sp_certs: Mapped[list[str]] = mapped_column(JSON, default=list)  # PEM, to verify requests
+    assertion_lifetime: Mapped[int] = mapped_column(Integer, default=300)
+    status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[float] = mapped_column(Float)

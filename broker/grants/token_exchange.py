@@ -24,8 +24,10 @@ from adapters.errors import (
     InvalidToken,
 )
 from broker import id_jag
+from broker.grants import exchange_api_key, exchange_saml_in, exchange_saml_out
 from broker.grants.base import GrantResult, TokenRequest
 from broker.grants.client_credentials import granted_audience
+from broker.grants.exchange_api_key import API_KEY
 from broker.policy import ConnectionIndex, decide
 from broker.tokens import access_token_claims, mint_access_token, verify_access_token
 
@@ -55,6 +57,13 @@ class TokenExchangeGrant:
         subject_token = form.require("subject_token")
         subject_type = form.require("subject_token_type")
         requested = form.get("requested_token_type") or id_jag.ACCESS_TOKEN
+        # translation (issue 5): each credential format has its own module
+        if requested == id_jag.SAML2:
+            return await exchange_saml_out.issue(request)
+        if subject_type == API_KEY:
+            return await exchange_api_key.issue(request)
+        if subject_type == id_jag.SAML2:
+            return await exchange_saml_in.issue(request)
         if requested == id_jag.ID_JAG:
             return await self._id_jag(request, subject_token, subject_type)
         if requested == id_jag.ACCESS_TOKEN:
