@@ -73,11 +73,28 @@ async def refused(broker: Broker, tenant: TenantView, req: AuthorizationRequest,
 
 @dataclass(frozen=True)
 class Parked:
-    """A pending authorization request, with the browser binding it was parked with."""
+    """A pending request waiting for a login, with the browser binding it was parked with:
+    an OAuth authorization request, or (``sso``) a SAML AuthnRequest of a legacy app."""
 
     handle: str
-    request: AuthorizationRequest
+    request: AuthorizationRequest | None
     binding: str  # hash of the flow cookie's value
+    sso: dict[str, Any] | None = None
+
+    @property
+    def client_id(self) -> str | None:
+        """The OAuth client, or the legacy app's entity ID."""
+        if self.request is not None:
+            return self.request.client_id
+        return str(self.sso["entity_id"]) if self.sso else None
+
+    @property
+    def idp(self) -> str | None:
+        return self.request.idp if self.request else None
+
+    @property
+    def login_hint(self) -> str | None:
+        return self.request.login_hint if self.request else None
 
     def bound_to(self, request: Request) -> bool:
         cookie = request.cookies.get(FLOW_COOKIE)
@@ -88,11 +105,22 @@ class Parked:
 async def park(broker: Broker, tenant: TenantView, req: AuthorizationRequest,
                response_for: Any) -> Response:
     """Store the request, set the binding cookie, and answer ``response_for(handle)``."""
+    return await _park(broker, tenant, {"request": req.payload()}, req.client_id, response_for)
+
+
+async def park_sso(broker: Broker, tenant: TenantView, sso: dict[str, Any],
+                   response_for: Any) -> Response:
+    """Park a legacy app's SAML AuthnRequest (``sso`` holds ``entity_id`` and what the
+    response needs) until the user has logged in."""
+    return await _park(broker, tenant, {"sso": sso}, str(sso["entity_id"]), response_for)
+
+
+async def _park(broker: Broker, tenant: TenantView, payload: dict[str, Any],
+                client_id: str, response_for: Any) -> Response:
     handle, binding = pending.new_value(), pending.new_value()
     async with tenant_scope(broker.sessions, tenant.id) as scope:
-        await pending.put(scope, "authz", handle, client_id=req.client_id,
-                          payload={"request": req.payload(),
-                                   "binding": pending.handle_of(binding)},
+        await pending.put(scope, "authz", handle, client_id=client_id[:128],
+                          payload={**payload, "binding": pending.handle_of(binding)},
                           expires_at=broker.clock.now() + FLOW_LIFETIME)
     response: Response = response_for(handle)
     response.set_cookie(FLOW_COOKIE, binding, max_age=FLOW_LIFETIME,
@@ -107,8 +135,9 @@ async def parked(broker: Broker, tenant: TenantView, handle: str | None) -> Park
         row = await pending.peek(scope, "authz", handle, broker.clock.now())
     if row is None:
         return None
-    return Parked(handle, AuthorizationRequest.from_payload(row.payload["request"]),
-                  row.payload["binding"])
+    raw = row.payload.get("request")
+    return Parked(handle, AuthorizationRequest.from_payload(raw) if raw else None,
+                  row.payload["binding"], row.payload.get("sso"))
 
 
 async def current_session(

@@ -40,13 +40,13 @@ async def consent(request: Request) -> Response:
     handle = form.get("flow") if form is not None else request.query_params.get("flow")
     flow = await login_flow.parked(broker, tenant, handle)
     found = await login_flow.current_session(broker, tenant, request)
-    if flow is None or not flow.bound_to(request) or found is None:
+    if flow is None or flow.request is None or not flow.bound_to(request) or found is None:
         return pages.error_page("invalid_request", "This consent request has expired or "
                                 "belongs to another browser.")
-    _, client = await broker.lookup(tenant.id, flow.request.client_id)
+    req = flow.request
+    _, client = await broker.lookup(tenant.id, req.client_id)
     if client is None or client.status != "active":
         return pages.error_page("invalid_client", "The application is no longer available.")
-    req = flow.request
     if form is None:
         types = await broker.detail_types(tenant.id)
         return pages.consent(

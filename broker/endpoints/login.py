@@ -23,6 +23,7 @@ from adapters.oidc_upstream import UpstreamError
 from adapters.saml_assertion import SAMLError
 from adapters.saml_upstream import authn_request, consume_response, sp_metadata
 from broker import claim_mapping, login_flow, pages, upstreams
+from broker.endpoints import saml_idp
 from broker.forms import read_form
 from broker.runtime import Broker, TenantView
 from broker.upstreams import UpstreamView
@@ -70,8 +71,7 @@ async def chooser(request: Request, broker: Broker, tenant: TenantView) -> Respo
     if not available:
         return pages.error_page("server_error", "No sign-in method is configured for this "
                                 "organisation.", status=503)
-    picked = upstreams.choose(available, idp=flow.request.idp,
-                              login_hint=flow.request.login_hint)
+    picked = upstreams.choose(available, idp=flow.idp, login_hint=flow.login_hint)
     if picked is not None:
         return RedirectResponse(f"{tenant.issuer}/login/{picked.name}?flow={flow.handle}",
                                 status_code=303)
@@ -95,7 +95,7 @@ async def start(request: Request, broker: Broker, tenant: TenantView) -> Respons
             metadata = await broker.oidc.metadata(config)
             begun = broker.oidc.begin(config, metadata,
                                       upstreams.oidc_redirect_uri(tenant.issuer, upstream.name),
-                                      login_hint=flow.request.login_hint)
+                                      login_hint=flow.login_hint)
             key, payload, url = begun.state, {"nonce": begun.nonce,
                                               "verifier": begun.code_verifier}, begun.url
         else:
@@ -107,7 +107,7 @@ async def start(request: Request, broker: Broker, tenant: TenantView) -> Respons
         await _login_failed(broker, tenant, upstream.name, flow, str(exc))
         return pages.error_page("temporarily_unavailable", UPSTREAM_FAILED, status=502)
     async with tenant_scope(broker.sessions, tenant.id) as scope:
-        await pending.put(scope, upstream.kind, key, client_id=flow.request.client_id,
+        await pending.put(scope, upstream.kind, key, client_id=flow.client_id,
                           payload={**payload, "flow": flow.handle, "upstream": upstream.name},
                           expires_at=now + login_flow.FLOW_LIFETIME)
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
@@ -208,7 +208,7 @@ async def saml_acs(request: Request, broker: Broker, tenant: TenantView) -> Resp
     auth["auth_time"] = auth["auth_time"] or int(now)
     value = pending.new_value()
     async with tenant_scope(broker.sessions, tenant.id) as scope:
-        await pending.put(scope, "saml_ok", value, client_id=flow.request.client_id,
+        await pending.put(scope, "saml_ok", value, client_id=flow.client_id,
                           payload={"flow": flow.handle, "upstream": name, "auth": auth,
                                    "profile": dataclasses.asdict(profile)},
                           expires_at=now + FINISH_WITHIN)
@@ -245,7 +245,7 @@ async def _login_failed(broker: Broker, tenant: TenantView, upstream: str,
                         flow: login_flow.Parked, reason: str) -> None:
     async with broker.sessions() as session, session.begin():
         await audit.record(session, tenant.id, [audit.Event(
-            "login.failed", "refused", flow.request.client_id, None,
+            "login.failed", "refused", flow.client_id, None,
             {"upstream": upstream, "reason": reason[:300]})], broker.clock.now())
 
 
@@ -256,6 +256,8 @@ async def _refuse_login(broker: Broker, tenant: TenantView, upstream: str,
     await _login_failed(broker, tenant, upstream, flow, reason)
     async with tenant_scope(broker.sessions, tenant.id) as scope:
         await pending.take(scope, "authz", flow.handle, broker.clock.now())
+    if flow.request is None:
+        return await saml_idp.refuse(broker, tenant, flow, UPSTREAM_FAILED)
     return login_flow.error_redirect(tenant, flow.request, AccessDenied(UPSTREAM_FAILED))
 
 
@@ -274,16 +276,22 @@ async def _complete(broker: Broker, request: Request, tenant: TenantView,
                 lifetime=tenant.settings.session_lifetime)
         await audit.record(scope.session, tenant.id, [audit.Event(
             "login.succeeded" if cookie else "login.refused",
-            "granted" if cookie else "refused", flow.request.client_id, user.id,
+            "granted" if cookie else "refused", flow.client_id, user.id,
             {"upstream": upstream.name, "acr": auth.get("acr"), "amr": auth.get("amr")})], now)
     if cookie is None:
+        if flow.request is None:
+            return await saml_idp.refuse(broker, tenant, flow, "this user is disabled")
         return login_flow.error_redirect(tenant, flow.request,
                                          AccessDenied("this user is disabled"))
-    _, client = await broker.lookup(tenant.id, flow.request.client_id)
-    if client is None or client.status != "active":
-        return pages.error_page("invalid_client", "The application is no longer available.")
-    response = await login_flow.proceed(broker, request, tenant, client, flow.request,
-                                        handle=flow.handle, established=(session, user))
+    if flow.request is None:  # a legacy app's SAML AuthnRequest
+        response = await saml_idp.resume(broker, request, tenant, flow, session, user)
+    else:
+        _, client = await broker.lookup(tenant.id, flow.request.client_id)
+        if client is None or client.status != "active":
+            return pages.error_page("invalid_client",
+                                    "The application is no longer available.")
+        response = await login_flow.proceed(broker, request, tenant, client, flow.request,
+                                            handle=flow.handle, established=(session, user))
     response.set_cookie(login_flow.SESSION_COOKIE, cookie,
                         max_age=tenant.settings.session_lifetime,
                         **login_flow.cookie_options(broker, tenant))
