@@ -5,8 +5,10 @@ References: SAML 2.0 Metadata §2.4.3 (IDPSSODescriptor), §2.4.4 (SPSSODescript
 (AudienceRestriction); Bindings §3.4 (HTTP-Redirect, DEFLATE encoding §3.4.4.1, RelayState
 §3.4.3), §3.5 (HTTP-POST); Profiles §4.1.4.2-§4.1.4.3 (Web Browser SSO response rules).
 
-Only SP-initiated SSO is supported; EncryptedAssertion/EncryptedID are refused. Signatures are
-checked by ``adapters.saml_assertion.verify`` and only the element it returns is consumed.
+Only SP-initiated SSO is supported; EncryptedAssertion/EncryptedID are refused. A bare signed
+Assertion (RFC 7522 SAML bearer grant, RFC 8693 ``saml2`` subject token) goes through
+``consume_assertion`` with the same content checks. Signatures are checked by
+``adapters.saml_assertion.verify`` and only the element it returns is consumed.
 Assertion-ID replay (one use until ``SAMLIdentity.not_on_or_after``) is the caller's job.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -45,6 +47,7 @@ BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 MAX_RESPONSE_B64 = 256 * 1024
 MAX_RELAY_STATE = 80  # Bindings §3.4.3
+_URLSAFE = str.maketrans("-_", "+/")
 
 
 @dataclass(frozen=True)
@@ -238,13 +241,13 @@ def _check_window(node: etree._Element, now: float, skew: int, what: str) -> flo
     return expiry
 
 
-def _check_conditions(assertion: etree._Element, config: SAMLUpstreamConfig,
-                      now: float) -> float | None:
+def _check_conditions(assertion: etree._Element, audiences: Sequence[str], now: float,
+                      skew: int) -> float | None:
     found = assertion.findall(_q(SAML, "Conditions"))
     if len(found) != 1:
         raise SAMLError("Assertion must have exactly one Conditions element")
     conditions = found[0]
-    expiry = _check_window(conditions, now, config.skew, "Assertion")
+    expiry = _check_window(conditions, now, skew, "Assertion")
     known = {_q(SAML, "AudienceRestriction"), _q(SAML, "OneTimeUse"), _q(SAML, "ProxyRestriction")}
     if any(child.tag not in known for child in conditions.iterchildren(etree.Element)):
         raise SAMLError("Assertion has an unsupported condition")
@@ -252,14 +255,17 @@ def _check_conditions(assertion: etree._Element, config: SAMLUpstreamConfig,
     if not restrictions:
         raise SAMLError("Assertion has no AudienceRestriction")
     for restriction in restrictions:  # Core §2.5.1.4: every restriction must be met
-        audiences = [_text(a, "Audience") for a in restriction.findall(_q(SAML, "Audience"))]
-        if config.sp_entity_id not in audiences:
+        listed = [_text(a, "Audience") for a in restriction.findall(_q(SAML, "Audience"))]
+        if not any(a in audiences for a in listed):
             raise SAMLError("Assertion audience does not include this SP")
     return expiry
 
 
-def _check_subject(assertion: etree._Element, config: SAMLUpstreamConfig, now: float,
-                   in_response_to: str, response_signed: bool) -> tuple[str, str | None, float]:
+def _check_subject(assertion: etree._Element, recipients: Sequence[str], now: float, skew: int,
+                   in_response_to: str | None, response_signed: bool,
+                   ) -> tuple[str, str | None, float]:
+    """NameID and the one bearer SubjectConfirmation; ``in_response_to`` None: a bare
+    assertion (RFC 7522), no request to answer, so InResponseTo is not checked."""
     subject = assertion.find(_q(SAML, "Subject"))
     if subject is None:
         raise SAMLError("Assertion has no Subject")
@@ -275,11 +281,14 @@ def _check_subject(assertion: etree._Element, config: SAMLUpstreamConfig, now: f
     data = bearers[0].find(_q(SAML, "SubjectConfirmationData"))
     if data is None:
         raise SAMLError("bearer SubjectConfirmation has no SubjectConfirmationData")
-    if data.get("Recipient") != config.acs_url:
-        raise SAMLError("SubjectConfirmationData Recipient is not our ACS URL")
-    expiry = _check_window(data, now, config.skew, "SubjectConfirmationData")
+    if data.get("Recipient") not in recipients:
+        raise SAMLError("SubjectConfirmationData Recipient is not our "
+                        + ("ACS URL" if in_response_to is not None else "token endpoint"))
+    expiry = _check_window(data, now, skew, "SubjectConfirmationData")
     if expiry is None:
         raise SAMLError("SubjectConfirmationData has no NotOnOrAfter")
+    if in_response_to is None:
+        return _text(name_id, "NameID"), name_id.get("Format"), expiry
     confirmed = data.get("InResponseTo")
     if confirmed is None and not response_signed:
         raise SAMLError("SubjectConfirmationData has no InResponseTo")
@@ -346,16 +355,72 @@ def consume_response(config: SAMLUpstreamConfig, saml_response_b64: str, *,
         assertion = verified.findall(_q(SAML, "Assertion"))[0]  # the one, counted above
     if assertion.find(_q(DS, "Signature")) is not None:
         assertion = verify(assertion, idp.certs, allow_sha1=config.allow_sha1)
+    return _identity(assertion, idp.entity_id, (config.sp_entity_id,), (config.acs_url,), now,
+                     config.skew, expected_in_response_to, response_signed)
+
+
+def _identity(assertion: etree._Element, entity_id: str, audiences: Sequence[str],
+              recipients: Sequence[str], now: float, skew: int, in_response_to: str | None,
+              response_signed: bool) -> SAMLIdentity:
+    """The checks of a verified Assertion's content shared by a Response and a bare one."""
     if assertion.get("Version") != "2.0" or not assertion.get("ID"):
         raise SAMLError("Assertion lacks Version 2.0 or an ID")
-    _check_issuer(assertion, idp.entity_id, required=True)
-    conditions_expiry = _check_conditions(assertion, config, now)
+    _check_issuer(assertion, entity_id, required=True)
+    conditions_expiry = _check_conditions(assertion, audiences, now, skew)
     name_id, name_id_format, confirmation_expiry = _check_subject(
-        assertion, config, now, expected_in_response_to, response_signed)
-    authn_instant, class_ref, session_index = _authn(assertion, now, config.skew)
+        assertion, recipients, now, skew, in_response_to, response_signed)
+    authn_instant, class_ref, session_index = _authn(assertion, now, skew)
     expiries = [e for e in (conditions_expiry, confirmation_expiry) if e is not None]
     return SAMLIdentity(
-        issuer=idp.entity_id, name_id=name_id, name_id_format=name_id_format,
+        issuer=entity_id, name_id=name_id, name_id_format=name_id_format,
         attributes=_attributes(assertion), assertion_id=str(assertion.get("ID")),
         not_on_or_after=min(expiries), authn_instant=authn_instant,
         authn_context_class_ref=class_ref, session_index=session_index)
+
+
+# --- a bare Assertion: RFC 7522 bearer grant, RFC 8693 subject_token ------------------------
+
+def decode_assertion(value: str) -> bytes:
+    """RFC 7522 §2.1: the ``assertion`` is base64url without padding; padded base64url and
+    standard base64 are tolerated too."""
+    compact = "".join(value.split()).rstrip("=")
+    if not compact or len(compact) > MAX_RESPONSE_B64:
+        raise SAMLError("assertion empty or too large")
+    if len(compact) % 4 == 1:
+        raise SAMLError("assertion is not valid base64url")
+    padded = compact.translate(_URLSAFE) + "=" * (-len(compact) % 4)
+    try:
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SAMLError("assertion is not valid base64url") from exc
+
+
+def _bare_assertion(xml: bytes) -> etree._Element:
+    root = parse_xml(xml)
+    if root.tag != _q(SAML, "Assertion"):
+        raise SAMLError("not a SAML 2.0 Assertion")
+    return root
+
+
+def assertion_issuer(xml: bytes) -> str:
+    """The Issuer an (unverified) bare Assertion claims: which trusted IdP's keys to try."""
+    issuer = _bare_assertion(xml).find(_q(SAML, "Issuer"))
+    if issuer is None or not _text(issuer, "Issuer"):
+        raise SAMLError("Assertion has no Issuer")
+    return _text(issuer, "Issuer")
+
+
+def consume_assertion(idp: IdPMetadata, xml: bytes, *, audience_options: Sequence[str],
+                      recipient_options: Sequence[str], now: float, allow_sha1: bool = False,
+                      skew: int = 60) -> SAMLIdentity:
+    """Validate a bare saml:Assertion (RFC 7522 §3): signed by a certificate of ``idp``'s
+    metadata (only the verified element is read), Issuer the IdP, Conditions window,
+    AudienceRestriction naming one of ``audience_options``, one bearer SubjectConfirmation
+    whose Recipient is one of ``recipient_options`` and whose NotOnOrAfter lies ahead, NameID.
+    Replay (one use of the ID until ``not_on_or_after``) is the caller's job."""
+    root = _bare_assertion(xml)
+    if root.find(_q(DS, "Signature")) is None:
+        raise SAMLError("Assertion is not signed")
+    assertion = verify(root, idp.certs, allow_sha1=allow_sha1)
+    return _identity(assertion, idp.entity_id, audience_options, recipient_options, now, skew,
+                     None, True)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from broker.client_cert import ClientCertMiddleware
 from broker.endpoints import (
     admin,
     authorize,
@@ -22,6 +23,7 @@ from broker.endpoints import (
     logout,
     metadata,
     revoke,
+    saml_idp,
     token,
     userinfo,
 )
@@ -68,6 +70,9 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
         Route(TENANT + "/login/{upstream}", login.start, methods=["GET"]),
         Route(TENANT + "/login/{upstream}/callback", login.oidc_callback, methods=["GET"]),
         Route(TENANT + "/login/{upstream}/finish", login.finish, methods=["GET"]),
+        # the IdP for legacy apps, before the upstream routes ("idp" is not an upstream name)
+        Route(TENANT + "/saml/idp/metadata", saml_idp.metadata, methods=["GET"]),
+        Route(TENANT + "/saml/idp/sso", saml_idp.sso, methods=["GET", "POST"]),
         Route(TENANT + "/saml/{upstream}/acs", login.saml_acs, methods=["POST"]),
         Route(TENANT + "/saml/{upstream}/metadata", login.saml_metadata, methods=["GET"]),
         Route(TENANT + "/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
@@ -84,5 +89,6 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: http_error})
+    app.add_middleware(ClientCertMiddleware, trusted_proxies=broker.settings.trusted_proxies)
     app.state.broker = broker
     return app

@@ -2,8 +2,9 @@
 ``Authorization: Bearer`` (RFC 6750) and ``Authorization: DPoP`` (RFC 9449 §7).
 
 A DPoP-bound token needs the DPoP scheme and a proof with matching ``ath``, ``htm``, ``htu``
-and key; a bound token sent as Bearer is refused. Errors are 401 with a challenge for each
-scheme (only the one used carries the error).
+and key; a bound token sent as Bearer is refused. A certificate-bound token (RFC 8705 §3,
+``cnf.x5t#S256``) needs the same TLS client certificate (``broker.client_cert``). Errors are
+401 with a challenge for each scheme (only the one used carries the error).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from adapters.dpop import SUPPORTED_ALGS
 from adapters.errors import InvalidDPoPProof, InvalidRequest, InvalidToken, OAuthError, UseDPoPNonce
+from broker.client_cert import check_bound_token
 from broker.dpop_check import check_proof, nonce_headers
 from broker.errors import challenge, error_response
 from broker.runtime import Broker, TenantView
@@ -67,6 +69,7 @@ async def authenticate(broker: Broker, tenant: TenantView, request: Request
     scheme, token = creds
     request.state.auth_scheme = scheme
     claims = await verify_access_token(broker, tenant, token)
+    check_bound_token(request, claims)
     jkt = (claims.get("cnf") or {}).get("jkt")
     if jkt and scheme != "dpop":
         raise InvalidToken("DPoP-bound token presented as Bearer")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.errors import OAuthError
-from broker import login_admin
+from broker import cli_api_keys, cli_legacy_apps, login_admin
 from broker import management as ops
 from broker.config import Settings
 from broker.runtime import Broker
@@ -85,6 +85,9 @@ def cmd_client(args: argparse.Namespace) -> int:
             redirect_uris=args.redirect_uri, post_logout_redirect_uris=args.post_logout_uri,
             first_party=not args.third_party, require_par=args.require_par,
             authorization_details_types=args.detail_type,
+            tls_client_auth_subject_dn=args.tls_subject_dn,
+            tls_client_auth_san_uri=args.tls_san_uri, tls_client_auth_san_dns=args.tls_san_dns,
+            tls_client_certificate_bound_access_tokens=args.tls_bound,
         ), CLIENT_COLS)
     if args.action == "list":
         return _run(args, lambda b: ops.list_clients(b, args.tenant), CLIENT_COLS)
@@ -241,13 +244,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=os.environ.get("TESSERA_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.load().with_base_url(args.host, args.port)
+    if (args.ca_certs or args.client_cert) and not args.certfile:
+        print("error: --ca-certs and --client-cert need --certfile", file=sys.stderr)
+        return 2
+    if args.client_cert and not args.ca_certs:
+        print("error: --client-cert needs --ca-certs", file=sys.stderr)
+        return 2
+    client_cert = args.client_cert or ("optional" if args.ca_certs else None)
+    settings = Settings.load().with_base_url(args.host, args.port,
+                                             "https" if args.certfile else "http")
     if args.workers > 1:
         return serve_workers(settings, args.host, args.port, args.workers, args.certfile,
-                             args.keyfile)
+                             args.keyfile, ca_certs=args.ca_certs, client_cert=client_cert)
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            runner.run(serve(settings, args.host, args.port, args.certfile, args.keyfile))
+            runner.run(serve(settings, args.host, args.port, args.certfile, args.keyfile,
+                             ca_certs=args.ca_certs, client_cert=client_cert))
     except KeyboardInterrupt:
         pass
     return 0
@@ -262,6 +274,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--certfile", help="serve HTTPS with this certificate (PEM)")
     serve.add_argument("--keyfile", help="private key of --certfile (PEM)")
+    serve.add_argument("--ca-certs", help="CA bundle (PEM) that TLS client certificates must "
+                       "chain to (mutual TLS, RFC 8705)")
+    serve.add_argument("--client-cert", choices=["optional", "required"],
+                       help="ask TLS clients for a certificate (default with --ca-certs: "
+                       "optional)")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (replicas; use PostgreSQL for more than one)")
     serve.set_defaults(func=cmd_serve)
@@ -293,8 +310,17 @@ def parser() -> argparse.ArgumentParser:
     cc.add_argument("--dpop-required", action="store_true")
     cc.add_argument("--auth-method", default="client_secret_basic",
                     choices=["client_secret_basic", "client_secret_post", "private_key_jwt",
-                             "none"], help="none: a public client (agent on a device)")
-    cc.add_argument("--jwks-file", help="public JWKS for private_key_jwt")
+                             "none", "tls_client_auth", "self_signed_tls_client_auth"],
+                    help="none: a public client (agent on a device)")
+    cc.add_argument("--jwks-file", help="public JWKS for private_key_jwt (and with x5c for "
+                    "self_signed_tls_client_auth)")
+    cc.add_argument("--tls-subject-dn", help="tls_client_auth: the certificate's subject DN "
+                    "(RFC 4514)")
+    cc.add_argument("--tls-san-uri", help="tls_client_auth: a URI SAN, e.g. a SPIFFE ID "
+                    "spiffe://trust-domain/workload")
+    cc.add_argument("--tls-san-dns", help="tls_client_auth: a DNS SAN")
+    cc.add_argument("--tls-bound", action="store_true",
+                    help="bind access tokens to the client certificate (RFC 8705 §3)")
     cc.add_argument("--redirect-uri", action="append", default=[],
                     help="for the authorization code flow (exact match)")
     cc.add_argument("--post-logout-uri", action="append", default=[])
@@ -447,6 +473,9 @@ def parser() -> argparse.ArgumentParser:
     idt.add_argument("--lifetime", type=int, default=300)
     idt.add_argument("--json", action="store_true")
     idt.set_defaults(func=cmd_id_token)
+
+    cli_api_keys.add_parser(sub)
+    cli_legacy_apps.add_parser(sub)
 
     tok = sub.add_parser("admin-token", help="print the admin API bearer token")
     tok.set_defaults(func=cmd_admin_token)

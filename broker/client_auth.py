@@ -1,7 +1,9 @@
 """Client authentication (RFC 6749 §2.3, RFC 7523 §2.2 client assertions).
 
-Methods: ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt``, and ``none``
-for public clients (only ``client_id`` in the body; RFC 6749 §2.1). A request may use exactly
+Methods: ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt``, ``none``
+for public clients (only ``client_id`` in the body; RFC 6749 §2.1), and the mutual-TLS ones of
+RFC 8705 §2, ``tls_client_auth`` and ``self_signed_tls_client_auth`` (only ``client_id`` in
+the body too; the TLS client certificate, see ``broker.client_cert``). A request may use exactly
 one, and the client must use the one it registered. Reading what was presented
 (``presented_credentials``) is pure and comes first, so the endpoint can fetch the tenant and
 the client in one database read; checking it (``verify_client``) needs no I/O at all. A client
@@ -20,11 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from cryptography import x509
 from joserfc.jwk import Key
 from starlette.requests import Request
 
-from adapters import jose
+from adapters import jose, mtls
 from adapters.errors import InvalidClient, InvalidRequest
+from broker.client_cert import client_certificate
 from broker.forms import Form
 from broker.runtime import Broker, ClientView
 from tenants.journal import Claim
@@ -33,6 +37,7 @@ JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_MAX_LIFETIME = 3600  # Authlib signs for an hour by default; Okta allows one hour
 LEEWAY = 30
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="tessera"'}
+MTLS_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Credentials:
     client_id: str
     secret: str | None = None
     assertion: str | None = None
+    certificate: x509.Certificate | None = None  # with "none": maybe an mTLS client
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ def presented_credentials(request: Request, form: Form) -> Credentials:
         client_id = form.get("client_id")
         if client_id is None:
             raise InvalidClient("client authentication required", headers=BASIC_CHALLENGE)
-        return Credentials("none", client_id)
+        return Credentials("none", client_id, certificate=client_certificate(request))
     method = used[0]
     if basic is not None:
         if form.get("client_id") not in (None, basic[0]):
@@ -106,6 +112,10 @@ def verify_client(
 ) -> AuthenticatedClient:
     """Judge the credentials against the registered client (no I/O)."""
     challenge = BASIC_CHALLENGE if creds.method == "client_secret_basic" else {}
+    if (client is not None and client.status == "active" and creds.method == "none"
+            and client.auth_method in MTLS_METHODS):
+        _check_certificate(broker, client, creds.certificate)
+        return AuthenticatedClient(client, client.auth_method)
     if client is None or client.status != "active" or client.auth_method != creds.method:
         raise InvalidClient("client authentication failed", headers=challenge)
     if creds.method == "none":
@@ -118,6 +128,40 @@ def verify_client(
     return AuthenticatedClient(
         client, creds.method, (_check_assertion(broker, client, creds.assertion, audiences),)
     )
+
+
+def _check_certificate(
+    broker: Broker, client: ClientView, cert: x509.Certificate | None
+) -> None:
+    """RFC 8705 §2.1.2 (the registered subject DN, SAN URI or SAN DNS name, on a certificate
+    whose chain the TLS terminator verified) or §2.2.2 (a certificate in the client's JWKS
+    ``x5c``). A self-issued certificate never passes ``tls_client_auth``: only a CA's word
+    counts there, whatever else sits in the trust bundle."""
+    if cert is None:
+        raise InvalidClient("this client authenticates with a TLS client certificate")
+    try:
+        mtls.check_validity(cert, broker.clock.now(), leeway=LEEWAY)
+    except mtls.CertificateError as exc:
+        raise InvalidClient(f"client certificate refused: {exc}") from exc
+    if client.auth_method == "self_signed_tls_client_auth":
+        if not mtls.matches_x5c(cert, client.jwks):
+            raise InvalidClient("client certificate is not one the client registered")
+        return
+    if mtls.is_self_issued(cert) or not _registered_name_matches(client, cert):
+        raise InvalidClient("client certificate does not match the client's registration")
+
+
+def _registered_name_matches(client: ClientView, cert: x509.Certificate) -> bool:
+    if client.tls_client_auth_san_uri:
+        uri = client.tls_client_auth_san_uri
+        if uri.startswith("spiffe://"):  # a SPIFFE ID: the X.509-SVID rules apply
+            return mtls.spiffe_id(cert) == uri
+        return uri in mtls.san_uris(cert)
+    if client.tls_client_auth_san_dns:
+        return mtls.dns_matches(client.tls_client_auth_san_dns, cert)
+    if client.tls_client_auth_subject_dn:
+        return mtls.dn_matches(client.tls_client_auth_subject_dn, cert)
+    return False
 
 
 def _check_assertion(

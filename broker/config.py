@@ -32,6 +32,8 @@ class Settings:
     max_body_bytes: int = 65_536
     allow_http_loopback: bool = False  # dev/tests: partners' http://127.0.0.1 issuers and JWKS
     log_level: str = "info"
+    # RFC 9440: peers (IPs/CIDRs) whose Client-Cert header is believed; comma-separated in env
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -61,14 +63,17 @@ class Settings:
                 value = float(value)
             elif isinstance(default, int) and not isinstance(default, bool):
                 value = int(value)
+            elif isinstance(default, tuple):
+                items = value.split(",") if isinstance(value, str) else value
+                value = tuple(str(v).strip() for v in items if str(v).strip())
             typed[f.name] = value
         return replace(self, **typed)
 
-    def with_base_url(self, host: str, port: int) -> Settings:
+    def with_base_url(self, host: str, port: int, scheme: str = "http") -> Settings:
         if self.base_url:
             return self
         shown = f"[{host}]" if ":" in host else host
-        return replace(self, base_url=f"http://{shown}:{port}")
+        return replace(self, base_url=f"{scheme}://{shown}:{port}")
 
     def master_key_bytes(self) -> bytes:
         if self.master_key:

@@ -26,6 +26,7 @@ OIDC_FIELDS = ("issuer", "client_id", "client_auth", "scopes", "allowed_algs", "
                "extra_auth_params", "authorization_endpoint", "token_endpoint", "jwks_uri",
                "userinfo_endpoint")
 MAX_METADATA = 512 * 1024
+RESERVED = frozenset({"idp"})  # /t/{t}/saml/idp/... is tessera's own SAML IdP
 METADATA_TYPES = frozenset({"application/samlmetadata+xml", "application/xml", "text/xml"})
 
 
@@ -109,6 +110,8 @@ async def create_upstream(broker: Broker, tenant: str, body: dict[str, Any]) -> 
     name, kind = body.get("name"), body.get("kind")
     if not isinstance(name, str) or not NAME.match(name):
         raise InvalidRequest("name: 1-64 of a-z, 0-9, '-' and '_'")
+    if name in RESERVED:
+        raise InvalidRequest(f"upstream name {name!r} is reserved")
     if kind not in ("oidc", "saml"):
         raise InvalidRequest("kind must be oidc or saml")
     domains = body.get("domains", [])

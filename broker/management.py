@@ -42,8 +42,14 @@ def client_json(client: Client, secret: str | None = None) -> dict[str, Any]:
         "first_party": client.first_party if client.first_party is not None else True,
         "require_pushed_authorization_requests": bool(client.require_par),
         "authorization_details_types": client.authorization_details_types or [],
+        "tls_client_certificate_bound_access_tokens":
+            bool(client.tls_client_certificate_bound_access_tokens),
         "created_at": int(client.created_at),
     }
+    for name in ("tls_client_auth_subject_dn", "tls_client_auth_san_uri",
+                 "tls_client_auth_san_dns"):
+        if getattr(client, name):
+            body[name] = getattr(client, name)
     if client.jwks:
         body["jwks"] = client.jwks
     if secret is not None:
@@ -108,7 +114,9 @@ async def create_client(
 ) -> dict[str, Any]:
     """``login``: the authorization-code settings of ``directory.create_client``
     (redirect_uris, post_logout_redirect_uris, first_party, require_par,
-    authorization_details_types)."""
+    authorization_details_types) and its mutual-TLS ones (tls_client_auth_subject_dn,
+    tls_client_auth_san_uri, tls_client_auth_san_dns,
+    tls_client_certificate_bound_access_tokens)."""
     await _existing_tenant(broker, tenant)
     try:
         async with tenant_scope(broker.sessions, tenant) as scope:

@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import signal
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from hypercorn.run import run as hypercorn_run
 
+from broker import hypercorn_tls
 from broker import management as ops
 from broker.app import create_app
 from broker.config import Settings
@@ -110,7 +112,14 @@ async def prepare(settings: Settings) -> Broker:
     return broker
 
 
-def hypercorn_config(host: str, port: int, certfile: str | None, keyfile: str | None) -> Config:
+CLIENT_CERT_MODES = {"optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def hypercorn_config(host: str, port: int, certfile: str | None, keyfile: str | None,
+                     ca_certs: str | None = None, client_cert: str | None = None) -> Config:
+    """``ca_certs`` and ``client_cert`` (optional|required): ask TLS clients for a certificate
+    chaining to that bundle (OpenSSL verifies it in the handshake; ``broker.hypercorn_tls``
+    hands it to the app)."""
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.graceful_timeout = 10.0
@@ -118,31 +127,37 @@ def hypercorn_config(host: str, port: int, certfile: str | None, keyfile: str | 
     config.h11_max_incomplete_size = 16 * 1024
     if certfile:
         config.certfile, config.keyfile = certfile, keyfile
+    if ca_certs:
+        config.ca_certs = ca_certs
+        config.verify_mode = CLIENT_CERT_MODES[client_cert or "optional"]
     return config
 
 
 async def serve(
     settings: Settings, host: str, port: int, certfile: str | None = None,
-    keyfile: str | None = None,
+    keyfile: str | None = None, *, ca_certs: str | None = None, client_cert: str | None = None,
 ) -> None:
     """One process: the app and the key schedule on this event loop."""
+    hypercorn_tls.install(strict=bool(ca_certs))
     broker = await prepare(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(broker, migrate=False)
-    config = hypercorn_config(host, port, certfile, keyfile)
+    config = hypercorn_config(host, port, certfile, keyfile, ca_certs, client_cert)
     tune_gc()
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
 def serve_workers(
     settings: Settings, host: str, port: int, workers: int, certfile: str | None = None,
-    keyfile: str | None = None,
+    keyfile: str | None = None, *, ca_certs: str | None = None, client_cert: str | None = None,
 ) -> int:
     """Several worker processes on one listening socket (Hypercorn's process manager); each
     worker is a full replica sharing only the database and the master key."""
+    hypercorn_tls.install(strict=bool(ca_certs))  # the check; broker.asgi installs per worker
+
     async def _prepare() -> None:
         await (await prepare(settings)).close()
 
@@ -151,7 +166,7 @@ def serve_workers(
     os.environ["TESSERA_MASTER_KEY"] = base64.urlsafe_b64encode(
         settings.master_key_bytes()).decode().rstrip("=")
     os.environ["TESSERA_ADMIN_TOKEN"] = settings.admin_token_value()
-    config = hypercorn_config(host, port, certfile, keyfile)
+    config = hypercorn_config(host, port, certfile, keyfile, ca_certs, client_cert)
     config.application_path = "broker.asgi:app"
     config.workers = workers
     if event_loop_factory() is not None:

@@ -41,7 +41,10 @@ def access_token_claims(
     jkt: str | None = None,
     jti: str | None = None,
     authorization_details: Sequence[dict[str, Any]] = (),
+    x5t: str | None = None,
 ) -> dict[str, Any]:
+    """``jkt``: bound to a DPoP key (RFC 9449 §6); ``x5t``: bound to a TLS client
+    certificate, its ``x5t#S256`` (RFC 8705 §3.1). Both may be given."""
     iat = int(now)
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -56,6 +59,8 @@ def access_token_claims(
         claims["scope"] = " ".join(scope)
     if jkt:
         claims["cnf"] = {"jkt": jkt}
+    if x5t:
+        claims.setdefault("cnf", {})["x5t#S256"] = x5t
     if authorization_details:
         claims["authorization_details"] = list(authorization_details)
     return claims

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from adapters import mtls
 from tenants import audit
 from tenants.models import Client, DirectoryEpoch, Tenant
 from tenants.scope import TenantScope
@@ -19,7 +20,9 @@ from tenants.settings import TenantSettings
 
 TENANT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none",
+                "tls_client_auth", "self_signed_tls_client_auth")
+NO_SECRET = ("private_key_jwt", "none", "tls_client_auth", "self_signed_tls_client_auth")
 
 
 class DirectoryError(ValueError):
@@ -94,7 +97,17 @@ async def create_client(
     first_party: bool = True,
     require_par: bool = False,
     authorization_details_types: Sequence[str] = (),
+    tls_client_auth_subject_dn: str | None = None,
+    tls_client_auth_san_uri: str | None = None,
+    tls_client_auth_san_dns: str | None = None,
+    tls_client_certificate_bound_access_tokens: bool = False,
 ) -> NewClient:
+    """``tls_client_auth`` needs exactly one of the ``tls_client_auth_*`` names (a SPIFFE ID
+    goes in ``tls_client_auth_san_uri``); ``self_signed_tls_client_auth`` a JWKS whose keys
+    carry the client's certificates in ``x5c`` (RFC 8705 §2)."""
+    tls_names = {"tls_client_auth_subject_dn": tls_client_auth_subject_dn,
+                 "tls_client_auth_san_uri": tls_client_auth_san_uri,
+                 "tls_client_auth_san_dns": tls_client_auth_san_dns}
     if auth_method not in AUTH_METHODS:
         raise DirectoryError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
     client_id = client_id or _new_client_id()
@@ -102,12 +115,13 @@ async def create_client(
         raise DirectoryError("client_id: 1-128 unreserved characters")
     if await scope.get(Client, client_id) is not None:
         raise DirectoryError(f"client {client_id!r} exists in tenant {scope.tenant_id!r}")
-    if auth_method == "private_key_jwt":
+    if auth_method in ("private_key_jwt", "self_signed_tls_client_auth"):
         keys = (jwks or {}).get("keys")
         if not isinstance(keys, list) or not keys:
-            raise DirectoryError("private_key_jwt needs a JWKS with at least one public key")
+            raise DirectoryError(f"{auth_method} needs a JWKS with at least one public key")
         if any(not isinstance(k, dict) or "d" in k or k.get("kty") == "oct" for k in keys):
             raise DirectoryError("the client JWKS must hold public asymmetric keys only")
+    _check_mtls(auth_method, tls_names, jwks)
     if any(not s or " " in s for s in scopes):
         raise DirectoryError("scopes are non-empty tokens without spaces")
     if not 1 <= access_token_lifetime <= 86_400:
@@ -116,7 +130,7 @@ async def create_client(
         check_redirect_uri(uri)
     if auth_method == "none" and not redirect_uris:
         raise DirectoryError("a public client (auth method none) needs redirect URIs")
-    secret = None if auth_method in ("private_key_jwt", "none") else _new_secret()
+    secret = None if auth_method in NO_SECRET else _new_secret()
     client = scope.add(Client(
         client_id=client_id, name=name, status="active", auth_method=auth_method,
         secret_hash=hasher_hash(secret) if secret else None, jwks=jwks,
@@ -127,6 +141,8 @@ async def create_client(
         post_logout_redirect_uris=list(dict.fromkeys(post_logout_redirect_uris)),
         first_party=first_party, require_par=require_par,
         authorization_details_types=list(dict.fromkeys(authorization_details_types)),
+        **tls_names,
+        tls_client_certificate_bound_access_tokens=tls_client_certificate_bound_access_tokens,
     ))
     await scope.session.flush()
     await bump_epoch(scope.session, scope.tenant_id)
@@ -135,8 +151,39 @@ async def create_client(
         detail={"auth_method": auth_method, "scopes": list(scopes), "audiences": list(audiences),
                 "dpop_bound_access_tokens": dpop_bound_access_tokens,
                 "redirect_uris": list(redirect_uris), "first_party": first_party,
-                "require_par": require_par})], now)
+                "require_par": require_par,
+                **{k: v for k, v in tls_names.items() if v},
+                "tls_client_certificate_bound_access_tokens":
+                    tls_client_certificate_bound_access_tokens})], now)
     return NewClient(client, secret)
+
+
+def _check_mtls(auth_method: str, names: dict[str, str | None], jwks: Any) -> None:
+    given = {k: v for k, v in names.items() if v is not None}
+    if auth_method != "tls_client_auth":
+        if given:
+            raise DirectoryError(f"{', '.join(given)}: only with tls_client_auth")
+        if auth_method == "self_signed_tls_client_auth" and not mtls.x5c_certificates(jwks):
+            raise DirectoryError("self_signed_tls_client_auth needs a JWKS whose keys carry "
+                                 "the client's certificate in x5c")
+        return
+    if len(given) != 1:
+        raise DirectoryError("tls_client_auth needs exactly one of tls_client_auth_subject_dn, "
+                             "tls_client_auth_san_uri, tls_client_auth_san_dns")
+    (name, value), = given.items()
+    if not value or len(value) > 512 or value != value.strip():
+        raise DirectoryError(f"{name}: 1-512 characters, no surrounding spaces")
+    try:
+        if name == "tls_client_auth_subject_dn":
+            mtls.parse_dn(value)
+        elif name == "tls_client_auth_san_uri" and value.startswith("spiffe://"):
+            mtls.check_spiffe_id(value)
+        elif name == "tls_client_auth_san_uri" and ":" not in value:
+            raise DirectoryError("tls_client_auth_san_uri must be an absolute URI")
+        elif name == "tls_client_auth_san_dns" and (len(value) > 253 or " " in value):
+            raise DirectoryError("tls_client_auth_san_dns must be a DNS name")
+    except mtls.CertificateError as exc:
+        raise DirectoryError(f"{name}: {exc}") from exc
 
 
 def check_redirect_uri(uri: str) -> None:

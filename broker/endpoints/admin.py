@@ -14,6 +14,7 @@ from starlette.routing import Route
 from adapters.errors import InvalidRequest, InvalidToken, OAuthError
 from broker import login_admin
 from broker import management as ops
+from broker.endpoints import admin_api_keys, admin_legacy_apps
 from broker.errors import challenge, error_response
 from broker.runtime import Broker
 
@@ -100,6 +101,10 @@ async def _create_client(request: Request, broker: Broker, body: dict[str, Any])
         first_party=bool(body.get("first_party", True)),
         require_par=bool(body.get("require_pushed_authorization_requests", False)),
         authorization_details_types=_str_list(body, "authorization_details_types"),
+        **{name: _opt_str(body, name) for name in (
+            "tls_client_auth_subject_dn", "tls_client_auth_san_uri", "tls_client_auth_san_dns")},
+        tls_client_certificate_bound_access_tokens=bool(
+            body.get("tls_client_certificate_bound_access_tokens", False)),
     )
 
 
@@ -228,6 +233,8 @@ def routes() -> list[Route]:
             lambda r, b, _: ops.verify_audit(b, r.path_params["tenant"])), methods=["GET"]),
         *registry_routes(),
         *login_routes(),
+        *admin_api_keys.routes(),
+        *admin_legacy_apps.routes(),
     ]
 
 

@@ -14,7 +14,7 @@ from broker.runtime import Broker
 from broker.tokens import verify_access_token
 
 REPORTED = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "cnf", "act",
-            "authorization_details")
+            "authorization_details", "akid", "acr", "amr", "auth_time")
 
 
 async def introspection_endpoint(request: Request) -> Response:

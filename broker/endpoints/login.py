@@ -10,7 +10,6 @@ recorded until it expires).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -22,13 +21,12 @@ from adapters.errors import AccessDenied, OAuthError
 from adapters.oidc_upstream import UpstreamError
 from adapters.saml_assertion import SAMLError
 from adapters.saml_upstream import authn_request, consume_response, sp_metadata
-from broker import claim_mapping, login_flow, pages, upstreams
+from broker import claim_mapping, login_flow, pages, saml_bearer, upstreams
 from broker.endpoints import saml_idp
 from broker.forms import read_form
 from broker.runtime import Broker, TenantView
 from broker.upstreams import UpstreamView
 from tenants import audit, login_sessions, pending, users
-from tenants.journal import Claim
 from tenants.scope import tenant_scope
 
 UPSTREAM_FAILED = "The sign-in at your organisation could not be completed."
@@ -199,9 +197,8 @@ async def saml_acs(request: Request, broker: Broker, tenant: TenantView) -> Resp
         profile = claim_mapping.profile(source, upstream.mapping, claim_mapping.SAML_DEFAULT)
     except (SAMLError, claim_mapping.MappingError, ValueError) as exc:
         return await _refuse_login(broker, tenant, name, flow, str(exc))
-    replay = hashlib.sha256(f"saml|{identity.issuer}|{identity.assertion_id}".encode())
-    reused = await broker.journal.record(tenant.id, claims=[Claim(
-        replay.hexdigest(), identity.not_on_or_after + 120, kind="saml_assertion")])
+    # one use, shared with the SAML bearer grant (an assertion is good at one of them, once)
+    reused = await broker.journal.record(tenant.id, claims=[saml_bearer.replay_claim(identity)])
     if reused is not None:
         return await _refuse_login(broker, tenant, name, flow, "assertion replayed")
     auth = claim_mapping.saml_auth(identity.authn_context_class_ref, identity.authn_instant)

@@ -21,7 +21,8 @@ def server_metadata(tenant: TenantView, signing_alg: str,
                     detail_types: list[str] | None = None) -> dict[str, Any]:
     """Only what works today; later grants and endpoints add their fields as they land."""
     issuer = tenant.issuer
-    auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt",
+                    "tls_client_auth", "self_signed_tls_client_auth"]
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -41,6 +42,7 @@ def server_metadata(tenant: TenantView, signing_alg: str,
         "prompt_values_supported": sorted(PROMPTS),
         "authorization_details_types_supported": detail_types or [],
         "dpop_bound_access_tokens_supported": True,
+        "tls_client_certificate_bound_access_tokens": True,
         "token_endpoint": f"{issuer}/token",
         "jwks_uri": f"{issuer}/jwks",
         "introspection_endpoint": f"{issuer}/introspect",

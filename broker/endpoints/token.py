@@ -26,6 +26,7 @@ from adapters.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from broker.client_cert import binding_thumbprint
 from broker.dpop_check import check_proof, nonce_headers
 from broker.endpoints.client_request import (
     ClientRequest,
@@ -39,6 +40,7 @@ from broker.grants.base import Grant, TokenRequest
 from broker.grants.client_credentials import ClientCredentialsGrant
 from broker.grants.jwt_bearer import JWTBearerGrant
 from broker.grants.refresh_token import RefreshTokenGrant
+from broker.grants.saml2_bearer import SAML2BearerGrant
 from broker.grants.token_exchange import TokenExchangeGrant
 from broker.runtime import Broker
 from tenants import audit
@@ -46,7 +48,7 @@ from tenants.journal import STALE
 
 GRANTS: dict[str, Grant] = {
     g.grant_type: g for g in (ClientCredentialsGrant(), TokenExchangeGrant(), JWTBearerGrant(),
-                              AuthorizationCodeGrant(), RefreshTokenGrant())
+                              AuthorizationCodeGrant(), RefreshTokenGrant(), SAML2BearerGrant())
 }
 
 
@@ -106,14 +108,17 @@ async def _decide(broker: Broker, request: Request, state: ClientRequest) -> Res
                                      "refresh token grants")
         if client.client.dpop_bound_access_tokens and checked is None:
             raise InvalidDPoPProof("this client must present a DPoP proof")
+        x5t = binding_thumbprint(request, client.client)
         result = await grant.issue(TokenRequest(
-            broker, tenant, client, form, checked.proof if checked else None, broker.clock.now()
+            broker, tenant, client, form, checked.proof if checked else None, broker.clock.now(),
+            cert_thumbprint=x5t,
         ))
         token = result.access_token
         event = audit.Event(
             result.action, "granted", client.client.client_id, result.subject,
             {"grant_type": grant.grant_type, "jti": token.jti, "scope": list(result.scope),
-             "dpop_jkt": checked.proof.jkt if checked else None, **result.detail},
+             "dpop_jkt": checked.proof.jkt if checked else None,
+             **({"x5t#S256": x5t} if x5t else {}), **result.detail},
         )
         claims = (*client.claims, *((checked.claim,) if checked else ()), *result.claims)
         reused = await broker.journal.record(
@@ -127,6 +132,8 @@ async def _decide(broker: Broker, request: Request, state: ClientRequest) -> Res
                 raise _Replayed("DPoP proof replayed")
             if reused.kind == "grant":
                 raise _ReplayedGrant("the assertion was already redeemed")
+            if reused.kind == "saml_assertion":
+                raise _ReplayedGrant("the SAML assertion was already used")
             raise _ReplayedAssertion("client assertion replayed")
     except OAuthError as exc:
         action = None if isinstance(exc, _AUDITED) else "token.refused"

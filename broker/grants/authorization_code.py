@@ -43,7 +43,7 @@ async def issue_user_tokens(
         issuer=tenant.issuer, subject=user.id, client_id=client.client_id,
         audience=grant.audience, scope=scope, now=request.now, lifetime=lifetime,
         jkt=request.dpop.jkt if request.dpop else None, jti=grants.access_jti(grant.id),
-        authorization_details=details)
+        authorization_details=details, x5t=request.cert_thumbprint)
     token = await mint_access_token(request.broker, tenant, claims)
     extra: dict[str, Any] = {"refresh_token": refresh_token}
     if "openid" in scope:

@@ -21,6 +21,7 @@ class TokenRequest:
     form: Form
     dpop: DPoPProof | None
     now: float
+    cert_thumbprint: str | None = None  # RFC 8705 §3: bind the access token to this x5t#S256
 
 
 @dataclass(frozen=True)

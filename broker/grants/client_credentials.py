@@ -50,6 +50,7 @@ class ClientCredentialsGrant:
             now=request.now,
             lifetime=lifetime,
             jkt=request.dpop.jkt if request.dpop else None,
+            x5t=request.cert_thumbprint,
         )
         token = await mint_access_token(request.broker, request.tenant, claims)
         return GrantResult(token, scope, client.client_id, {"aud": list(audience)})

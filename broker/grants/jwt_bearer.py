@@ -95,7 +95,7 @@ class JWTBearerGrant:
         at = access_token_claims(
             issuer=tenant.issuer, subject=sub, client_id=client.client_id, audience=audience,
             scope=granted, now=request.now, lifetime=lifetime, jkt=bind,
-            authorization_details=details,
+            authorization_details=details, x5t=request.cert_thumbprint,
         )
         # RFC 9068 §2.2.1: how the user authenticated, as the IdP tenant asserted it
         at.update({k: claims[k] for k in ("auth_time", "acr", "amr") if k in claims})

@@ -2,7 +2,8 @@
 
 * ``requested_token_type=...:id-jag``: the IdP side of ID-JAG. The agent presents a user's ID
   token issued by this tenant to this agent; the audience must be a peer this tenant has a
-  live trust link with, and the managed connection for (agent, audience) decides the scopes.
+  live trust link with, and the managed connection for (agent, audience) decides the scopes
+  (``id_jag_exchange``, shared with a SAML assertion as the subject token).
 * ``requested_token_type=...:access_token`` (or none): on-behalf-of inside one tenant. An
   access token of this tenant becomes one for another audience of the same tenant, scopes only
   narrowed, ``act`` nesting the actor chain.
@@ -20,7 +21,6 @@ from adapters.errors import (
     InvalidAuthorizationDetails,
     InvalidRequest,
     InvalidScope,
-    InvalidTarget,
     InvalidToken,
 )
 from broker import id_jag
@@ -28,18 +28,8 @@ from broker.grants import exchange_api_key, exchange_saml_in, exchange_saml_out
 from broker.grants.base import GrantResult, TokenRequest
 from broker.grants.client_credentials import granted_audience
 from broker.grants.exchange_api_key import API_KEY
-from broker.policy import ConnectionIndex, decide
+from broker.grants.id_jag_exchange import issue_id_jag, requested_details
 from broker.tokens import access_token_claims, mint_access_token, verify_access_token
-
-
-async def requested_details(request: TokenRequest) -> tuple[dict[str, Any], ...]:
-    """RFC 9396 §6: ``authorization_details`` in a token request, checked against the tenant's
-    registered types and the client's allowed ones."""
-    details = rar.parse(request.form.get("authorization_details"))
-    if details:
-        rar.validate(details, await request.broker.detail_types(request.tenant.id),
-                     allowed=request.client.client.authorization_details_types)
-    return details
 
 
 def _actor(client_id: str, prior: dict[str, Any] | None) -> dict[str, Any]:
@@ -73,46 +63,15 @@ class TokenExchangeGrant:
     async def _id_jag(
         self, request: TokenRequest, subject_token: str, subject_type: str
     ) -> GrantResult:
-        form, broker, tenant = request.form, request.broker, request.tenant
-        client_id = request.client.client.client_id
         if subject_type != id_jag.ID_TOKEN:
             raise InvalidRequest(f"subject_token_type {subject_type!r} is not accepted for an "
                                  "ID-JAG (use an ID token)")
-        audiences = form.all("audience")
-        if len(audiences) != 1:
-            raise InvalidRequest("name exactly one audience: the resource authorization server")
-        audience = audiences[0]
-        resources = form.all("resource")
-        if len(resources) > 1:
-            raise InvalidTarget("at most one resource")
-        identity = await id_jag.verify_id_token(broker, tenant, subject_token, client_id)
-        if audience == tenant.issuer:
-            raise InvalidTarget("an ID-JAG must cross a trust domain")
-        peer = await broker.live_peer(tenant.id, audience)
-        if peer is None:
-            raise InvalidTarget("the audience is not a trusted peer of this tenant")
-        connection = await broker.managed_connection(tenant.id, client_id, audience)
-        index = ConnectionIndex([connection] if connection else [])
-        scope = form.get("scope")
-        decision = decide(
-            index, client_id=client_id, audience=audience,
-            requested_scopes=scope.split() if scope is not None else None,
-            resource=resources[0] if resources else None, ceiling=peer.ceiling,
-        )
-        details = await requested_details(request)
-        token = await id_jag.mint_id_jag(
-            broker, tenant, identity=identity, audience=audience,
-            remote_client_id=decision.remote_client_id, scope=decision.granted,
-            lifetime=decision.lifetime, now=request.now, resource=decision.resource,
-            jkt=request.dpop.jkt if request.dpop else None, authorization_details=details,
-        )
-        return GrantResult(
-            token, decision.granted, identity["sub"],
-            {"audience": audience, "scope_dropped": list(decision.dropped),
-             "resource": decision.resource, "jti": token.jti},
-            action="id_jag.issued", issued_token_type=id_jag.ID_JAG, token_type="N_A",
-            report_scope=scope is None or decision.scope_changed,
-        )
+
+        async def identity() -> dict[str, Any]:
+            return await id_jag.verify_id_token(request.broker, request.tenant, subject_token,
+                                                request.client.client.client_id)
+
+        return await issue_id_jag(request, identity)
 
     async def _on_behalf_of(
         self, request: TokenRequest, subject_token: str, subject_type: str
@@ -166,6 +125,7 @@ class TokenExchangeGrant:
             issuer=tenant.issuer, subject=str(subject["sub"]), client_id=client.client_id,
             audience=audience, scope=wanted, now=request.now, lifetime=lifetime,
             jkt=request.dpop.jkt if request.dpop else None, authorization_details=details,
+            x5t=request.cert_thumbprint,
         )
         claims["act"] = act
         token = await mint_access_token(broker, tenant, claims)

@@ -4,11 +4,20 @@ Key states: ``next`` (published, not yet signing) -> ``active`` (signs) -> ``ret
 (published, verifies until every token it signed has expired) -> ``retired`` (gone from JWKS,
 key material erased). A rotation promotes ``next``, demotes ``active`` and creates a new
 ``next``, so relying parties have seen a key in the JWKS for a whole period before it signs.
+
+Raw signatures (XML Signature for SAML assertions, built by ``adapters.saml_issue``) come from
+the same keys: ``raw_signer`` binds the active key to a ``sign(bytes) -> bytes`` that goes
+through the backend, and ``certificate`` is the key's self-signed X.509 certificate, made by
+the backend with the private key (deterministic, cached here). A JWS signing input is base64url
+text and a canonical SignedInfo is XML starting with ``<``, so one key serving both formats
+cannot have a signature of one taken for the other.
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +44,7 @@ class KeyView:
     handle: bytes
     activated_at: float | None
     retire_after: float | None
+    created_at: float = 0.0
 
     def jwk(self) -> dict[str, Any]:
         return {**self.public_jwk, "kid": self.kid, "use": "sig", "alg": self.alg}
@@ -49,6 +59,22 @@ class _TenantKeys:
     @property
     def active(self) -> KeyView | None:
         return next((k for k in self.keys if k.state == "active"), None)
+
+
+@dataclass(frozen=True)
+class RawSigner:
+    """The tenant's active key bound for raw signatures: ``sign`` runs in the backend (the
+    private key never leaves it); ``certificate`` is the key's X.509 certificate (PEM)."""
+
+    kid: str
+    alg: str
+    certificate: str
+    sign: Callable[[bytes], bytes]
+
+
+CERT_VALIDITY = 10 * 365 * 86_400  # SAML SPs trust metadata keys, not certificate dates
+_CERT_CACHE_SIZE = 10_000
+_STATE_ORDER = {"active": 0, "next": 1, "retiring": 2}
 
 
 @dataclass(frozen=True)
@@ -74,6 +100,7 @@ class KeyService:
         self._clock = clock
         self._cache_ttl = cache_ttl
         self._cache: dict[str, _TenantKeys] = {}
+        self._certs: dict[tuple[str, str], str] = {}
         # A replica may keep signing with a just-demoted key for one cache period.
         self.retire_margin = cache_ttl + 60.0
 
@@ -93,7 +120,7 @@ class KeyService:
             ).scalars().all()
         keys = [
             KeyView(r.kid, r.alg, r.state, r.public_jwk, r.private_blob, r.activated_at,
-                    r.retire_after)
+                    r.retire_after, r.created_at)
             for r in rows
             if not (r.state == "retiring" and r.retire_after is not None and r.retire_after < now)
         ]
@@ -120,19 +147,64 @@ class KeyService:
         return key
 
     # -- signing -------------------------------------------------------------------------
-    async def sign(self, tenant_id: str, header: dict[str, Any], claims: dict[str, Any]) -> str:
-        entry = await self._load(tenant_id)
-        active = entry.active
+    async def _active(self, tenant_id: str) -> KeyView:
+        active = (await self._load(tenant_id)).active
         if active is None:
             await self.ensure(tenant_id)
             active = (await self._load(tenant_id, force=True)).active
             if active is None:
                 raise RuntimeError(f"tenant {tenant_id!r} has no active signing key")
+        return active
+
+    async def sign(self, tenant_id: str, header: dict[str, Any], claims: dict[str, Any]) -> str:
+        active = await self._active(tenant_id)
         data = jose.signing_input({**header, "alg": active.alg, "kid": active.kid}, claims)
         signature = self._backend.sign(
             active.alg, active.handle, data, context=_context(tenant_id, active.kid)
         )
         return jose.compact(data, signature)
+
+    async def raw_signer(self, tenant_id: str) -> RawSigner:
+        """The active key with its certificate, for signatures that are not JWS."""
+        active = await self._active(tenant_id)
+        backend, context = self._backend, _context(tenant_id, active.kid)
+
+        def sign(data: bytes) -> bytes:
+            return backend.sign(active.alg, active.handle, data, context=context)
+
+        return RawSigner(active.kid, active.alg, self._certificate(tenant_id, active), sign)
+
+    async def sign_bytes(self, tenant_id: str, data: bytes) -> tuple[str, str, bytes]:
+        """(kid, alg, raw signature of ``data``) by the tenant's active key."""
+        signer = await self.raw_signer(tenant_id)
+        return signer.kid, signer.alg, signer.sign(data)
+
+    async def certificate(self, tenant_id: str, kid: str) -> str | None:
+        """The PEM certificate of a published key (None for an unknown or retired kid)."""
+        key = next((k for k in (await self._load(tenant_id)).keys if k.kid == kid), None)
+        return self._certificate(tenant_id, key) if key is not None else None
+
+    async def certificates(self, tenant_id: str) -> list[tuple[KeyView, str]]:
+        """Every published key with its certificate, the active one first, then the next (so
+        relying parties can trust it before a rotation), then the retiring ones."""
+        keys = sorted((await self._load(tenant_id)).keys, key=lambda k: _STATE_ORDER[k.state])
+        return [(k, self._certificate(tenant_id, k)) for k in keys]
+
+    def _certificate(self, tenant_id: str, key: KeyView) -> str:
+        cached = self._certs.get((tenant_id, key.kid))
+        if cached is None:
+            der = self._backend.certificate(
+                key.alg, key.handle, context=_context(tenant_id, key.kid),
+                common_name=f"tessera {tenant_id}", not_before=key.created_at - 300,
+                not_after=key.created_at + CERT_VALIDITY)
+            body = base64.encodebytes(der).decode().replace("\n", "")
+            lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+            cached = "\n".join(["-----BEGIN CERTIFICATE-----", *lines,
+                                "-----END CERTIFICATE-----", ""])
+            if len(self._certs) >= _CERT_CACHE_SIZE:
+                self._certs.clear()
+            self._certs[(tenant_id, key.kid)] = cached
+        return cached
 
     # -- lifecycle -----------------------------------------------------------------------
     def _new_row(self, tenant_id: str, alg: str, state: str, now: float) -> SigningKey:

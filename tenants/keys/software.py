@@ -3,18 +3,28 @@
 The wrapping key is derived (HKDF-SHA256) from the master key; each handle is bound to its
 tenant and kid as associated data, so a row copied to another tenant does not unwrap.
 Unwrapped keys are kept in memory of this backend only; nothing outside asks for them.
+
+``certificate`` makes the key's self-signed X.509 certificate here, with the private key, and
+makes it deterministically (serial from the context, validity from the caller, RFC 6979
+deterministic ECDSA; PKCS#1 v1.5 and Ed25519 are deterministic anyway), so every replica
+derives the very same octets: a SAML SP that compares the KeyInfo certificate with the one in
+the IdP metadata (samlify does) sees one certificate per key, with nothing stored.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import os
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from tenants.keys.backend import SUPPORTED_SIGNING_ALGS, GeneratedKey
@@ -78,6 +88,26 @@ class SoftwareBackend:
         if alg == "RS256" and isinstance(key, rsa.RSAPrivateKey):
             return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
         raise ValueError(f"key does not sign {alg}")
+
+    def certificate(self, alg: str, handle: bytes, *, context: bytes, common_name: str,
+                    not_before: float, not_after: float) -> bytes:
+        key = self._key(handle, context)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
+        serial = int.from_bytes(hashlib.sha256(b"tessera cert serial|" + context).digest()[:16],
+                                "big") >> 1 or 1
+        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(serial)
+                   .not_valid_before(dt.datetime.fromtimestamp(int(not_before), dt.UTC))
+                   .not_valid_after(dt.datetime.fromtimestamp(int(not_after), dt.UTC))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                                  critical=True))
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            cert = builder.sign(key, None)
+        elif isinstance(key, ec.EllipticCurvePrivateKey):
+            cert = builder.sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+        else:
+            cert = builder.sign(key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.DER)
 
     def forget(self, handle: bytes) -> None:
         self._unwrapped.pop(handle, None)

@@ -88,14 +88,16 @@ async def test_discovery_both_locations(http, tenant):
     assert a["token_endpoint"] == f"{issuer}/token" and a["jwks_uri"] == f"{issuer}/jwks"
     assert a["grant_types_supported"] == sorted([
         "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange",
-        "urn:ietf:params:oauth:grant-type:jwt-bearer", "authorization_code", "refresh_token"])
+        "urn:ietf:params:oauth:grant-type:jwt-bearer", "authorization_code", "refresh_token",
+        "urn:ietf:params:oauth:grant-type:saml2-bearer"])
     assert a["authorization_grant_profiles_supported"] == [
         "urn:ietf:params:oauth:grant-profile:id-jag"]
     assert "urn:ietf:params:oauth:token-type:id-jag" in a[
         "identity_chaining_requested_token_types_supported"]
     assert "ES256" in a["dpop_signing_alg_values_supported"]
     assert set(a["token_endpoint_auth_methods_supported"]) == {
-        "client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
+        "client_secret_basic", "client_secret_post", "private_key_jwt", "none",
+        "tls_client_auth", "self_signed_tls_client_auth"}
     assert a["authorization_endpoint"] == f"{issuer}/authorize"
     assert a["pushed_authorization_request_endpoint"] == f"{issuer}/par"
     assert a["code_challenge_methods_supported"] == ["S256"]

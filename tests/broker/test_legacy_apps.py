@@ -1,0 +1,100 @@
+"""Registering legacy apps (SAML SPs): what is refused, the CLI as a user runs it, and the
+audit trail."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from adapters.errors import InvalidRequest
+from broker import management as ops
+from broker.endpoints.admin_legacy_apps import (
+    create_legacy_app,
+    list_legacy_apps,
+    set_legacy_app_status,
+)
+from broker.runtime import Broker
+from tests.conftest import new_tenant
+from tests.peers.saml_sps import key_and_cert
+
+APP = "https://legacy.example/sp"
+ACS = "https://legacy.example/acs"
+
+
+def body(**extra: Any) -> dict[str, Any]:
+    return {"entity_id": APP, "acs_urls": [ACS], **extra}
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"acs_urls": ["http://legacy.example/acs"]}, "must be https"),
+    ({"acs_urls": ["http://127.0.0.1:9/acs"]}, "must be https"),  # loopback only in dev
+    ({"acs_urls": ["https://legacy.example/acs#frag"]}, "fragment"),
+    ({"acs_urls": []}, "acs_urls"),
+    ({"entity_id": "not a uri"}, "entity_id"),
+    ({"name_id_format": "x509"}, "name_id_format"),
+    ({"attribute_mapping": {"mail": "e mail"}}, "user claim"),
+    ({"want_authn_requests_signed": True}, "sp_certs"),
+    ({"sp_certs": ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]}, "PEM"),
+    ({"assertion_lifetime": 86_400}, "assertion_lifetime"),
+    ({"colour": "blue"}, "unknown fields"),
+    ({"metadata": "<x/>"}, "SP metadata"),
+])
+async def test_bad_registrations_refused(broker: Broker, fields: dict[str, Any],
+                                         message: str) -> None:
+    tenant = await new_tenant(broker)
+    with pytest.raises(InvalidRequest, match=message):
+        await create_legacy_app(broker, tenant, body(**fields))
+
+
+async def test_register_list_disable(broker: Broker) -> None:
+    tenant = await new_tenant(broker)
+    _, cert = key_and_cert("sp")
+    created = await create_legacy_app(broker, tenant, body(
+        attribute_mapping={"mail": "email"}, want_authn_requests_signed=True, sp_certs=[cert]))
+    assert created["idp_metadata_url"].endswith(f"/t/{tenant}/saml/idp/metadata")
+    assert created["sp_certs"] == 1 and created["name_id_format"] == "persistent"
+    with pytest.raises(InvalidRequest, match="exists"):
+        await create_legacy_app(broker, tenant, body())
+    assert (await set_legacy_app_status(broker, tenant, APP, "disabled"))["status"] == "disabled"
+    assert [a["status"] for a in await list_legacy_apps(broker, tenant)] == ["disabled"]
+    actions = [e["action"] for e in await _audit(broker, tenant)]
+    assert "legacy_app.created" in actions and "legacy_app.disabled" in actions
+
+
+async def _audit(broker: Broker, tenant: str) -> list[dict[str, Any]]:
+    return list(await ops.export_audit(broker, tenant))
+
+
+def test_cli_add_from_fields_and_from_metadata(tmp_path) -> None:
+    env = {**os.environ, "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+           "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+           "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token")}
+
+    def cli(*args: str) -> Any:
+        proc = subprocess.run([sys.executable, "-m", "broker.cli", *args, "--json"], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    cli("tenant", "create", "acme")
+    added = cli("legacy-app", "add", "--tenant", "acme", "--entity-id", APP, "--acs", ACS,
+                "--name-id-format", "emailAddress", "--attribute", "mail=email",
+                "--attribute", "memberOf=groups")
+    assert added["attribute_mapping"] == {"mail": "email", "memberOf": "groups"}
+    metadata = tmp_path / "sp.xml"
+    metadata.write_text(
+        '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+        'entityID="https://other.example/sp"><md:SPSSODescriptor protocolSupportEnumeration='
+        '"urn:oasis:names:tc:SAML:2.0:protocol"><md:AssertionConsumerService Binding="urn:'
+        'oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://other.example/acs" '
+        'index="0"/></md:SPSSODescriptor></md:EntityDescriptor>')
+    from_md = cli("legacy-app", "add", "--tenant", "acme", "--metadata-file", str(metadata))
+    assert from_md["acs_urls"] == ["https://other.example/acs"]
+    listed = cli("legacy-app", "list", "--tenant", "acme")
+    assert sorted(a["entity_id"] for a in listed) == [APP, "https://other.example/sp"]
+    assert cli("legacy-app", "disable", "--tenant", "acme", APP)["status"] == "disabled"
