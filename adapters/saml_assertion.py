@@ -15,12 +15,16 @@ trusted certificates; ``KeyInfo`` in the document is ignored.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import xmlsec
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -314,3 +318,13 @@ def build_response(assertion: etree._Element | None, *, issuer: str, destination
     if assertion is not None:
         root.append(assertion)
     return root
+
+
+def pem_from_b64(text: str, what: str) -> bytes:
+    """A metadata ``X509Certificate`` (base64 DER) as PEM; ``what`` names the document."""
+    try:
+        der = base64.b64decode("".join(text.split()), validate=True)
+        cert = x509.load_der_x509_certificate(der)
+    except (binascii.Error, ValueError) as exc:
+        raise SAMLError(f"{what} has an unreadable X509Certificate") from exc
+    return cert.public_bytes(serialization.Encoding.PEM)

@@ -24,12 +24,21 @@ from urllib.parse import unquote_plus
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
-from adapters.saml_assertion import DS, SAML, SAMLP, SAMLError, parse_instant, parse_xml, verify
+from adapters.saml_assertion import (
+    DS,
+    SAML,
+    SAMLP,
+    SAMLError,
+    parse_instant,
+    parse_xml,
+    pem_from_b64,
+    verify,
+)
 from adapters.saml_issue import BINDING_POST, MD, NAMEID_FORMATS, PROTOCOL
 
 MAX_MESSAGE_B64 = 64 * 1024
@@ -195,12 +204,7 @@ def verify_post_signature(request: AuthnRequest, certs: Sequence[str | bytes]) -
 # --- SP metadata (Metadata §2.4.4) ------------------------------------------------------------
 
 def _pem(b64_text: str) -> str:
-    try:
-        der = base64.b64decode("".join(b64_text.split()), validate=True)
-        cert = x509.load_der_x509_certificate(der)
-    except (binascii.Error, ValueError) as exc:
-        raise SAMLError("SP metadata has an unreadable X509Certificate") from exc
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return pem_from_b64(b64_text, "SP metadata").decode()
 
 
 def parse_sp_metadata(xml: bytes) -> SPMetadata:

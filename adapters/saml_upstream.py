@@ -37,6 +37,7 @@ from adapters.saml_assertion import (
     new_id,
     parse_instant,
     parse_xml,
+    pem_from_b64,
     verify,
 )
 
@@ -91,16 +92,11 @@ def _text(node: etree._Element, what: str) -> str:
     return (node.text or "").strip()
 
 
+def _idp_pem(text: str) -> bytes:
+    return pem_from_b64(text, "IdP metadata")
+
+
 # --- metadata --------------------------------------------------------------------------------
-
-def _pem_from_b64(text: str) -> bytes:
-    try:
-        der = base64.b64decode("".join(text.split()), validate=True)
-        cert = x509.load_der_x509_certificate(der)
-    except (binascii.Error, ValueError) as exc:
-        raise SAMLError("IdP metadata has an unreadable X509Certificate") from exc
-    return cert.public_bytes(serialization.Encoding.PEM)
-
 
 def parse_idp_metadata(xml: bytes) -> IdPMetadata:
     """The entity ID, Redirect/POST SSO endpoints and signing certificates of an IdP."""
@@ -128,7 +124,7 @@ def parse_idp_metadata(xml: bytes) -> IdPMetadata:
     if BINDING_REDIRECT not in endpoints:
         raise SAMLError("metadata has no HTTP-Redirect SingleSignOnService")
     certs = tuple(
-        _pem_from_b64(_text(node, "X509Certificate"))
+        _idp_pem(_text(node, "X509Certificate"))
         for kd in idps[0].findall(_q(MD, "KeyDescriptor")) if kd.get("use") in (None, "signing")
         for node in kd.iter(_q(DS, "X509Certificate"))
     )

@@ -3,10 +3,14 @@ everything escaped, framing and scripts forbidden by the Content-Security-Policy
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from html import escape
 
-from starlette.responses import HTMLResponse
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from adapters.errors import OAuthError
+from broker.runtime import Broker, TenantView
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -61,3 +65,18 @@ def consent(client_name: str, action: str, hidden: dict[str, str], scopes: Itera
 
 def logged_out() -> HTMLResponse:
     return page("Signed out", "<p>You are signed out of this organisation at tessera.</p>")
+
+
+def tenant_page(
+    handler: Callable[[Request, Broker, TenantView], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """A browser-facing endpoint's tenant, or the page for an unknown one."""
+    async def run(request: Request) -> Response:
+        broker: Broker = request.app.state.broker
+        try:
+            tenant = await broker.tenant(request.path_params["tenant"])
+        except OAuthError:
+            return error_page("not_found", "Unknown organisation.", status=404)
+        return await handler(request, broker, tenant)
+
+    return run

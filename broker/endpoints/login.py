@@ -10,7 +10,6 @@ recorded until it expires).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -33,19 +32,6 @@ UPSTREAM_FAILED = "The sign-in at your organisation could not be completed."
 FINISH_WITHIN = 120  # seconds from the SAML ACS to the browser's same-site GET
 
 
-def tenant_page(
-    handler: Callable[[Request, Broker, TenantView], Awaitable[Response]],
-) -> Callable[[Request], Awaitable[Response]]:
-    """The endpoint's tenant, or the page for an unknown one."""
-    async def run(request: Request) -> Response:
-        broker: Broker = request.app.state.broker
-        try:
-            tenant = await broker.tenant(request.path_params["tenant"])
-        except OAuthError:
-            return pages.error_page("not_found", "Unknown organisation.", status=404)
-        return await handler(request, broker, tenant)
-
-    return run
 
 
 async def _bound_flow(broker: Broker, tenant: TenantView, request: Request,
@@ -58,7 +44,7 @@ _EXPIRED = ("invalid_request", "This sign-in has expired or was started in anoth
             "Return to the application and start again.")
 
 
-@tenant_page
+@pages.tenant_page
 async def chooser(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """GET /login?flow=: straight to the upstream home-realm discovery picks, else a list."""
     handle = request.query_params.get("flow")
@@ -77,7 +63,7 @@ async def chooser(request: Request, broker: Broker, tenant: TenantView) -> Respo
                                       f"?flow={quote(flow.handle)}") for u in available])
 
 
-@tenant_page
+@pages.tenant_page
 async def start(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """GET /login/{upstream}?flow=: send the browser to the upstream IdP."""
     flow = await _bound_flow(broker, tenant, request, request.query_params.get("flow"))
@@ -142,7 +128,7 @@ async def _expired(broker: Broker, tenant: TenantView, upstream: str, why: str) 
     return pages.error_page(*_EXPIRED)
 
 
-@tenant_page
+@pages.tenant_page
 async def oidc_callback(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """GET /login/{upstream}/callback: the OIDC IdP's authorization response."""
     name = request.path_params["upstream"]
@@ -172,7 +158,7 @@ async def oidc_callback(request: Request, broker: Broker, tenant: TenantView) ->
     return await _complete(broker, request, tenant, upstream, flow, profile, auth)
 
 
-@tenant_page
+@pages.tenant_page
 async def saml_acs(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """POST /saml/{upstream}/acs: the SAML IdP's Response over the HTTP-POST binding."""
     try:
@@ -213,7 +199,7 @@ async def saml_acs(request: Request, broker: Broker, tenant: TenantView) -> Resp
                             headers={"Cache-Control": "no-store"})
 
 
-@tenant_page
+@pages.tenant_page
 async def finish(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """GET /login/{upstream}/finish?r=: a verified upstream answer, completed in the browser
     that started the flow (the ``tessera_flow`` cookie comes with a same-site GET)."""
@@ -227,7 +213,7 @@ async def finish(request: Request, broker: Broker, tenant: TenantView) -> Respon
     return await _complete(broker, request, tenant, upstream, flow, profile, taken["auth"])
 
 
-@tenant_page
+@pages.tenant_page
 async def saml_metadata(request: Request, broker: Broker, tenant: TenantView) -> Response:
     """GET /saml/{upstream}/metadata: our SP metadata for the IdP's administrator."""
     upstream = await upstreams.get(broker, tenant.id, request.path_params["upstream"])

@@ -28,7 +28,6 @@ registered), for SP libraries that insist the flag matches their own.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -70,17 +69,6 @@ MAX_FORM = 256 * 1024
 _ACCEPTED_FORMATS = (None, NAMEID_FORMATS["unspecified"])
 
 
-def _tenant_page(handler: Callable[[Request, Broker, TenantView], Awaitable[Response]],
-                 ) -> Callable[[Request], Awaitable[Response]]:
-    async def run(request: Request) -> Response:
-        broker: Broker = request.app.state.broker
-        try:
-            tenant = await broker.tenant(request.path_params["tenant"])
-        except OAuthError:
-            return pages.error_page("not_found", "Unknown organisation.", status=404)
-        return await handler(request, broker, tenant)
-
-    return run
 
 
 async def _app(broker: Broker, tenant: TenantView, entity_id: str) -> LegacyAppView | None:
@@ -103,7 +91,7 @@ async def _refused_page(broker: Broker, tenant: TenantView, app: str | None, rea
                             f"{reason}", status=status)
 
 
-@_tenant_page
+@pages.tenant_page
 async def metadata(request: Request, broker: Broker, tenant: TenantView) -> Response:
     want_signed = False
     if sp := request.query_params.get("sp"):
@@ -156,7 +144,7 @@ def _checked(redirect: bool, raw_query: str, params: Form, req: AuthnRequest,
     return acs
 
 
-@_tenant_page
+@pages.tenant_page
 async def sso(request: Request, broker: Broker, tenant: TenantView) -> Response:
     redirect = request.method == "GET"
     try:
