@@ -53,6 +53,15 @@ class Client(TenantOwned, Base):
     tls_client_auth_san_dns: Mapped[str | None] = mapped_column(String(255), nullable=True)
     tls_client_certificate_bound_access_tokens: Mapped[bool] = mapped_column(
         Boolean, default=False)
+    # agents: who owns it, what for, and (ephemeral agents) when it stops working; the
+    # lifecycle state is ``status``: active | suspended | retired (| disabled)
+    owner: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    purpose: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # CIBA (OpenID CIBA Core §4): poll | ping | push, and where ping/push notifications go
+    backchannel_token_delivery_mode: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    backchannel_client_notification_endpoint: Mapped[str | None] = mapped_column(
+        String(1024), nullable=True)
 
 
 class SigningKey(TenantOwned, Base):
@@ -326,4 +335,42 @@ class LegacyApp(TenantOwned, Base):
     sp_certs: Mapped[list[str]] = mapped_column(JSON, default=list)  # PEM, to verify requests
     assertion_lifetime: Mapped[int] = mapped_column(Integer, default=300)
     status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class CibaRequest(TenantOwned, Base):
+    """A backchannel authentication request (CIBA) waiting for, or decided by, its approver.
+    Also the human-approval step of a managed connection's ``approve`` scopes."""
+
+    __tablename__ = "ciba_requests"
+
+    handle: Mapped[str] = mapped_column(String(64), primary_key=True)  # hash of auth_req_id
+    client_id: Mapped[str] = mapped_column(String(128), index=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)  # whose consent is asked
+    approver: Mapped[str | None] = mapped_column(String(256), nullable=True)  # user or group:x
+    scope: Mapped[list[str]] = mapped_column(JSON, default=list)
+    authorization_details: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    binding_message: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    delivery_mode: Mapped[str] = mapped_column(String(8), default="poll")
+    notification_token_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what else it carries
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    interval: Mapped[int] = mapped_column(Integer, default=5)
+    last_polled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class RevocationCutoff(TenantOwned, Base):
+    """Every token of ``kind`` (client | user | partner | tenant) ``subject`` issued before
+    ``not_before`` is revoked: one row revokes a whole population at once."""
+
+    __tablename__ = "revocation_cutoffs"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(512), primary_key=True)
+    not_before: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float)

@@ -23,6 +23,11 @@ class TenantSettings:
     id_token_lifetime: int = 300
     refresh_token_lifetime: int = 30 * DAY  # a grant's whole life; rotation keeps it
     par_lifetime: int = 60
+    # runtime control (CIBA approvals, anomaly response)
+    webhook_url: str | None = None  # signed JSON events: approvals pending, anomalies
+    ciba_request_lifetime: int = 600
+    ciba_poll_interval: int = 5
+    anomaly_rules: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(cls, tenant: Tenant) -> TenantSettings:
@@ -31,7 +36,12 @@ class TenantSettings:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TenantSettings:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        values = {k: v for k, v in raw.items() if k in known}
+        if "anomaly_rules" in values:
+            values["anomaly_rules"] = tuple(values["anomaly_rules"] or ())
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        values["anomaly_rules"] = list(self.anomaly_rules)
+        return values
