@@ -14,7 +14,9 @@ from starlette.routing import Route
 from broker.client_cert import ClientCertMiddleware
 from broker.endpoints import (
     admin,
+    approvals,
     authorize,
+    ciba,
     consent,
     demo,
     federation,
@@ -65,6 +67,10 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
         Route(TENANT + "/jwks", metadata.jwks, methods=["GET"]),
         Route(TENANT + "/authorize", authorize.authorize, methods=["GET", "POST"]),
         Route(TENANT + "/par", authorize.par, methods=["POST"]),
+        Route(TENANT + "/bc-authorize", ciba.bc_authorize, methods=["POST"]),
+        Route(TENANT + "/approvals", approvals.page, methods=["GET"]),
+        Route(TENANT + "/approvals.json", approvals.api, methods=["GET", "POST"]),
+        Route(TENANT + "/approvals/{id}/{decision}", approvals.decide_form, methods=["POST"]),
         Route(TENANT + "/consent", consent.consent, methods=["GET", "POST"]),
         Route(TENANT + "/login", login.chooser, methods=["GET"]),
         Route(TENANT + "/login/{upstream}", login.start, methods=["GET"]),

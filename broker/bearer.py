@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from adapters.dpop import SUPPORTED_ALGS
 from adapters.errors import InvalidDPoPProof, InvalidRequest, InvalidToken, OAuthError, UseDPoPNonce
+from broker import anomaly
 from broker.client_cert import check_bound_token
 from broker.dpop_check import check_proof, nonce_headers
 from broker.errors import challenge, error_response
@@ -81,6 +82,7 @@ async def authenticate(broker: Broker, tenant: TenantView, request: Request
             raise InvalidDPoPProof("DPoP proof required")
         if await broker.journal.record(tenant.id, claims=[checked.claim]) is not None:
             raise InvalidDPoPProof("DPoP proof replayed")
+    anomaly.count(broker, tenant, claims.get("client_id"), anomaly.RESOURCE_READS)
     return claims, scheme
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.errors import OAuthError
-from broker import cli_api_keys, cli_legacy_apps, login_admin
+from broker import cli_anomaly, cli_api_keys, cli_legacy_apps, cli_runtime, login_admin
 from broker import management as ops
 from broker.config import Settings
 from broker.runtime import Broker
@@ -88,6 +88,8 @@ def cmd_client(args: argparse.Namespace) -> int:
             tls_client_auth_subject_dn=args.tls_subject_dn,
             tls_client_auth_san_uri=args.tls_san_uri, tls_client_auth_san_dns=args.tls_san_dns,
             tls_client_certificate_bound_access_tokens=args.tls_bound,
+            backchannel_token_delivery_mode=args.ciba_mode,
+            backchannel_client_notification_endpoint=args.ciba_notification_endpoint,
         ), CLIENT_COLS)
     if args.action == "list":
         return _run(args, lambda b: ops.list_clients(b, args.tenant), CLIENT_COLS)
@@ -331,6 +333,10 @@ def parser() -> argparse.ArgumentParser:
     cc.add_argument("--detail-type", action="append", default=[],
                     help="RAR authorization_details type this client may ask for")
     cc.add_argument("--lifetime", type=int, default=300, help="access token lifetime (s)")
+    cc.add_argument("--ciba-mode", choices=["poll", "ping", "push"],
+                    help="CIBA token delivery mode (backchannel_token_delivery_mode)")
+    cc.add_argument("--ciba-notification-endpoint",
+                    help="CIBA ping/push: the client's notification endpoint")
     cl = csub.add_parser("list")
     cl.add_argument("--tenant", required=True)
     for action in ("disable", "enable"):
@@ -476,6 +482,8 @@ def parser() -> argparse.ArgumentParser:
 
     cli_api_keys.add_parser(sub)
     cli_legacy_apps.add_parser(sub)
+    cli_runtime.add_parser(sub)
+    cli_anomaly.add_parser(sub)
 
     tok = sub.add_parser("admin-token", help="print the admin API bearer token")
     tok.set_defaults(func=cmd_admin_token)

@@ -112,11 +112,13 @@ def verify_client(
 ) -> AuthenticatedClient:
     """Judge the credentials against the registered client (no I/O)."""
     challenge = BASIC_CHALLENGE if creds.method == "client_secret_basic" else {}
-    if (client is not None and client.status == "active" and creds.method == "none"
+    if client is not None and not client.live(broker.clock.now()):
+        client = None  # suspended, retired, disabled or expired: as if unknown
+    if (client is not None and creds.method == "none"
             and client.auth_method in MTLS_METHODS):
         _check_certificate(broker, client, creds.certificate)
         return AuthenticatedClient(client, client.auth_method)
-    if client is None or client.status != "active" or client.auth_method != creds.method:
+    if client is None or client.auth_method != creds.method:
         raise InvalidClient("client authentication failed", headers=challenge)
     if creds.method == "none":
         return AuthenticatedClient(client, creds.method)

@@ -80,6 +80,7 @@ class Parked:
     request: AuthorizationRequest | None
     binding: str  # hash of the flow cookie's value
     sso: dict[str, Any] | None = None
+    return_to: str | None = None  # a page of this tenant at tessera (``park_return``)
 
     @property
     def client_id(self) -> str | None:
@@ -115,6 +116,15 @@ async def park_sso(broker: Broker, tenant: TenantView, sso: dict[str, Any],
     return await _park(broker, tenant, {"sso": sso}, str(sso["entity_id"]), response_for)
 
 
+async def park_return(broker: Broker, tenant: TenantView, return_to: str,
+                      response_for: Any) -> Response:
+    """Park a page of this tenant (``return_to``: a path under ``/t/{tenant}/``, e.g. the
+    approvals page) until the user has logged in; the login then redirects there."""
+    if not return_to.startswith(f"/t/{tenant.id}/"):
+        raise ValueError("return_to must be a page of this tenant")
+    return await _park(broker, tenant, {"return_to": return_to}, "tessera", response_for)
+
+
 async def _park(broker: Broker, tenant: TenantView, payload: dict[str, Any],
                 client_id: str, response_for: Any) -> Response:
     handle, binding = pending.new_value(), pending.new_value()
@@ -137,7 +147,8 @@ async def parked(broker: Broker, tenant: TenantView, handle: str | None) -> Park
         return None
     raw = row.payload.get("request")
     return Parked(handle, AuthorizationRequest.from_payload(raw) if raw else None,
-                  row.payload["binding"], row.payload.get("sso"))
+                  row.payload["binding"], row.payload.get("sso"),
+                  row.payload.get("return_to"))
 
 
 async def current_session(

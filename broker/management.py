@@ -47,7 +47,8 @@ def client_json(client: Client, secret: str | None = None) -> dict[str, Any]:
         "created_at": int(client.created_at),
     }
     for name in ("tls_client_auth_subject_dn", "tls_client_auth_san_uri",
-                 "tls_client_auth_san_dns"):
+                 "tls_client_auth_san_dns", "backchannel_token_delivery_mode",
+                 "backchannel_client_notification_endpoint"):
         if getattr(client, name):
             body[name] = getattr(client, name)
     if client.jwks:

@@ -15,7 +15,8 @@ the connections (``tenants``) and the ceiling (``registry``) and passes plain da
     4. per requested scope (deduplicated, order kept):
          malformed scope-token (RFC 6749 §3.3)          -> InvalidScope
          outside the ceiling, or rule `deny`            -> dropped (reported in Decision.dropped)
-         rule `approve`                                 -> collected; any -> InvalidScope
+         rule `approve`                                 -> collected; any -> ApprovalRequired
+                                                           (an InvalidScope)
     5. nothing left to grant                            -> InvalidScope
     6. lifetime = min(max_lifetime, requested or max_lifetime, 300), at least 1
 """
@@ -119,6 +120,16 @@ class Decision:
         return " ".join(self.granted)
 
 
+class ApprovalRequired(InvalidScope):
+    """Rule 4's `approve` scopes: refused as they stand (``invalid_scope``); ``decision`` is
+    what would be granted once a person approves (the caller may start that approval)."""
+
+    def __init__(self, approve: tuple[str, ...], decision: Decision) -> None:
+        super().__init__("scopes need approval: " + " ".join(approve))
+        self.approve = approve
+        self.decision = decision
+
+
 class ConnectionIndex:
     """All managed connections of a tenant, indexed for O(1) lookup by (client_id, audience)."""
 
@@ -207,7 +218,11 @@ def decide(
             else:
                 approve.append(scope)
         if approve:
-            raise InvalidScope("scopes need approval: " + " ".join(approve))
+            lifetime = min(connection.max_lifetime, requested_lifetime or ID_JAG_MAX_LIFETIME,
+                           ID_JAG_MAX_LIFETIME)
+            raise ApprovalRequired(tuple(approve), Decision(
+                granted=(*granted, *approve), dropped=tuple(dropped), lifetime=max(lifetime, 1),
+                resource=resource, remote_client_id=connection.remote_client_id))
     if not granted:
         raise InvalidScope("no requested scope may be granted")
 

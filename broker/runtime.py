@@ -24,9 +24,8 @@ from broker.policy import ManagedConnection
 from registry import trust
 from registry.remote_keys import FetchPolicy, RemoteKeys
 from registry.trust import Peer
-from tenants import pending, revocations
+from tenants import agents, ciba, pending, revocations, token_state
 from tenants.db import create_engine, session_factory
-from tenants.grants import grant_marker
 from tenants.hotpath import HotPath
 from tenants.journal import Journal
 from tenants.keys.service import KeyService
@@ -36,11 +35,11 @@ from tenants.models import (
     DetailType,
     DirectoryEpoch,
     ManagedConnectionRow,
-    RevokedToken,
     Tenant,
 )
 from tenants.secrets import Sealer, SecretHasher
 from tenants.settings import TenantSettings
+from tenants.token_state import TokenState
 
 log = logging.getLogger("tessera")
 
@@ -76,6 +75,15 @@ class ClientView:
     tls_client_auth_san_uri: str | None = None
     tls_client_auth_san_dns: str | None = None
     tls_client_certificate_bound_access_tokens: bool = False
+    owner: str | None = None
+    purpose: str | None = None
+    expires_at: float | None = None  # an ephemeral agent stops working then
+    backchannel_token_delivery_mode: str | None = None  # CIBA: poll | ping | push
+    backchannel_client_notification_endpoint: str | None = None
+
+    def live(self, now: float) -> bool:
+        """Active (not suspended, retired or disabled) and not expired."""
+        return agents.is_live(self.status, self.expires_at, now)
 
     @property
     def public(self) -> bool:
@@ -83,7 +91,7 @@ class ClientView:
         return self.auth_method == "none"
 
 
-_T, _C, _R = Tenant.__table__, Client.__table__, RevokedToken.__table__
+_T, _C = Tenant.__table__, Client.__table__
 _E = DirectoryEpoch.__table__
 _CLIENT_COLUMNS = [
     _C.c.client_id, _C.c.status.label("client_status"), _C.c.auth_method, _C.c.secret_hash,
@@ -91,7 +99,9 @@ _CLIENT_COLUMNS = [
     _C.c.dpop_bound_access_tokens, _C.c.redirect_uris, _C.c.post_logout_redirect_uris,
     _C.c.first_party, _C.c.require_par, _C.c.authorization_details_types,
     _C.c.tls_client_auth_subject_dn, _C.c.tls_client_auth_san_uri, _C.c.tls_client_auth_san_dns,
-    _C.c.tls_client_certificate_bound_access_tokens,
+    _C.c.tls_client_certificate_bound_access_tokens, _C.c.owner, _C.c.purpose,
+    _C.c.expires_at.label("client_expires_at"),
+    _C.c.backchannel_token_delivery_mode, _C.c.backchannel_client_notification_endpoint,
 ]
 # One read per request: the tenant and (if named) the client, joined.
 _LOOKUP = (
@@ -110,16 +120,6 @@ _MANAGED = select(_M.c.rules, _M.c.default_rule, _M.c.resources, _M.c.remote_cli
                   _M.c.max_lifetime).where(
     _M.c.tenant_id == bindparam("tenant_id"), _M.c.client_id == bindparam("client_id"),
     _M.c.audience == bindparam("audience"))
-_TOKEN_STATE = select(
-    select(_R.c.jti).where(_R.c.tenant_id == bindparam("tenant_id"),
-                           _R.c.jti.in_([bindparam("jti"), bindparam("grant_jti")]))
-    .exists().label("revoked"),
-    select(_C.c.status).where(_C.c.tenant_id == bindparam("tenant_id"),
-                              _C.c.client_id == bindparam("client_id"))
-    .scalar_subquery().label("client_status"),
-)
-
-
 @dataclass
 class Broker:
     settings: Settings
@@ -196,6 +196,9 @@ class Broker:
             bool(row.require_par), tuple(row.authorization_details_types or ()),
             row.tls_client_auth_subject_dn, row.tls_client_auth_san_uri,
             row.tls_client_auth_san_dns, bool(row.tls_client_certificate_bound_access_tokens),
+            row.owner, row.purpose, row.client_expires_at,
+            backchannel_token_delivery_mode=row.backchannel_token_delivery_mode,
+            backchannel_client_notification_endpoint=row.backchannel_client_notification_endpoint,
         )
 
     async def cached_lookup(
@@ -243,19 +246,23 @@ class Broker:
                 select(DetailType).where(DetailType.tenant_id == tenant_id))).scalars().all()
         return {r.type: rar.DetailType(r.type, r.schema, r.description) for r in rows}
 
-    async def token_state(self, tenant_id: str, jti: str, client_id: str) -> tuple[bool, bool]:
-        """(revoked, client active) for a token, read from the database on every call so a
-        revocation (of the token, or of the grant it came from) or a disabled client takes
-        effect at once on every replica."""
-        row = await self.hot.read_one(_TOKEN_STATE, {
-            "tenant_id": tenant_id, "jti": jti, "grant_jti": grant_marker(jti),
-            "client_id": client_id})
-        assert row is not None
-        return bool(row.revoked), row.client_status == "active"
+    async def token_state(
+        self, tenant_id: str, jti: str, client_id: str, *, iat: float = 0,
+        sub: str | None = None, issuer: str | None = None,
+    ) -> TokenState:
+        """The token's state read from the database on every call (one statement, see
+        ``tenants.token_state``), so a revocation of the token, its grant or its population,
+        a suspended, retired or expired agent or a suspended trust link takes effect at once
+        on every replica."""
+        return await token_state.read(self.hot, tenant_id, jti, client_id, iat=iat, sub=sub,
+                                      issuer=issuer, now=self.clock.now())
 
     # -- background work -------------------------------------------------------------
     def start_background(self) -> None:
+        from broker import anomaly  # it imports this module
+
         self._tasks.append(asyncio.get_running_loop().create_task(self._schedule()))
+        self._tasks.append(asyncio.get_running_loop().create_task(anomaly.run_forever(self)))
 
     async def _schedule(self) -> None:
         while True:
@@ -266,6 +273,7 @@ class Broker:
                 await self.journal.purge_expired()
                 await pending.purge_expired(self.sessions, self.clock.now())
                 await revocations.purge_expired(self.sessions, self.clock.now())
+                await ciba.expire_all(self.sessions, self.clock.now())
             except Exception:  # the schedule must survive a bad tick
                 log.exception("key schedule tick failed")
             await asyncio.sleep(self.settings.key_schedule_interval)

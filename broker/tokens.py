@@ -77,7 +77,8 @@ async def verify_access_token(
     broker: Broker, tenant: TenantView, token: str, *, check_state: bool = True
 ) -> dict[str, Any]:
     """Signature by this tenant's published key, ``typ``, ``iss``, expiry, and (with
-    ``check_state``) that it is not revoked and its client is still active. Raises
+    ``check_state``) that it is not revoked (nor its grant, agent, user, partner or tenant),
+    its client is still live and a partner's user still has a live trust link. Raises
     ``InvalidToken`` with the reason."""
     try:
         header = jose.unverified_header(token)
@@ -93,13 +94,17 @@ async def verify_access_token(
     if not isinstance(claims.get("jti"), str) or not isinstance(claims.get("client_id"), str):
         raise InvalidToken("token lacks jti or client_id")
     if check_state:
-        revoked, client_active = await broker.token_state(
-            tenant.id, claims["jti"], claims["client_id"]
+        sub_id = claims.get("sub_id")
+        issuer = sub_id.get("iss") if isinstance(sub_id, dict) else None
+        iat, sub = claims.get("iat"), claims.get("sub")
+        state = await broker.token_state(
+            tenant.id, claims["jti"], claims["client_id"],
+            iat=iat if isinstance(iat, int | float) else 0,  # no iat: any cutoff counts
+            sub=sub if isinstance(sub, str) else None,
+            issuer=issuer if isinstance(issuer, str) else None,
         )
-        if revoked:
-            raise InvalidToken("token was revoked")
-        if not client_active:
-            raise InvalidToken("the token's client is disabled")
+        if state.problem is not None:
+            raise InvalidToken(state.problem)
     return claims
 
 

@@ -101,6 +101,8 @@ async def create_client(
     tls_client_auth_san_uri: str | None = None,
     tls_client_auth_san_dns: str | None = None,
     tls_client_certificate_bound_access_tokens: bool = False,
+    backchannel_token_delivery_mode: str | None = None,
+    backchannel_client_notification_endpoint: str | None = None,
 ) -> NewClient:
     """``tls_client_auth`` needs exactly one of the ``tls_client_auth_*`` names (a SPIFFE ID
     goes in ``tls_client_auth_san_uri``); ``self_signed_tls_client_auth`` a JWKS whose keys
@@ -130,6 +132,7 @@ async def create_client(
         check_redirect_uri(uri)
     if auth_method == "none" and not redirect_uris:
         raise DirectoryError("a public client (auth method none) needs redirect URIs")
+    _check_ciba(backchannel_token_delivery_mode, backchannel_client_notification_endpoint)
     secret = None if auth_method in NO_SECRET else _new_secret()
     client = scope.add(Client(
         client_id=client_id, name=name, status="active", auth_method=auth_method,
@@ -143,6 +146,8 @@ async def create_client(
         authorization_details_types=list(dict.fromkeys(authorization_details_types)),
         **tls_names,
         tls_client_certificate_bound_access_tokens=tls_client_certificate_bound_access_tokens,
+        backchannel_token_delivery_mode=backchannel_token_delivery_mode,
+        backchannel_client_notification_endpoint=backchannel_client_notification_endpoint,
     ))
     await scope.session.flush()
     await bump_epoch(scope.session, scope.tenant_id)
@@ -156,6 +161,19 @@ async def create_client(
                 "tls_client_certificate_bound_access_tokens":
                     tls_client_certificate_bound_access_tokens})], now)
     return NewClient(client, secret)
+
+
+def _check_ciba(mode: str | None, endpoint: str | None) -> None:
+    """CIBA: poll, ping or push; ping and push need an absolute http(s) notification URL."""
+    if mode is not None and mode not in ("poll", "ping", "push"):
+        raise DirectoryError("backchannel_token_delivery_mode: poll, ping or push")
+    if endpoint is not None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment \
+                or len(endpoint) > 512:
+            raise DirectoryError("backchannel_client_notification_endpoint: an absolute URL")
+    if mode in ("ping", "push") and not endpoint:
+        raise DirectoryError(f"{mode} mode needs backchannel_client_notification_endpoint")
 
 
 def _check_mtls(auth_method: str, names: dict[str, str | None], jwks: Any) -> None:

@@ -36,3 +36,16 @@ async def link(scope: TenantScope, upstream: str, profile: Profile, now: float) 
     user.last_login_at = now
     await scope.session.flush()
     return user
+
+
+async def set_status(scope: TenantScope, user_id: str, status: str) -> User:
+    """``active`` or ``disabled``; the caller revokes what a disabled user holds
+    (``tenants.revocation_cutoffs.revoke_user``) and audits."""
+    if status not in ("active", "disabled"):
+        raise ValueError("user status: active | disabled")
+    user = await scope.get(User, user_id)
+    if user is None:
+        raise LookupError(user_id)
+    user.status = status
+    await scope.session.flush()
+    return user

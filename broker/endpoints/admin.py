@@ -14,7 +14,7 @@ from starlette.routing import Route
 from adapters.errors import InvalidRequest, InvalidToken, OAuthError
 from broker import login_admin
 from broker import management as ops
-from broker.endpoints import admin_api_keys, admin_legacy_apps
+from broker.endpoints import admin_anomaly, admin_api_keys, admin_legacy_apps, admin_runtime
 from broker.errors import challenge, error_response
 from broker.runtime import Broker
 
@@ -105,6 +105,8 @@ async def _create_client(request: Request, broker: Broker, body: dict[str, Any])
             "tls_client_auth_subject_dn", "tls_client_auth_san_uri", "tls_client_auth_san_dns")},
         tls_client_certificate_bound_access_tokens=bool(
             body.get("tls_client_certificate_bound_access_tokens", False)),
+        **{name: _opt_str(body, name) for name in (
+            "backchannel_token_delivery_mode", "backchannel_client_notification_endpoint")},
     )
 
 
@@ -235,6 +237,8 @@ def routes() -> list[Route]:
         *login_routes(),
         *admin_api_keys.routes(),
         *admin_legacy_apps.routes(),
+        *admin_runtime.routes(),
+        *admin_anomaly.routes(),
     ]
 
 

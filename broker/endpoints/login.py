@@ -239,6 +239,8 @@ async def _refuse_login(broker: Broker, tenant: TenantView, upstream: str,
     await _login_failed(broker, tenant, upstream, flow, reason)
     async with tenant_scope(broker.sessions, tenant.id) as scope:
         await pending.take(scope, "authz", flow.handle, broker.clock.now())
+    if flow.return_to is not None:
+        return pages.error_page("access_denied", UPSTREAM_FAILED, status=403)
     if flow.request is None:
         return await saml_idp.refuse(broker, tenant, flow, UPSTREAM_FAILED)
     return login_flow.error_redirect(tenant, flow.request, AccessDenied(UPSTREAM_FAILED))
@@ -262,11 +264,18 @@ async def _complete(broker: Broker, request: Request, tenant: TenantView,
             "granted" if cookie else "refused", flow.client_id, user.id,
             {"upstream": upstream.name, "acr": auth.get("acr"), "amr": auth.get("amr")})], now)
     if cookie is None:
+        if flow.return_to is not None:
+            return pages.error_page("access_denied", "This user is disabled.", status=403)
         if flow.request is None:
             return await saml_idp.refuse(broker, tenant, flow, "this user is disabled")
         return login_flow.error_redirect(tenant, flow.request,
                                          AccessDenied("this user is disabled"))
-    if flow.request is None:  # a legacy app's SAML AuthnRequest
+    if flow.return_to is not None:  # a page of tessera (approvals) waited for this login
+        async with tenant_scope(broker.sessions, tenant.id) as scope:
+            await pending.take(scope, "authz", flow.handle, now)
+        response = RedirectResponse(flow.return_to, status_code=303,
+                                    headers={"Cache-Control": "no-store"})
+    elif flow.request is None:  # a legacy app's SAML AuthnRequest
         response = await saml_idp.resume(broker, request, tenant, flow, session, user)
     else:
         _, client = await broker.lookup(tenant.id, flow.request.client_id)

@@ -59,6 +59,9 @@ def server_metadata(tenant: TenantView, signing_alg: str,
         "access_token_signing_alg_values_supported": [signing_alg],
         "identity_chaining_requested_token_types_supported": [ID_JAG, ACCESS_TOKEN],
         "authorization_grant_profiles_supported": [ID_JAG_PROFILE],
+        "backchannel_authentication_endpoint": f"{issuer}/bc-authorize",
+        "backchannel_token_delivery_modes_supported": ["poll", "ping", "push"],
+        "backchannel_user_code_parameter_supported": False,
     }
 
 

@@ -26,6 +26,7 @@ from adapters.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from broker import anomaly
 from broker.client_cert import binding_thumbprint
 from broker.dpop_check import check_proof, nonce_headers
 from broker.endpoints.client_request import (
@@ -37,6 +38,7 @@ from broker.endpoints.client_request import (
 from broker.errors import NO_STORE
 from broker.grants.authorization_code import AuthorizationCodeGrant
 from broker.grants.base import Grant, TokenRequest
+from broker.grants.ciba import CibaGrant
 from broker.grants.client_credentials import ClientCredentialsGrant
 from broker.grants.jwt_bearer import JWTBearerGrant
 from broker.grants.refresh_token import RefreshTokenGrant
@@ -48,7 +50,8 @@ from tenants.journal import STALE
 
 GRANTS: dict[str, Grant] = {
     g.grant_type: g for g in (ClientCredentialsGrant(), TokenExchangeGrant(), JWTBearerGrant(),
-                              AuthorizationCodeGrant(), RefreshTokenGrant(), SAML2BearerGrant())
+                              AuthorizationCodeGrant(), RefreshTokenGrant(), SAML2BearerGrant(),
+                              CibaGrant())
 }
 
 
@@ -97,6 +100,7 @@ async def _decide(broker: Broker, request: Request, state: ClientRequest) -> Res
         client = await authenticate_request(broker, request, state, "token")
         assert state.tenant is not None and state.form is not None
         tenant, form = state.tenant, state.form
+        anomaly.count_token_request(broker, tenant, client.client, first_pass=state.cached)
         checked = check_proof(broker, tenant, request)
         grant = GRANTS.get(form.require("grant_type"))
         if grant is None:

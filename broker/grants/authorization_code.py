@@ -34,9 +34,10 @@ def check_verifier(verifier: str | None, challenge: str) -> None:
 async def issue_user_tokens(
     request: TokenRequest, grant: Grant, user: User, *, scope: tuple[str, ...],
     details: list[dict[str, Any]], refresh_token: str, nonce: str | None = None,
-    sid: str | None = None,
+    sid: str | None = None, id_claims: dict[str, Any] | None = None,
 ) -> GrantResult:
-    """The access token, ID token and refresh token of a user grant (code or refresh)."""
+    """The access token, ID token and refresh token of a user grant (code, refresh, CIBA);
+    ``id_claims``: more ID token claims (CIBA push mode)."""
     tenant, client = request.tenant, request.client.client
     lifetime = min(client.access_token_lifetime, tenant.settings.max_token_lifetime)
     claims = access_token_claims(
@@ -49,7 +50,8 @@ async def issue_user_tokens(
     if "openid" in scope:
         extra["id_token"] = await mint_id_token(
             request.broker, tenant, user=user, client_id=client.client_id, scope=scope,
-            auth=grant.auth, now=request.now, nonce=nonce, sid=sid, access_token=token.token)
+            auth=grant.auth, now=request.now, nonce=nonce, sid=sid, access_token=token.token,
+            extra=id_claims)
     if details:
         extra["authorization_details"] = details
     return GrantResult(token, scope, user.id, {"grant": grant.id}, extra=extra)

@@ -16,7 +16,8 @@ from adapters import rar
 from adapters.errors import InvalidRequest, InvalidTarget
 from broker import id_jag
 from broker.grants.base import GrantResult, TokenRequest
-from broker.policy import ConnectionIndex, decide
+from broker.managed_approval import hold_for_approval
+from broker.policy import ApprovalRequired, ConnectionIndex, decide
 
 # verifies the subject token (after the cheap form checks) and returns the identity an ID-JAG
 # is minted from: ``sub`` and, when known, ``acr``/``amr``/``auth_time``/``email``
@@ -52,11 +53,16 @@ async def issue_id_jag(request: TokenRequest, identity_source: IdentitySource) -
     connection = await broker.managed_connection(tenant.id, client_id, audience)
     index = ConnectionIndex([connection] if connection else [])
     scope = form.get("scope")
-    decision = decide(
-        index, client_id=client_id, audience=audience,
-        requested_scopes=scope.split() if scope is not None else None,
-        resource=resources[0] if resources else None, ceiling=peer.ceiling,
-    )
+    try:
+        decision = decide(
+            index, client_id=client_id, audience=audience,
+            requested_scopes=scope.split() if scope is not None else None,
+            resource=resources[0] if resources else None, ceiling=peer.ceiling,
+        )
+    except ApprovalRequired as pending:  # a person must approve: CIBA (managed_approval)
+        held = await hold_for_approval(request, identity, audience, pending,
+                                       await requested_details(request))
+        raise held from None
     details = await requested_details(request)
     token = await id_jag.mint_id_jag(
         broker, tenant, identity=identity, audience=audience,

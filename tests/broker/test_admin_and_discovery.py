@@ -89,7 +89,7 @@ async def test_discovery_both_locations(http, tenant):
     assert a["grant_types_supported"] == sorted([
         "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange",
         "urn:ietf:params:oauth:grant-type:jwt-bearer", "authorization_code", "refresh_token",
-        "urn:ietf:params:oauth:grant-type:saml2-bearer"])
+        "urn:ietf:params:oauth:grant-type:saml2-bearer", "urn:openid:params:grant-type:ciba"])
     assert a["authorization_grant_profiles_supported"] == [
         "urn:ietf:params:oauth:grant-profile:id-jag"]
     assert "urn:ietf:params:oauth:token-type:id-jag" in a[

@@ -1,0 +1,104 @@
+"""``tessera agent``, ``tessera user`` and ``tessera revoke``: runtime control.
+
+    tessera agent suspend|resume|retire --tenant T CLIENT_ID [--reason R]
+    tessera agent set  --tenant T CLIENT_ID [--owner O] [--purpose P]
+                       [--expires-at EPOCH | --expires-in SECONDS | --no-expiry]
+    tessera agent show --tenant T CLIENT_ID
+    tessera user disable|enable --tenant T SUB [--reason R]
+    tessera revoke --tenant T --by token|grant|agent|user|partner|tenant [--value V] [--reason R]
+
+Each takes effect on the next request on every replica and is in the tenant's audit chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from broker.endpoints import admin_runtime as ops
+
+AGENT_COLS = ("client_id", "status", "owner", "purpose", "expires_at")
+USER_COLS = ("sub", "status", "email")
+REVOKE_COLS = ("by", "value", "jti", "grant", "revoked_at")
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from broker.cli import _run  # broker.cli imports this module: import its helpers late
+
+    if args.action == "show":
+        return _run(args, lambda b: ops.get_agent(b, args.tenant, args.client_id), AGENT_COLS)
+    if args.action != "set":
+        return _run(args, lambda b: ops.agent_action(
+            b, args.tenant, args.client_id, args.action, args.reason), AGENT_COLS)
+
+    async def describe(b: Any) -> Any:
+        fields: dict[str, Any] = {}
+        if args.owner is not None:
+            fields["owner"] = args.owner
+        if args.purpose is not None:
+            fields["purpose"] = args.purpose
+        if args.no_expiry:
+            fields["expires_at"] = None
+        elif args.expires_at is not None:
+            fields["expires_at"] = args.expires_at
+        elif args.expires_in is not None:
+            fields["expires_at"] = b.clock.now() + args.expires_in
+        return await ops.describe_agent(b, args.tenant, args.client_id, **fields)
+
+    return _run(args, describe, AGENT_COLS)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from broker.cli import _run
+
+    status = "disabled" if args.action == "disable" else "active"
+    return _run(args, lambda b: ops.set_user_status(b, args.tenant, args.sub, status,
+                                                    args.reason), USER_COLS)
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from broker.cli import _run
+
+    return _run(args, lambda b: ops.revoke(b, args.tenant, args.by, args.value, args.reason),
+                REVOKE_COLS)
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``agent``, ``user`` and ``revoke`` to the ``tessera`` subcommands."""
+    agent = sub.add_parser("agent", help="agent lifecycle: suspend, resume, retire, describe")
+    asub = agent.add_subparsers(dest="action", required=True)
+    for action in ("suspend", "resume", "retire", "set", "show"):
+        sp = asub.add_parser(action)
+        sp.add_argument("--tenant", required=True)
+        sp.add_argument("client_id")
+        sp.add_argument("--json", action="store_true", help="print JSON")
+        if action not in ("set", "show"):
+            sp.add_argument("--reason", default="")
+    aset = asub.choices["set"]
+    aset.add_argument("--owner")
+    aset.add_argument("--purpose")
+    when = aset.add_mutually_exclusive_group()
+    when.add_argument("--expires-at", type=float, help="epoch seconds (ephemeral agent)")
+    when.add_argument("--expires-in", type=int, help="seconds from now (ephemeral agent)")
+    when.add_argument("--no-expiry", action="store_true", help="clear the expiry")
+    agent.set_defaults(func=cmd_agent)
+
+    user = sub.add_parser("user", help="disable or enable a tenant's user")
+    usub = user.add_subparsers(dest="action", required=True)
+    for action in ("disable", "enable"):
+        sp = usub.add_parser(action)
+        sp.add_argument("--tenant", required=True)
+        sp.add_argument("sub")
+        sp.add_argument("--reason", default="")
+        sp.add_argument("--json", action="store_true", help="print JSON")
+    user.set_defaults(func=cmd_user)
+
+    rev = sub.add_parser("revoke", help="revoke tokens by token, grant, agent, user, partner "
+                         "or the whole tenant (universal logout)")
+    rev.add_argument("--tenant", required=True)
+    rev.add_argument("--by", required=True, choices=list(ops.REVOKE_BY))
+    rev.add_argument("--value", help="the token, grant id, client_id, sub, partner id or "
+                     "issuer (not for --by tenant)")
+    rev.add_argument("--reason", default="")
+    rev.add_argument("--json", action="store_true", help="print JSON")
+    rev.set_defaults(func=cmd_revoke)
