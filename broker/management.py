@@ -66,6 +66,13 @@ async def create_tenant(
     broker: Broker, name: str, *, display_name: str | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    if settings and "anomaly_rules" in settings:
+        from broker.anomaly import check_rules  # anomaly imports runtime; keep it lazy
+
+        try:
+            settings = {**settings, "anomaly_rules": list(check_rules(settings["anomaly_rules"]))}
+        except ValueError as exc:
+            raise _bad(exc) from exc
     try:
         async with broker.sessions() as session, session.begin():
             tenant = await directory.create_tenant(

@@ -16,10 +16,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from adapters.errors import InvalidRequest
 from broker import anomaly, webhooks
 from broker.app import create_app
 from broker.runtime import Broker
-from tenants.models import AuditEvent, Client, RevocationCutoff
+from tenants.models import AuditEvent, Client, RevocationCutoff, Tenant
 from tests.conftest import ADMIN_TOKEN, BASE_URL, TestClient, new_client, new_tenant
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -326,7 +327,13 @@ async def test_hot_path_counter_is_constant_work_and_memory(broker: Broker) -> N
 
 
 async def test_malformed_stored_rules_are_ignored_on_the_hot_path(broker: Broker) -> None:
-    tenant = await new_tenant(broker, anomaly_rules=[{"metric": "resource_reads"}])
+    with pytest.raises(InvalidRequest):  # refused when a tenant is created with them ...
+        await new_tenant(broker, anomaly_rules=[{"metric": "resource_reads"}])
+    tenant = await new_tenant(broker)  # ... but a row edited by hand must not break requests
+    async with broker.sessions() as session, session.begin():
+        row = await session.get(Tenant, tenant)
+        assert row is not None
+        row.settings = {**row.settings, "anomaly_rules": [{"metric": "resource_reads"}]}
     view = await broker.tenant(tenant)
     anomaly.count(broker, view, "agent", anomaly.RESOURCE_READS)  # does not raise
     assert await anomaly.evaluate(broker) == []
