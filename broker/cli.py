@@ -168,7 +168,8 @@ def cmd_connection(args: argparse.Namespace) -> int:
         return _run(args, lambda b: ops.put_managed_connection(
             b, args.tenant, client_id=args.client, audience=args.audience, rules=rules,
             remote_client_id=args.remote_client_id, resources=args.resource,
-            max_lifetime=args.max_lifetime, default_rule=args.default_rule), CONNECTION_COLS)
+            max_lifetime=args.max_lifetime, default_rule=args.default_rule,
+            approver=args.approver), CONNECTION_COLS)
     if args.action == "list":
         return _run(args, lambda b: ops.list_managed_connections(b, args.tenant),
                     CONNECTION_COLS)
@@ -416,6 +417,8 @@ def parser() -> argparse.ArgumentParser:
     ms.add_argument("--default-rule", default="deny", choices=["grant", "approve", "deny"])
     ms.add_argument("--resource", action="append", default=[])
     ms.add_argument("--max-lifetime", type=int, default=300)
+    ms.add_argument("--approver", help="group:<name> approves the approve scopes "
+                    "(default: the user themself)")
     ml = mcsub.add_parser("list")
     ml.add_argument("--tenant", required=True)
     md = mcsub.add_parser("delete")

@@ -9,8 +9,9 @@ The documented path (this docstring is its reference):
         "auth_req_id": "<256-bit random>", "expires_in": 600, "interval": 5}
 
    (a client that does not know the path sees an ordinary OAuth error and stops).
-2. The approver is the subject user (their approvals page / JSON API, and the tenant webhook
-   ``approval.pending``). Scopes of rule ``deny`` stay dropped; ``grant`` + ``approve`` scopes
+2. The approver (the subject user, or the connection's ``group:<name>``) is asked on the
+   approvals page / JSON API and by the tenant webhook ``approval.pending``. Scopes of rule
+   ``deny`` stay dropped; ``grant`` + ``approve`` scopes
    are what the approver sees and what the ID-JAG will carry.
 3. The agent polls the token endpoint with ``grant_type=urn:openid:params:grant-type:ciba``
    and ``auth_req_id`` (``authorization_pending`` / ``slow_down`` / ``access_denied`` /
@@ -19,9 +20,8 @@ The documented path (this docstring is its reference):
    "token_type": "N_A", "expires_in", "scope"}``. The ID-JAG is minted at redemption from the
    identity, audience, resource and DPoP key (``cnf.jkt``) of the original exchange.
 
-Approver groups: the managed connection has no field for one, so the approver is always the
-subject user (a ``group:<name>`` approver works for the storage and the approvals page, and
-is what a later ``approver`` column on the connection would fill in).
+Approver: the managed connection's ``approver`` (``group:<name>``: any active user of the
+tenant in that group decides) or, when it names none, the subject user.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ async def hold_for_approval(
                          if isinstance(v, str | int | float | list) or v is None},
         }
         auth_req_id, row = await ciba.create(
-            scope, client_id=client.client_id, user_id=user.id, approver=user.id,
+            scope, client_id=client.client_id, user_id=user.id,
+            approver=pending.decision_approver or user.id,
             scope_=decision.granted, details=list(details), binding_message=None,
             delivery_mode="poll", notification_token_sealed=None, context=context,
             interval=settings.ciba_poll_interval, now=now,
@@ -69,7 +70,7 @@ async def hold_for_approval(
             "ciba.requested", "granted", client.client_id, user.id,
             {"request": row.handle[:16], "kind": "id_jag", "audience": audience,
              "scope": list(decision.granted), "approve": list(pending.approve)})], now)
-    ciba_notify.announce(broker, tenant, row.handle, client.client_id, user.id, user.id,
+    ciba_notify.announce(broker, tenant, row.handle, client.client_id, user.id, row.approver,
                          decision.granted, None, now + settings.ciba_request_lifetime)
     return ApprovalPending(auth_req_id, settings.ciba_request_lifetime,
                            settings.ciba_poll_interval)

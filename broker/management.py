@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,8 @@ from registry import partners, trust
 from tenants import audit, directory
 from tenants.models import Client, ManagedConnectionRow, Partner, Tenant, TrustLink
 from tenants.scope import scoped, tenant_scope
+
+APPROVER = re.compile(r"^group:[^\s]{1,128}$")
 
 
 def tenant_json(broker: Broker, tenant: Tenant) -> dict[str, Any]:
@@ -235,6 +238,7 @@ def connection_json(row: ManagedConnectionRow) -> dict[str, Any]:
         "tenant": row.tenant_id, "client_id": row.client_id, "audience": row.audience,
         "rules": row.rules, "default_rule": row.default_rule, "resources": row.resources,
         "remote_client_id": row.remote_client_id, "max_lifetime": row.max_lifetime,
+        "approver": row.approver,
     }
 
 
@@ -310,9 +314,12 @@ RULES = ("grant", "approve", "deny")
 async def put_managed_connection(
     broker: Broker, tenant: str, *, client_id: str, audience: str, rules: dict[str, str],
     remote_client_id: str, resources: Sequence[str] = (), max_lifetime: int = 300,
-    default_rule: str = "deny",
+    default_rule: str = "deny", approver: str | None = None,
 ) -> dict[str, Any]:
-    """Create or replace the managed connection for (tenant, client, audience)."""
+    """Create or replace the managed connection for (tenant, client, audience). ``approver``:
+    who approves its ``approve`` scopes — None for the user themself, or ``group:<name>``."""
+    if approver is not None and not APPROVER.match(approver):
+        raise InvalidRequest("approver: group:<name> (1-128 characters, no spaces)")
     if not isinstance(rules, dict) or any(
         not isinstance(k, str) or not k or " " in k or v not in RULES for k, v in rules.items()
     ):
@@ -333,7 +340,7 @@ async def put_managed_connection(
                                                  created_at=now, remote_client_id=""))
         row.rules, row.default_rule = dict(rules), default_rule
         row.resources, row.remote_client_id = list(resources), remote_client_id
-        row.max_lifetime = int(max_lifetime)
+        row.max_lifetime, row.approver = int(max_lifetime), approver
         await scope.session.flush()
         await audit.record(scope.session, tenant, [audit.Event(
             "managed_connection.set", "changed", client_id,

@@ -63,6 +63,7 @@ class ManagedConnection:
     resources: frozenset[str] = frozenset()  # allowed RFC 8707 `resource` values
     max_lifetime: int = ID_JAG_MAX_LIFETIME  # seconds, ceiling for the ID-JAG lifetime
     default_rule: Rule = "deny"  # the rule of every scope not in `rules`
+    approver: str | None = None  # who approves `approve` scopes: the user, or "group:<name>"
     # Precomputed for decide(): the same dict `rules` wraps, and the `grant` scopes, sorted.
     _rules: dict[str, Rule] = field(init=False, repr=False, compare=False)
     _grants: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -124,10 +125,12 @@ class ApprovalRequired(InvalidScope):
     """Rule 4's `approve` scopes: refused as they stand (``invalid_scope``); ``decision`` is
     what would be granted once a person approves (the caller may start that approval)."""
 
-    def __init__(self, approve: tuple[str, ...], decision: Decision) -> None:
+    def __init__(self, approve: tuple[str, ...], decision: Decision,
+                 approver: str | None = None) -> None:
         super().__init__("scopes need approval: " + " ".join(approve))
         self.approve = approve
         self.decision = decision
+        self.decision_approver = approver  # the connection's group, or None: the user
 
 
 class ConnectionIndex:
@@ -222,7 +225,8 @@ def decide(
                            ID_JAG_MAX_LIFETIME)
             raise ApprovalRequired(tuple(approve), Decision(
                 granted=(*granted, *approve), dropped=tuple(dropped), lifetime=max(lifetime, 1),
-                resource=resource, remote_client_id=connection.remote_client_id))
+                resource=resource, remote_client_id=connection.remote_client_id),
+                connection.approver)
     if not granted:
         raise InvalidScope("no requested scope may be granted")
 

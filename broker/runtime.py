@@ -117,7 +117,7 @@ _LOOKUP = (
 DIRECTORY_CACHE_SIZE = 10_000
 _M = ManagedConnectionRow.__table__
 _MANAGED = select(_M.c.rules, _M.c.default_rule, _M.c.resources, _M.c.remote_client_id,
-                  _M.c.max_lifetime).where(
+                  _M.c.max_lifetime, _M.c.approver).where(
     _M.c.tenant_id == bindparam("tenant_id"), _M.c.client_id == bindparam("client_id"),
     _M.c.audience == bindparam("audience"))
 @dataclass
@@ -236,7 +236,7 @@ class Broker:
             tenant_id=tenant_id, client_id=client_id, audience=audience,
             rules=dict(row.rules), remote_client_id=row.remote_client_id,
             resources=frozenset(row.resources), max_lifetime=row.max_lifetime,
-            default_rule=row.default_rule,
+            default_rule=row.default_rule, approver=row.approver,
         )
 
     async def detail_types(self, tenant_id: str) -> dict[str, rar.DetailType]:

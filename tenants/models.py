@@ -171,6 +171,9 @@ class ManagedConnectionRow(TenantOwned, Base):
     remote_client_id: Mapped[str] = mapped_column(String(256))
     max_lifetime: Mapped[int] = mapped_column(Integer, default=300)
     created_at: Mapped[float] = mapped_column(Float)
+    # who approves this connection's ``approve`` scopes: None (the user themself) or
+    # ``group:<name>`` (any active user of the tenant in that group)
+    approver: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class DirectoryEpoch(TenantOwned, Base):

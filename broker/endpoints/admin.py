@@ -165,6 +165,7 @@ async def _put_connection(request: Request, broker: Broker, body: dict[str, Any]
         remote_client_id=_opt_str(body, "remote_client_id") or "",
         resources=_str_list(body, "resources"), max_lifetime=lifetime,
         default_rule=_opt_str(body, "default_rule") or "deny",
+        approver=_opt_str(body, "approver"),
     )
 
 

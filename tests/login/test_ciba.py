@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.errors import InvalidRequest
 from broker import id_jag, webhooks
 from broker import management as ops
 from tests.broker.helpers import jwt_parts
@@ -302,3 +303,44 @@ async def test_managed_connection_approve(login: Login, approver: httpx.AsyncCli
         r = await http.post(agent.token_url, auth=agent.basic, data={**exchange,
                                                                      "scope": "read"})
         assert r.status_code == 200, r.text
+
+
+async def test_managed_connection_approver_group(login: Login, approver: httpx.AsyncClient
+                                                 ) -> None:
+    """The connection names ``group:ops``: bob (in ops) decides alice's agent request; alice
+    herself (not in ops) does not even see it."""
+    b = login.broker
+    resource_tenant = await new_tenant(b)
+    api = "https://api.group-approvals.example"
+    agent = await new_client(b, login.tenant, scopes=[], audiences=[],
+                             redirect_uris=[APP_REDIRECT])
+    remote = await new_client(b, resource_tenant, scopes=["read", "pay"], audiences=[api])
+    await ops.add_trust_link(b, login.tenant, peer_tenant=resource_tenant)
+    await ops.add_trust_link(b, resource_tenant, peer_tenant=login.tenant,
+                             scope_ceiling=["read", "pay"])
+    with pytest.raises(InvalidRequest):
+        await ops.put_managed_connection(
+            b, login.tenant, client_id=agent.client_id, audience=b.issuer(resource_tenant),
+            rules={"pay": "approve"}, remote_client_id=remote.client_id, approver="ops")
+    connection = await ops.put_managed_connection(
+        b, login.tenant, client_id=agent.client_id, audience=b.issuer(resource_tenant),
+        rules={"read": "grant", "pay": "approve"}, remote_client_id=remote.client_id,
+        resources=[api], max_lifetime=120, approver="group:ops")
+    assert connection["approver"] == "group:ops"
+    tokens = await login_tokens(login, agent, request_for(agent), approver)  # alice
+    bob = await approver_browser(login, "bob")
+    try:
+        async with login.browser() as http:
+            r = await http.post(agent.token_url, auth=agent.basic, data={
+                "grant_type": id_jag.TOKEN_EXCHANGE, "requested_token_type": id_jag.ID_JAG,
+                "audience": remote.issuer, "subject_token": tokens["id_token"],
+                "subject_token_type": id_jag.ID_TOKEN, "scope": "read pay"})
+            assert r.status_code == 400 and r.json()["error"] == "authorization_pending"
+            request_id = handle(r.json()["auth_req_id"])
+            assert request_id not in await pending_ids(approver, login.tenant)  # alice
+            assert request_id in await pending_ids(bob, login.tenant)
+            await decide_on_page(login, bob, request_id)
+            r = await poll(http, agent, r.json()["auth_req_id"])
+            assert r.status_code == 200 and r.json()["issued_token_type"] == id_jag.ID_JAG
+    finally:
+        await bob.aclose()
