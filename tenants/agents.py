@@ -48,29 +48,35 @@ async def _changed(session: AsyncSession, scope: TenantScope, client: Client, ac
     return client
 
 
-async def suspend(scope: TenantScope, client_id: str, *, now: float, reason: str = "") -> Client:
+# action -> (new status, refusal when the agent is retired: retirement is final)
+_TRANSITIONS: dict[str, tuple[str, str | None]] = {
+    "agent.suspended": ("suspended", "a retired agent stays retired"),
+    "agent.resumed": ("active", "a retired agent cannot be resumed"),
+    "agent.retired": ("retired", None),
+}
+
+
+async def _transition(scope: TenantScope, client_id: str, action: str, now: float,
+                      reason: str) -> Client:
     client = await _agent(scope, client_id)
-    if client.status == "retired":
-        raise LifecycleError("a retired agent stays retired")
-    previous, client.status = client.status, "suspended"
-    return await _changed(scope.session, scope, client, "agent.suspended", now,
+    status, refusal = _TRANSITIONS[action]
+    if refusal is not None and client.status == "retired":
+        raise LifecycleError(refusal)
+    previous, client.status = client.status, status
+    return await _changed(scope.session, scope, client, action, now,
                           {"from": previous, "reason": reason})
+
+
+async def suspend(scope: TenantScope, client_id: str, *, now: float, reason: str = "") -> Client:
+    return await _transition(scope, client_id, "agent.suspended", now, reason)
 
 
 async def resume(scope: TenantScope, client_id: str, *, now: float, reason: str = "") -> Client:
-    client = await _agent(scope, client_id)
-    if client.status == "retired":
-        raise LifecycleError("a retired agent cannot be resumed")
-    previous, client.status = client.status, "active"
-    return await _changed(scope.session, scope, client, "agent.resumed", now,
-                          {"from": previous, "reason": reason})
+    return await _transition(scope, client_id, "agent.resumed", now, reason)
 
 
 async def retire(scope: TenantScope, client_id: str, *, now: float, reason: str = "") -> Client:
-    client = await _agent(scope, client_id)
-    previous, client.status = client.status, "retired"
-    return await _changed(scope.session, scope, client, "agent.retired", now,
-                          {"from": previous, "reason": reason})
+    return await _transition(scope, client_id, "agent.retired", now, reason)
 
 
 async def describe(
