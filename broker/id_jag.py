@@ -17,7 +17,6 @@ from broker.peer_keys import trusted_issuer_key
 from broker.runtime import Broker, TenantView
 from broker.tokens import IssuedToken
 from tenants import revocation_cutoffs
-from tenants.scope import tenant_scope
 
 ID_JAG_TYP = "oauth-id-jag+jwt"
 ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
@@ -64,10 +63,8 @@ async def verify_id_token(
         raise InvalidRequest("subject_token has no sub")
     if issuer == tenant.issuer:  # the tenant's own user: disabled or revoked since?
         iat = claims.get("iat")
-        async with tenant_scope(broker.sessions, tenant.id) as scope:
-            refused = await revocation_cutoffs.subject_refused(
-                scope, claims["sub"], iat if isinstance(iat, int | float) else 0)
-        if refused:
+        if await revocation_cutoffs.subject_refused(
+                broker.hot, tenant.id, claims["sub"], iat if isinstance(iat, int | float) else 0):
             raise InvalidRequest("subject_token: the user is disabled or was revoked")
     return claims
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from tenants import audit, grants
+from tenants.hotpath import HotPath
 from tenants.models import Grant, LoginSession, RevocationCutoff, RevokedToken, User
 from tenants.scope import TenantScope
 
@@ -123,15 +124,23 @@ async def listed(scope: TenantScope, now: float) -> tuple[Sequence[RevocationCut
     return cutoffs, tokens
 
 
-async def subject_refused(scope: TenantScope, user_id: str, iat: float) -> bool:
+_U, _K = User.__table__, RevocationCutoff.__table__
+# one Core statement on the hot path's connection (no ORM unit of work)
+_SUBJECT_REFUSED = select(
+    select(_U.c.id).where(_U.c.tenant_id == bindparam("tenant_id"),
+                          _U.c.id == bindparam("user_id"), _U.c.status != "active")
+    .exists().label("disabled"),
+    select(_K.c.kind).where(
+        _K.c.tenant_id == bindparam("tenant_id"), _K.c.not_before >= bindparam("iat"),
+        ((_K.c.kind == "user") & (_K.c.subject == bindparam("user_id")))
+        | ((_K.c.kind == "tenant") & (_K.c.subject == bindparam("tenant_id"))))
+    .exists().label("cut"),
+)
+
+
+async def subject_refused(hot: HotPath, tenant_id: str, user_id: str, iat: float) -> bool:
     """Whether an identity assertion this tenant issued for ``user_id`` at ``iat`` must be
     refused: the user is disabled, or the user or the tenant was revoked since."""
-    user = await scope.get(User, user_id)
-    if user is not None and user.status != "active":
-        return True
-    K = RevocationCutoff
-    found = await scope.session.execute(select(K.kind).where(
-        K.not_before >= iat,
-        ((K.kind == "user") & (K.subject == user_id))
-        | ((K.kind == "tenant") & (K.subject == scope.tenant_id))).limit(1))
-    return found.first() is not None
+    row = await hot.read_one(_SUBJECT_REFUSED, {"tenant_id": tenant_id, "user_id": user_id,
+                                                "iat": float(iat)})
+    return bool(row.disabled or row.cut)
