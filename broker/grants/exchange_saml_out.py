@@ -7,8 +7,9 @@
   requesting client or names it in ``aud`` (a service passing its caller on). Either way the
   ``sub`` must be an active user of the tenant: the assertion's NameID and attributes come from
   the user record, so a client's own token (client credentials) is refused.
-* ``audience``: exactly one, the entity ID of an active legacy app of the tenant, else
-  ``invalid_target``; ``resource`` is refused (the app is named by its entity ID).
+* ``audience``: exactly one, the entity ID of an active legacy app of the tenant that is also
+  one of the requesting client's registered audiences (which apps a client may get assertions
+  for), else ``invalid_target``; ``resource`` is refused (the app is named by its entity ID).
 * Answer (RFC 8693 §2.2.1, RFC 7522 §2.1): ``access_token`` = base64url (no padding) of the
   signed Assertion XML, ``issued_token_type`` saml2, ``token_type`` ``N_A``, ``expires_in`` the
   assertion's lifetime. The assertion (SAML Core §2.3.3) is built by ``broker.legacy_saml``: its
@@ -70,6 +71,9 @@ async def issue(request: TokenRequest) -> GrantResult:
         user = await scope.get(User, str(identity["sub"]))
     if app is None:
         raise InvalidTarget("the audience is not an active legacy app of this tenant")
+    if app.entity_id not in request.client.client.audiences:
+        # which apps a client may get assertions for is its registered audiences (RFC 8707)
+        raise InvalidTarget("this client may not ask for assertions for that legacy app")
     if user is None or user.status != "active":
         raise InvalidRequest("the subject is not an active user of this tenant")
     auth = {"auth_time": identity.get("auth_time") or identity.get("iat"),

@@ -19,6 +19,7 @@ from broker import id_jag
 from broker.endpoints.admin_legacy_apps import set_legacy_app_status
 from broker.tokens import access_token_claims, mint_access_token
 from tenants import users
+from tenants.models import Client
 from tenants.scope import tenant_scope
 from tests.conftest import TestClient, new_client
 from tests.login.conftest import Login
@@ -44,8 +45,22 @@ async def _id_token(login: Login, tenant: str, client: TestClient, sub: str) -> 
     return await id_jag.mint_id_token(login.broker, view, subject=sub, client_id=client.client_id)
 
 
+async def allow(login: Login, client: TestClient, entity_id: str) -> None:
+    """Register the app as one of the client's audiences (what it may get assertions for)."""
+    async with tenant_scope(login.broker.sessions, client.tenant) as scope:
+        row = await scope.get(Client, client.client_id)
+        assert row is not None
+        if entity_id not in row.audiences:
+            row.audiences = [*row.audiences, entity_id]
+    login.broker.forget_directory(client.tenant)
+
+
 async def _exchange(login: Login, client: TestClient, subject_token: str, audience: str | list,
-                    subject_type: str = id_jag.ID_TOKEN, **extra: str) -> httpx.Response:
+                    subject_type: str = id_jag.ID_TOKEN, *, allowed: bool = True,
+                    **extra: str) -> httpx.Response:
+    for entity_id in ([audience] if isinstance(audience, str) else audience):
+        if allowed:
+            await allow(login, client, entity_id)
     data: dict[str, Any] = {"grant_type": EXCHANGE, "subject_token": subject_token,
                             "subject_token_type": subject_type,
                             "requested_token_type": id_jag.SAML2, "audience": audience, **extra}
@@ -162,7 +177,8 @@ async def test_access_token_of_the_user_is_a_subject_token_too(
 
 
 @pytest.mark.parametrize("case", ["unknown_app", "two_audiences", "disabled_app", "resource",
-                                  "client_token", "other_clients_id_token", "peer_style_type"])
+                                  "client_token", "other_clients_id_token", "peer_style_type",
+                                  "app_not_an_audience_of_the_client"])
 async def test_refusals(login: Login, es_setup: tuple[TestClient, str], case: str) -> None:
     client, sub = es_setup
     entity, acs = new_entity()
@@ -183,10 +199,12 @@ async def test_refusals(login: Login, es_setup: tuple[TestClient, str], case: st
     elif case == "other_clients_id_token":
         other = await new_client(login.broker, login.tenant)
         token = await _id_token(login, login.tenant, other, sub)
-    else:
+    elif case == "peer_style_type":
         subject_type = id_jag.SAML2
-    r = await _exchange(login, client, token, audience, subject_type, **extra)
-    expected = "invalid_target" if case in ("unknown_app", "disabled_app", "resource") else (
+    r = await _exchange(login, client, token, audience, subject_type,
+                        allowed=case != "app_not_an_audience_of_the_client", **extra)
+    expected = "invalid_target" if case in (
+        "unknown_app", "disabled_app", "resource", "app_not_an_audience_of_the_client") else (
         "invalid_request")
     assert r.status_code == 400 and r.json()["error"] == expected, r.text
 
