@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +25,7 @@ from broker.runtime import Broker
 from tenants.db import Base, create_engine
 from tenants.migrate import upgrade
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = "http://tessera.test"
 ADMIN_TOKEN = "test-admin-token-" + "x" * 20
 POSTGRES_URL = os.environ.get("TESSERA_TEST_POSTGRES_URL")
@@ -140,3 +144,25 @@ async def clocked_broker(broker: Broker) -> AsyncIterator[tuple[Broker, OffsetCl
     other = Broker.build(broker.settings, clock=clock)
     yield other, clock
     await other.close()
+
+
+@pytest.fixture
+def cli(tmp_path: Any) -> Any:
+    """``cli(*args, check=True, **env)``: the ``tessera`` command of THIS checkout (whatever copy
+    is installed) on a SQLite file of its own; ``cli.db`` and ``cli.tmp`` name the files."""
+    env = {**os.environ, "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+           "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+           "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token"),
+           "PYTHONPATH": str(REPO_ROOT)}
+
+    def run(*args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "broker.cli", *args],
+                              env={**env, **extra_env}, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    run.db = tmp_path / "cli.db"  # type: ignore[attr-defined]
+    run.tmp = tmp_path  # type: ignore[attr-defined]
+    return run

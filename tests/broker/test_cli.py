@@ -3,30 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
-
-import pytest
-
-
-@pytest.fixture
-def cli(tmp_path):
-    env = {**os.environ, "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
-           "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
-           "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token")}
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "broker.cli", *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60)
-        if check:
-            assert proc.returncode == 0, proc.stderr
-        return proc
-
-    run.db = tmp_path / "cli.db"  # type: ignore[attr-defined]
-    run.tmp = tmp_path  # type: ignore[attr-defined]
-    return run
 
 
 def test_cli_end_to_end(cli):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +111,20 @@ async def login(broker: Broker, oidc_idp: OidcIdp, saml_idp: SamlIdp) -> AsyncIt
 
 def workdir(tmp: Path) -> Path:
     return tmp
+
+
+Browsers = Callable[[], httpx.AsyncClient]
+
+
+@pytest.fixture
+async def browsers(login: Login) -> AsyncIterator[Browsers]:
+    """``browsers()``: a fresh browser (cookie jar) at the broker, closed after the test."""
+    made: list[httpx.AsyncClient] = []
+
+    def make() -> httpx.AsyncClient:
+        made.append(login.browser())
+        return made[-1]
+
+    yield make
+    for browser in made:
+        await browser.aclose()

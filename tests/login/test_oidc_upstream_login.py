@@ -10,7 +10,7 @@ mapping is shown with the SAML IdP in a fresh tenant, the disabled upstream in a
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import httpx
@@ -71,18 +71,6 @@ async def mail_client(login: Login) -> TestClient:
     login.saml_idp.add_sp_metadata(sp.content)
     return await new_client(login.broker, tenant, redirect_uris=[APP_REDIRECT])
 
-
-@pytest.fixture
-async def browsers(login: Login) -> AsyncIterator[Browsers]:
-    made: list[httpx.AsyncClient] = []
-
-    def make() -> httpx.AsyncClient:
-        made.append(login.browser())
-        return made[-1]
-
-    yield make
-    for browser in made:
-        await browser.aclose()
 
 
 async def audit_seq(login: Login, tenant: str = TENANT) -> int:

@@ -10,7 +10,7 @@ import copy
 import datetime as dt
 import secrets
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -66,18 +66,6 @@ Starter = Callable[[], Awaitable[Flow]]
 async def client(login: Login) -> TestClient:
     return await new_client(login.broker, TENANT, redirect_uris=[APP_REDIRECT])
 
-
-@pytest.fixture
-async def browsers(login: Login) -> AsyncIterator[Browsers]:
-    made: list[httpx.AsyncClient] = []
-
-    def make() -> httpx.AsyncClient:
-        made.append(login.browser())
-        return made[-1]
-
-    yield make
-    for browser in made:
-        await browser.aclose()
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -243,22 +241,6 @@ async def test_users_list_shows_linked_users(http: httpx.AsyncClient, broker: Br
 
 
 # --- the command line -----------------------------------------------------------------------
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    env = {**os.environ, "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
-           "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
-           "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token")}
-
-    def run(*args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "broker.cli", *args],
-                              env={**env, **extra_env}, cwd=tmp_path, capture_output=True,
-                              text=True, timeout=60)
-        if check:
-            assert proc.returncode == 0, proc.stderr
-        return proc
-
-    return run
 
 
 def test_cli_upstreams_and_detail_types(cli: Cli, tmp_path: Path) -> None:
