@@ -13,6 +13,7 @@
 //     "users": { "alice": {"email": "...", "name": "...", "groups": [...], ...} },
 //     "claims": {scope: [claim names]},       // optional; replaces DEFAULT_CLAIMS below
 //     "rotate": true,                         // optional; false turns POST /__test/rotate off
+//     "rsa_keys": [{...private RSA JWK}],     // optional; used (in order) before generating
 //     "cookie_keys": ["..."]                  // optional; default: random for this process
 //   }
 //
@@ -91,12 +92,17 @@ ${body}
 // --- signing keys -------------------------------------------------------------------------
 
 let generation = 0;
+const rsaPool = Array.isArray(config.rsa_keys) ? [...config.rsa_keys] : [];
 
 function newSigningKeys() {
   generation += 1;
   const tag = `${generation}-${crypto.randomBytes(4).toString('hex')}`;
-  const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
-    .export({ format: 'jwk' });
+  // RSA keys come from the test harness (config.rsa_keys) while it has some: on this machine a
+  // fresh Node process with oidc-provider loaded sometimes stalled for many seconds in its
+  // first RSA key generation (seen about 1 start in 30 under load); EC keys are cheap to make.
+  const rsa = rsaPool.length ? rsaPool.shift()
+    : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
+      .export({ format: 'jwk' });
   const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
     .export({ format: 'jwk' });
   return [
