@@ -10,24 +10,19 @@ these requests only; poll-mode rows keep nothing but the hash.
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 from typing import Any
-
-import httpx
 
 from adapters.errors import OAuthError
 from broker import webhooks
 from broker.grants import ciba as ciba_grant
 from broker.runtime import Broker, TenantView
-from registry.remote_keys import RemoteKeyError
 from tenants import audit, ciba
 from tenants.models import CibaRequest
 from tenants.scope import tenant_scope
 
 log = logging.getLogger("tessera.ciba")
-TIMEOUT = 5.0
-_pending: set[asyncio.Task[None]] = set()
 
 
 def seal_context(tenant_id: str, client_id: str, what: str) -> str:
@@ -43,17 +38,10 @@ def _open(broker: Broker, row: CibaRequest, tenant_id: str, what: str, value: st
 
 
 async def _post(broker: Broker, url: str, token: str, body: dict[str, Any]) -> bool:
-    headers = {"Authorization": f"Bearer {token}", "Cache-Control": "no-store"}
-    for attempt in (1, 2):
-        try:
-            await broker.remote_keys.check_target(url)
-            response = await broker.http.post(url, json=body, headers=headers, timeout=TIMEOUT)
-            if 200 <= response.status_code < 300:
-                return True
-            log.warning("CIBA notification: HTTP %s (attempt %s)", response.status_code, attempt)
-        except (RemoteKeyError, httpx.HTTPError) as exc:
-            log.warning("CIBA notification failed: %s (attempt %s)", type(exc).__name__, attempt)
-    return False
+    headers = {"Authorization": f"Bearer {token}", "Cache-Control": "no-store",
+               "Content-Type": "application/json"}
+    return await webhooks.post(broker, url, content=json.dumps(body).encode(), headers=headers,
+                               what="CIBA notification")
 
 
 async def deliver(broker: Broker, tenant: TenantView, handle: str) -> bool:
@@ -103,9 +91,7 @@ async def deliver(broker: Broker, tenant: TenantView, handle: str) -> bool:
 
 def notify(broker: Broker, tenant: TenantView, handle: str) -> None:
     """Fire and forget ``deliver``."""
-    task = asyncio.get_running_loop().create_task(_safe(broker, tenant, handle))
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    webhooks.in_background(_safe(broker, tenant, handle))
 
 
 async def _safe(broker: Broker, tenant: TenantView, handle: str) -> None:

@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ from registry.remote_keys import RemoteKeyError
 
 log = logging.getLogger("tessera.webhooks")
 TIMEOUT = 5.0
-_pending: set[asyncio.Task[None]] = set()
+_pending: set[asyncio.Task[Any]] = set()
 
 
 def webhook_secret(broker: Broker, tenant_id: str) -> str:
@@ -66,25 +67,35 @@ async def deliver(broker: Broker, tenant: TenantView, type_: str, data: dict[str
     body = event_body(tenant, type_, data, now)
     headers = {"Content-Type": "application/json",
                "Tessera-Signature": signature(webhook_secret(broker, tenant.id), int(now), body)}
+    return await post(broker, url, content=body, headers=headers,
+                      what=f"webhook {type_} of tenant {tenant.id}")
+
+
+async def post(broker: Broker, url: str, *, content: bytes, headers: dict[str, str],
+               what: str) -> bool:
+    """One outbound notification (webhooks, CIBA ping/push): the URL through the SSRF guard,
+    True on a 2xx, one retry; the log names ``what``, never the body."""
     for attempt in (1, 2):
         try:
             await broker.remote_keys.check_target(url)
-            response = await broker.http.post(url, content=body, headers=headers,
+            response = await broker.http.post(url, content=content, headers=headers,
                                               timeout=TIMEOUT)
             if 200 <= response.status_code < 300:
                 return True
-            log.warning("webhook %s of tenant %s: HTTP %s (attempt %s)", type_, tenant.id,
-                        response.status_code, attempt)
+            log.warning("%s: HTTP %s (attempt %s)", what, response.status_code, attempt)
         except (RemoteKeyError, httpx.HTTPError) as exc:
-            log.warning("webhook %s of tenant %s failed: %s (attempt %s)", type_, tenant.id,
-                        type(exc).__name__, attempt)
+            log.warning("%s failed: %s (attempt %s)", what, type(exc).__name__, attempt)
     return False
+
+
+def in_background(work: Coroutine[Any, Any, Any]) -> None:
+    """Run ``work`` without making the caller's request wait (a reference is kept)."""
+    task = asyncio.get_running_loop().create_task(work)
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
 
 
 def notify(broker: Broker, tenant: TenantView, type_: str, data: dict[str, Any]) -> None:
     """Fire and forget (the caller's request does not wait for the receiver)."""
-    if not tenant.settings.webhook_url:
-        return
-    task = asyncio.get_running_loop().create_task(deliver(broker, tenant, type_, data))
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    if tenant.settings.webhook_url:
+        in_background(deliver(broker, tenant, type_, data))
