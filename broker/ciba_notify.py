@@ -58,7 +58,7 @@ async def deliver(broker: Broker, tenant: TenantView, handle: str) -> bool:
         token = _open(broker, row, tenant.id, "cnt", row.notification_token_sealed)
         _, client = await broker.lookup(tenant.id, row.client_id)
         url = row.context.get("notification_endpoint")
-        if client is None or client.status != "active" or not url:
+        if client is None or not client.live(now) or not url:
             return False
         body: dict[str, Any] = {"auth_req_id": auth_req_id}
         made = None

@@ -58,6 +58,8 @@ async def authorize(request: Request) -> Response:
         if client_id is None:
             raise Unredirectable(InvalidRequest("client_id is required"))
         _, client = await broker.lookup(tenant.id, client_id)
+        if client is not None and not client.live(broker.clock.now()):
+            client = None  # suspended, retired, disabled or expired: as if unknown
         if "request_uri" in form:
             req = await _pushed(broker, tenant, client, form)
         else:
@@ -99,7 +101,7 @@ async def _pushed(broker: Broker, tenant: TenantView, client: ClientView | None,
                   form: Form) -> AuthorizationRequest:
     """The request pushed earlier (RFC 9126 §4); only client_id may accompany it."""
     uri = form.require("request_uri")
-    if client is None or client.status != "active":
+    if client is None:
         raise Unredirectable(InvalidRequest("unknown or disabled client_id"))
     if not uri.startswith(PAR_PREFIX):
         raise Unredirectable(InvalidRequestURI("request_uri was not issued by PAR here"))

@@ -45,7 +45,7 @@ async def consent(request: Request) -> Response:
                                 "belongs to another browser.")
     req = flow.request
     _, client = await broker.lookup(tenant.id, req.client_id)
-    if client is None or client.status != "active":
+    if client is None or not client.live(broker.clock.now()):
         return pages.error_page("invalid_client", "The application is no longer available.")
     if form is None:
         types = await broker.detail_types(tenant.id)

@@ -279,7 +279,7 @@ async def _complete(broker: Broker, request: Request, tenant: TenantView,
         response = await saml_idp.resume(broker, request, tenant, flow, session, user)
     else:
         _, client = await broker.lookup(tenant.id, flow.request.client_id)
-        if client is None or client.status != "active":
+        if client is None or not client.live(broker.clock.now()):
             return pages.error_page("invalid_client",
                                     "The application is no longer available.")
         response = await login_flow.proceed(broker, request, tenant, client, flow.request,

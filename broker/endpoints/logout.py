@@ -53,7 +53,7 @@ async def logout(request: Request) -> Response:
     target = params.get("post_logout_redirect_uri")
     if target is not None:
         _, client = await broker.lookup(tenant.id, client_id) if client_id else (None, None)
-        if client is None or client.status != "active" or not redirect_uri_matches(
+        if client is None or not client.live(broker.clock.now()) or not redirect_uri_matches(
                 client.post_logout_redirect_uris, target):
             return pages.error_page("invalid_request", "post_logout_redirect_uri is not "
                                     "registered for this client.")

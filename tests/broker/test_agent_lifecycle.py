@@ -177,3 +177,26 @@ def test_cli_runtime_control(tmp_path):
                    "agent.retired"):
         assert action in actions
     assert "intact" in cli("audit", "verify", *t).stdout
+
+
+async def test_expired_agent_cannot_start_an_authorization(http, broker):
+    """The browser-facing front door refuses an expired agent too (an error page, never a
+    redirect), like the token endpoint does."""
+    tenant = await new_tenant(broker)
+    agent = await new_client(broker, tenant, redirect_uris=["https://app.example/cb"])
+    r = await admin(http, "PUT", f"/tenants/{tenant}/agents/{agent.client_id}",
+                    {"expires_at": broker.clock.now() + 60})
+    assert r.status_code == 200, r.text
+    query = {"response_type": "code", "client_id": agent.client_id,
+             "redirect_uri": "https://app.example/cb", "scope": "openid",
+             "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+             "code_challenge_method": "S256"}
+    before = await http.get(f"/t/{tenant}/authorize", params=query)
+    assert before.status_code == 303  # on to the login
+    broker.clock.advance(61)
+    try:
+        after = await http.get(f"/t/{tenant}/authorize", params=query)
+    finally:
+        broker.clock.advance(-61)
+    assert after.status_code == 400 and "location" not in after.headers
+    assert "unknown or disabled client_id" in after.text
