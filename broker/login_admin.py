@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from adapters import rar
 from adapters.errors import InvalidRequest, NotFound
-from adapters.oidc_upstream import OIDCUpstreamConfig
 from adapters.saml_assertion import SAMLError
 from adapters.saml_upstream import parse_idp_metadata
 from broker import claim_mapping, upstreams
@@ -77,13 +76,12 @@ async def _config(broker: Broker, tenant: str, name: str, kind: str,
         config.setdefault("client_auth", "client_secret_basic")
         secret = raw.get("client_secret")
         try:
-            OIDCUpstreamConfig(**{**config, **{k: tuple(v) for k, v in config.items()
-                                               if isinstance(v, list)}},
-                               client_secret=secret)
+            upstreams.build_oidc_config(config, secret)
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"oidc settings: {exc}") from exc
         if secret is not None:
-            config["client_secret_sealed"] = broker.sealer.seal(str(secret), f"{tenant}/{name}")
+            config["client_secret_sealed"] = broker.sealer.seal(
+                str(secret), upstreams.secret_context(tenant, name))
         return config
     if kind != "saml":
         raise InvalidRequest("kind must be oidc or saml")

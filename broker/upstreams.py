@@ -72,16 +72,27 @@ def choose(upstreams: Sequence[UpstreamView], *, idp: str | None,
     return upstreams[0] if len(upstreams) == 1 else None
 
 
-def oidc_config(broker: Broker, tenant_id: str, upstream: UpstreamView) -> OIDCUpstreamConfig:
-    raw = dict(upstream.config)
-    sealed = raw.pop("client_secret_sealed", None)
-    secret = (broker.sealer.open(sealed, f"{tenant_id}/{upstream.name}")
-              if isinstance(sealed, str) else None)
+def secret_context(tenant_id: str, name: str) -> str:
+    """What an upstream's sealed client secret is bound to (``Sealer`` associated data)."""
+    return f"{tenant_id}/{name}"
+
+
+def build_oidc_config(stored: dict[str, Any], secret: str | None) -> OIDCUpstreamConfig:
+    """The adapter's config from the stored JSON settings (lists become tuples); raises
+    ``TypeError``/``ValueError`` on settings the adapter refuses."""
+    raw = {k: v for k, v in stored.items() if k != "client_secret_sealed"}
     for name in ("scopes", "allowed_algs"):
         if name in raw:
             raw[name] = tuple(raw[name])
     raw["extra_auth_params"] = tuple(tuple(p) for p in raw.get("extra_auth_params", ()))
     return OIDCUpstreamConfig(client_secret=secret, **raw)
+
+
+def oidc_config(broker: Broker, tenant_id: str, upstream: UpstreamView) -> OIDCUpstreamConfig:
+    sealed = upstream.config.get("client_secret_sealed")
+    secret = (broker.sealer.open(sealed, secret_context(tenant_id, upstream.name))
+              if isinstance(sealed, str) else None)
+    return build_oidc_config(upstream.config, secret)
 
 
 def saml_config(tenant: TenantView, upstream: UpstreamView) -> SAMLUpstreamConfig:
