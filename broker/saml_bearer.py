@@ -20,7 +20,6 @@ of the SAML ACS (``saml|issuer|ID``), so an assertion is used once across both.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,6 @@ from adapters.saml_upstream import (
     assertion_issuer,
     consume_assertion,
     decode_assertion,
-    parse_idp_metadata,
 )
 from broker import claim_mapping, upstreams
 from broker.runtime import Broker, TenantView
@@ -82,11 +80,6 @@ def replay_claim(identity: SAMLIdentity) -> Claim:
     return Claim(key, identity.not_on_or_after + REPLAY_GRACE, kind="saml_assertion")
 
 
-@functools.lru_cache(maxsize=64)
-def _metadata(xml: str) -> IdPMetadata:
-    return parse_idp_metadata(xml.encode())
-
-
 async def _upstream(broker: Broker, tenant: TenantView,
                     issuer: str) -> tuple[upstreams.UpstreamView, IdPMetadata] | None:
     for upstream in await upstreams.active(broker, tenant.id):
@@ -95,7 +88,7 @@ async def _upstream(broker: Broker, tenant: TenantView,
         xml = upstream.config.get("idp_metadata")
         if upstream.config.get("idp_entity_id") not in (None, issuer) or not isinstance(xml, str):
             continue
-        idp = _metadata(xml)
+        idp = upstreams.idp_metadata(xml)
         if idp.entity_id == issuer:
             return upstream, idp
     return None
@@ -114,7 +107,7 @@ async def _partner(broker: Broker, tenant: TenantView,
         if not isinstance(xml, str):
             continue
         try:
-            idp = _metadata(xml)
+            idp = upstreams.idp_metadata(xml)
         except SAMLError:
             continue
         if idp.entity_id == issuer:

@@ -4,6 +4,7 @@ home-realm discovery (which upstream a login goes to)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,8 +96,15 @@ def oidc_config(broker: Broker, tenant_id: str, upstream: UpstreamView) -> OIDCU
     return build_oidc_config(upstream.config, secret)
 
 
+@functools.lru_cache(maxsize=64)
+def idp_metadata(xml: str) -> IdPMetadata:
+    """A SAML IdP's metadata, parsed once per document (it is read at every login and every
+    SAML bearer assertion; the result is immutable)."""
+    return parse_idp_metadata(xml.encode())
+
+
 def saml_config(tenant: TenantView, upstream: UpstreamView) -> SAMLUpstreamConfig:
-    idp: IdPMetadata = parse_idp_metadata(upstream.config["idp_metadata"].encode())
+    idp = idp_metadata(upstream.config["idp_metadata"])
     return SAMLUpstreamConfig(
         sp_entity_id=sp_entity_id(tenant.issuer, upstream.name),
         acs_url=acs_url(tenant.issuer, upstream.name),
