@@ -1,7 +1,7 @@
 """An authorization request (RFC 6749 §4.1.1, OAuth 2.1 §4.1.1, OpenID Connect Core §3.1.2.1,
 RFC 7636, RFC 9396, RFC 9449 §10, RFC 8707), validated the same way at /authorize and at PAR.
 
-Checks, in order (``CHECKS``). The first two decide whether an error may be sent back to the
+Checks, in order (``validate``). The first two decide whether an error may be sent back to the
 client at all: until the client and its redirect URI are known, errors are shown to the user
 as a page (``Unredirectable``), never redirected (RFC 6749 §4.1.2.1).
 """
@@ -9,7 +9,7 @@ as a page (``Unredirectable``), never redirected (RFC 6749 §4.1.2.1).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,7 +89,7 @@ def redirect_uri_matches(registered: tuple[str, ...], given: str) -> bool:
     )
 
 
-def _check_client(client: ClientView | None, params: Params) -> ClientView:
+def _check_client(client: ClientView | None) -> ClientView:
     if client is None or client.status != "active":
         raise Unredirectable(InvalidRequest("unknown or disabled client_id"))
     if not client.redirect_uris:
@@ -191,8 +191,9 @@ def _check_dpop_jkt(params: Params) -> str | None:
 def validate(
     client: ClientView | None, params: Params, resources: list[str], types: DetailTypes
 ) -> AuthorizationRequest:
-    """Every check of ``CHECKS``; raises ``Unredirectable`` or a redirectable ``OAuthError``."""
-    known = _check_client(client, params)
+    """The checks in their order (this body is the table); raises ``Unredirectable`` or a
+    redirectable ``OAuthError``."""
+    known = _check_client(client)
     redirect_uri = _check_redirect_uri(known, params)
     _check_response_type(params)
     return AuthorizationRequest(
@@ -211,8 +212,3 @@ def validate(
         resource=_check_resource(known, resources),
     )
 
-
-CHECKS: tuple[Callable[..., Any], ...] = (
-    _check_client, _check_redirect_uri, _check_response_type, _check_pkce, _check_scope,
-    _check_prompt, _check_max_age, _check_details, _check_dpop_jkt, _check_resource,
-)
