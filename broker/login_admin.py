@@ -14,10 +14,11 @@ from adapters.errors import InvalidRequest, NotFound
 from adapters.saml_assertion import SAMLError
 from adapters.saml_upstream import parse_idp_metadata
 from broker import claim_mapping, upstreams
+from broker.management import existing_tenant
 from broker.runtime import Broker
 from registry.remote_keys import RemoteKeyError
 from tenants import audit
-from tenants.models import DetailType, Tenant, Upstream, User
+from tenants.models import DetailType, Upstream, User
 from tenants.scope import scoped, tenant_scope
 
 NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
@@ -27,12 +28,6 @@ OIDC_FIELDS = ("issuer", "client_id", "client_auth", "scopes", "allowed_algs", "
 MAX_METADATA = 512 * 1024
 RESERVED = frozenset({"idp"})  # /t/{t}/saml/idp/... is tessera's own SAML IdP
 METADATA_TYPES = frozenset({"application/samlmetadata+xml", "application/xml", "text/xml"})
-
-
-async def _existing(broker: Broker, tenant: str) -> None:
-    async with broker.sessions() as session:
-        if await session.get(Tenant, tenant) is None:
-            raise NotFound(f"no tenant {tenant!r}")
 
 
 def upstream_json(broker: Broker, row: Upstream) -> dict[str, Any]:
@@ -104,7 +99,7 @@ async def _config(broker: Broker, tenant: str, name: str, kind: str,
 
 
 async def create_upstream(broker: Broker, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
-    await _existing(broker, tenant)
+    await existing_tenant(broker, tenant)
     name, kind = body.get("name"), body.get("kind")
     if not isinstance(name, str) or not NAME.match(name):
         raise InvalidRequest("name: 1-64 of a-z, 0-9, '-' and '_'")
@@ -135,7 +130,7 @@ async def create_upstream(broker: Broker, tenant: str, body: dict[str, Any]) -> 
 
 
 async def list_upstreams(broker: Broker, tenant: str) -> list[dict[str, Any]]:
-    await _existing(broker, tenant)
+    await existing_tenant(broker, tenant)
     async with broker.sessions() as session:
         rows = (await session.execute(select(Upstream).where(Upstream.tenant_id == tenant)
                                       .order_by(Upstream.name))).scalars().all()
@@ -157,7 +152,7 @@ async def set_upstream_status(broker: Broker, tenant: str, name: str,
 
 async def register_detail_type(broker: Broker, tenant: str,
                                body: dict[str, Any]) -> dict[str, Any]:
-    await _existing(broker, tenant)
+    await existing_tenant(broker, tenant)
     type_, schema = body.get("type"), body.get("schema")
     if not isinstance(type_, str) or not type_ or len(type_) > 128:
         raise InvalidRequest("type is required (at most 128 characters)")
@@ -182,7 +177,7 @@ async def register_detail_type(broker: Broker, tenant: str,
 
 
 async def list_detail_types(broker: Broker, tenant: str) -> list[dict[str, Any]]:
-    await _existing(broker, tenant)
+    await existing_tenant(broker, tenant)
     async with broker.sessions() as session:
         rows = (await scoped(session, tenant).session.execute(
             select(DetailType).order_by(DetailType.type))).scalars().all()
@@ -190,7 +185,7 @@ async def list_detail_types(broker: Broker, tenant: str) -> list[dict[str, Any]]
 
 
 async def list_users(broker: Broker, tenant: str) -> list[dict[str, Any]]:
-    await _existing(broker, tenant)
+    await existing_tenant(broker, tenant)
     async with broker.sessions() as session:
         rows = (await scoped(session, tenant).session.execute(
             select(User).order_by(User.created_at))).scalars().all()

@@ -110,7 +110,8 @@ async def set_tenant_status(broker: Broker, name: str, status: str) -> dict[str,
     return tenant_json(broker, tenant)
 
 
-async def _existing_tenant(broker: Broker, name: str) -> None:
+async def existing_tenant(broker: Broker, name: str) -> None:
+    """``NotFound`` unless the tenant exists (in any status)."""
     async with broker.sessions() as session:
         if await session.get(Tenant, name) is None:
             raise NotFound(f"no tenant {name!r}")
@@ -128,7 +129,7 @@ async def create_client(
     authorization_details_types) and its mutual-TLS ones (tls_client_auth_subject_dn,
     tls_client_auth_san_uri, tls_client_auth_san_dns,
     tls_client_certificate_bound_access_tokens)."""
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     try:
         async with tenant_scope(broker.sessions, tenant) as scope:
             created = await directory.create_client(
@@ -143,7 +144,7 @@ async def create_client(
 
 
 async def list_clients(broker: Broker, tenant: str) -> list[dict[str, Any]]:
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     async with broker.sessions() as session:
         return [client_json(c) for c in await directory.list_clients(scoped(session, tenant))]
 
@@ -169,7 +170,7 @@ async def set_client_status(
 
 
 async def rotate_keys(broker: Broker, tenant: str) -> dict[str, Any]:
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     rotation = await broker.keys.rotate(tenant)
     return {
         "tenant": tenant,
@@ -181,7 +182,7 @@ async def rotate_keys(broker: Broker, tenant: str) -> dict[str, Any]:
 
 
 async def list_keys(broker: Broker, tenant: str) -> list[dict[str, Any]]:
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     return [
         {"kid": k.kid, "alg": k.alg, "state": k.state, "activated_at": k.activated_at,
          "retire_after": k.retire_after}
@@ -190,7 +191,7 @@ async def list_keys(broker: Broker, tenant: str) -> list[dict[str, Any]]:
 
 
 async def verify_audit(broker: Broker, tenant: str) -> dict[str, Any]:
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     async with broker.sessions() as session:
         report = await audit.verify_chain(session, tenant)
     return {
@@ -203,7 +204,7 @@ async def verify_audit(broker: Broker, tenant: str) -> dict[str, Any]:
 
 
 async def export_audit(broker: Broker, tenant: str) -> list[dict[str, Any]]:
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     async with broker.sessions() as session:
         return [
             {"tenant": tenant, "seq": e.seq, "at": e.at, "action": e.action,
@@ -276,7 +277,7 @@ async def add_trust_link(
     peer_tenant: str | None = None, scope_ceiling: Sequence[str] | None = None,
     expires_at: float | None = None,
 ) -> dict[str, Any]:
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     try:
         async with tenant_scope(broker.sessions, tenant) as scope:
             link = await trust.add_link(
@@ -290,7 +291,7 @@ async def add_trust_link(
 
 
 async def list_trust_links(broker: Broker, tenant: str) -> list[dict[str, Any]]:
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     async with broker.sessions() as session:
         return [link_json(x) for x in await trust.list_links(scoped(session, tenant))]
 
@@ -350,7 +351,7 @@ async def put_managed_connection(
 
 
 async def list_managed_connections(broker: Broker, tenant: str) -> list[dict[str, Any]]:
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     async with broker.sessions() as session:
         rows = (await scoped(session, tenant).session.execute(
             select(ManagedConnectionRow).order_by(ManagedConnectionRow.client_id,

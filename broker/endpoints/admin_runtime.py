@@ -14,6 +14,7 @@ locally is ``GET /t/{t}/revocations`` (``broker.endpoints.revocation_feed``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -24,13 +25,13 @@ from adapters.errors import InvalidRequest, InvalidToken, NotFound
 from broker.endpoints import admin as admin_api
 from broker.endpoints import revocation_feed
 from broker.endpoints.revoke import revoke_jti
-from broker.management import client_json
+from broker.management import client_json, existing_tenant
 from broker.runtime import Broker
 from broker.tokens import verify_access_token
 from registry import partners
 from tenants import agents, audit, grants, revocation_cutoffs, users
-from tenants.models import Client, Grant, Partner, Tenant, TrustLink
-from tenants.scope import tenant_scope
+from tenants.models import Client, Grant, Partner, TrustLink
+from tenants.scope import TenantScope, tenant_scope
 
 REVOKE_BY = ("token", "grant", "agent", "user", "partner", "tenant")
 AGENT_ACTIONS = {"suspend": agents.suspend, "resume": agents.resume, "retire": agents.retire}
@@ -41,37 +42,32 @@ def agent_json(client: Client) -> dict[str, Any]:
             "expires_at": client.expires_at}
 
 
-async def _existing_tenant(broker: Broker, tenant: str) -> None:
-    async with broker.sessions() as session:
-        if await session.get(Tenant, tenant) is None:
-            raise NotFound(f"no tenant {tenant!r}")
-
-
 async def agent_action(
     broker: Broker, tenant: str, client_id: str, action: str, reason: str = ""
 ) -> dict[str, Any]:
     """``suspend``, ``resume`` or ``retire`` the agent."""
-    await _existing_tenant(broker, tenant)
-    try:
-        async with tenant_scope(broker.sessions, tenant) as scope:
-            client = await AGENT_ACTIONS[action](scope, client_id, now=broker.clock.now(),
-                                                 reason=reason)
-    except LookupError as exc:
-        raise NotFound(f"no agent {client_id!r} in tenant {tenant!r}") from exc
-    except agents.LifecycleError as exc:
-        raise InvalidRequest(str(exc)) from exc
-    broker.forget_directory(tenant)
-    return agent_json(client)
+    return await _change_agent(broker, tenant, client_id, lambda scope: AGENT_ACTIONS[action](
+        scope, client_id, now=broker.clock.now(), reason=reason))
 
 
 async def describe_agent(
     broker: Broker, tenant: str, client_id: str, **fields: Any
 ) -> dict[str, Any]:
     """Set the given ``owner``, ``purpose``, ``expires_at`` (None clears)."""
-    await _existing_tenant(broker, tenant)
+    return await _change_agent(broker, tenant, client_id, lambda scope: agents.describe(
+        scope, client_id, now=broker.clock.now(), **fields))
+
+
+async def _change_agent(
+    broker: Broker, tenant: str, client_id: str,
+    change: Callable[[TenantScope], Awaitable[Client]],
+) -> dict[str, Any]:
+    """One change to an agent in one unit of work; unknown agents are 404, refused changes
+    400; this process's directory cache forgets the tenant."""
+    await existing_tenant(broker, tenant)
     try:
         async with tenant_scope(broker.sessions, tenant) as scope:
-            client = await agents.describe(scope, client_id, now=broker.clock.now(), **fields)
+            client = await change(scope)
     except LookupError as exc:
         raise NotFound(f"no agent {client_id!r} in tenant {tenant!r}") from exc
     except agents.LifecycleError as exc:
@@ -92,7 +88,7 @@ async def set_user_status(
     broker: Broker, tenant: str, user_id: str, status: str, reason: str = ""
 ) -> dict[str, Any]:
     """Disabling a user ends their sessions and grants and revokes their tokens."""
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     now = broker.clock.now()
     try:
         async with tenant_scope(broker.sessions, tenant) as scope:
@@ -117,7 +113,7 @@ async def revoke(
         raise InvalidRequest(f"by: one of {', '.join(REVOKE_BY)}")
     if by != "tenant" and (not isinstance(value, str) or not value or len(value) > 8192):
         raise InvalidRequest("value is required")
-    await _existing_tenant(broker, tenant)
+    await existing_tenant(broker, tenant)
     reason = reason or f"revoked by {by} (admin)"
     now = broker.clock.now()
     if by == "token":
