@@ -49,15 +49,14 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from adapters.errors import NotFound
 from broker import webhooks
 from broker.runtime import Broker, ClientView, TenantView
-from tenants import audit, revocation_cutoffs
-from tenants.directory import bump_epoch
+from tenants import agents, audit, revocation_cutoffs
 from tenants.hotpath import HotPath
-from tenants.models import AuditEvent, Client
+from tenants.models import AuditEvent
 from tenants.scope import scoped, tenant_scope
 
 log = logging.getLogger("tessera.anomaly")
@@ -278,18 +277,11 @@ async def suspend(broker: Broker, trip: Trip) -> Suspension | None:
     detail = {"rule": rule["name"], "metric": rule["metric"], "count": trip.count,
               "limit": rule["limit"], "window": rule["window"], "action": rule["action"]}
     async with tenant_scope(broker.sessions, trip.tenant_id) as scope:
-        changed = await scope.session.execute(
-            update(Client).where(Client.tenant_id == trip.tenant_id,
-                                 Client.client_id == trip.client_id, Client.status == "active")
-            .values(status="suspended").execution_options(synchronize_session=False))
-        if changed.rowcount != 1:  # type: ignore[attr-defined]
+        if not await agents.suspend_if_active(
+                scope, trip.client_id, now=now, reason=f"anomaly rule {rule['name']}",
+                also=[audit.Event("anomaly.detected", "changed", client_id=trip.client_id,
+                                  detail=detail)]):
             return None
-        await bump_epoch(scope.session, trip.tenant_id)
-        await audit.record(scope.session, trip.tenant_id, [
-            audit.Event("anomaly.detected", "changed", client_id=trip.client_id, detail=detail),
-            audit.Event("client.suspended", "changed", client_id=trip.client_id,
-                        detail={"reason": f"anomaly rule {rule['name']}"}),
-        ], now)
         await revocation_cutoffs.revoke_client(
             scoped(scope.session, trip.tenant_id), trip.client_id, now=now,
             reason=f"anomaly rule {rule['name']}")

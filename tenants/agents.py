@@ -11,6 +11,9 @@ replicas deciding on a cached view of the client decide again on the next reques
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants import audit
@@ -73,6 +76,25 @@ async def suspend(scope: TenantScope, client_id: str, *, now: float, reason: str
 
 async def resume(scope: TenantScope, client_id: str, *, now: float, reason: str = "") -> Client:
     return await _transition(scope, client_id, "agent.resumed", now, reason)
+
+
+async def suspend_if_active(
+    scope: TenantScope, client_id: str, *, now: float, reason: str,
+    also: Sequence[audit.Event] = (),
+) -> bool:
+    """Suspend the agent only if it is active (one conditional UPDATE: of replicas acting at
+    once, exactly one does it), writing ``also`` and ``agent.suspended``; False otherwise."""
+    changed = await scope.session.execute(
+        update(Client).where(Client.tenant_id == scope.tenant_id, Client.client_id == client_id,
+                             Client.status == "active")
+        .values(status="suspended").execution_options(synchronize_session=False))
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    await bump_epoch(scope.session, scope.tenant_id)
+    await audit.record(scope.session, scope.tenant_id, [*also, audit.Event(
+        "agent.suspended", "revoked", client_id=client_id,
+        detail={"from": "active", "reason": reason})], now)
+    return True
 
 
 async def retire(scope: TenantScope, client_id: str, *, now: float, reason: str = "") -> Client:
