@@ -143,8 +143,10 @@ class Partner(Base):
 
 
 class TrustLink(TenantOwned, Base):
-    """Tenant T trusts the peer ``issuer`` (a partner, or another tenant of this broker): it
-    accepts its assertions and sends it identity, within ``scope_ceiling``."""
+    """Tenant T's trust in the peer ``issuer`` (a partner, or another tenant of this broker),
+    with a direction: ``accept`` (T redeems ID-JAGs and assertions the peer issued, within
+    ``scope_ceiling``) and ``send`` (T issues ID-JAGs whose audience is the peer). Separate
+    permissions: neither implies the other."""
 
     __tablename__ = "trust_links"
 
@@ -153,6 +155,8 @@ class TrustLink(TenantOwned, Base):
     partner_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     peer_tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
     scope_ceiling: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    accept: Mapped[bool] = mapped_column(Boolean, default=False)
+    send: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default="active")
     expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
