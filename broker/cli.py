@@ -131,7 +131,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 PARTNER_COLS = ("id", "issuer", "status", "display_name")
-LINK_COLS = ("id", "issuer", "status", "scope_ceiling", "expires_at")
+LINK_COLS = ("id", "issuer", "directions", "status", "scope_ceiling", "expires_at")
 CONNECTION_COLS = ("client_id", "audience", "rules", "default_rule", "remote_client_id")
 
 
@@ -152,9 +152,13 @@ def cmd_trust(args: argparse.Namespace) -> int:
     if args.action == "add":
         return _run(args, lambda b: ops.add_trust_link(
             b, args.tenant, partner_id=args.partner, peer_tenant=args.peer_tenant,
-            scope_ceiling=args.scope or None, expires_at=args.expires_at), LINK_COLS)
+            scope_ceiling=args.scope or None, expires_at=args.expires_at,
+            accept=args.accept, send=args.send), LINK_COLS)
     if args.action == "list":
         return _run(args, lambda b: ops.list_trust_links(b, args.tenant), LINK_COLS)
+    if args.action == "direction":
+        return _run(args, lambda b: ops.set_trust_link_directions(
+            b, args.tenant, args.link, accept=args.accept, send=args.send), LINK_COLS)
     status = {"suspend": "suspended", "resume": "active", "revoke": "revoked"}[args.action]
     return _run(args, lambda b: ops.set_trust_link_status(b, args.tenant, args.link, status),
                 LINK_COLS)
@@ -390,8 +394,18 @@ def parser() -> argparse.ArgumentParser:
     who = ta_.add_mutually_exclusive_group(required=True)
     who.add_argument("--partner")
     who.add_argument("--peer-tenant")
+    ta_.add_argument("--accept", action="store_true",
+                     help="redeem ID-JAGs and assertions the peer issues")
+    ta_.add_argument("--send", action="store_true",
+                     help="issue ID-JAGs whose audience is the peer")
     ta_.add_argument("--scope", action="append", default=[], help="scope ceiling (repeat)")
     ta_.add_argument("--expires-at", type=float)
+    td_ = trsub.add_parser("direction", help="change which way identity flows over a link")
+    td_.add_argument("--tenant", required=True)
+    td_.add_argument("link")
+    td_.add_argument("--accept", action=argparse.BooleanOptionalAction, default=None)
+    td_.add_argument("--send", action=argparse.BooleanOptionalAction, default=None)
+    td_.add_argument("--json", action="store_true")
     tl_ = trsub.add_parser("list")
     tl_.add_argument("--tenant", required=True)
     for sp in (ta_, tl_):

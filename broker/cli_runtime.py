@@ -59,8 +59,8 @@ def cmd_user(args: argparse.Namespace) -> int:
 def cmd_revoke(args: argparse.Namespace) -> int:
     from broker.cli import _run
 
-    return _run(args, lambda b: ops.revoke(b, args.tenant, args.by, args.value, args.reason),
-                REVOKE_COLS)
+    return _run(args, lambda b: ops.revoke(b, args.tenant, args.by, args.value, args.reason,
+                                           args.issuer), REVOKE_COLS)
 
 
 def add_parser(sub: Any) -> None:
@@ -99,6 +99,8 @@ def add_parser(sub: Any) -> None:
     rev.add_argument("--by", required=True, choices=list(ops.REVOKE_BY))
     rev.add_argument("--value", help="the token, grant id, client_id, sub, partner id or "
                      "issuer (not for --by tenant)")
+    rev.add_argument("--issuer", help="with --by user: the user's issuer (a partner or peer "
+                     "tenant); --value is then their sub there")
     rev.add_argument("--reason", default="")
     rev.add_argument("--json", action="store_true", help="print JSON")
     rev.set_defaults(func=cmd_revoke)

@@ -13,7 +13,6 @@ from typing import Any
 
 from adapters import jose
 from adapters.errors import InvalidRequest
-from broker.peer_keys import trusted_issuer_key
 from broker.runtime import Broker, TenantView
 from broker.tokens import IssuedToken
 from tenants import revocation_cutoffs
@@ -34,26 +33,27 @@ CARRIED = ("auth_time", "acr", "amr", "email")  # from the identity assertion in
 async def verify_id_token(
     broker: Broker, tenant: TenantView, token: str, client_id: str
 ) -> dict[str, Any]:
-    """An ID token issued to ``client_id`` by this tenant, or by an upstream issuer the tenant
-    has a live trust link with; ``InvalidRequest`` otherwise (RFC 8693 §2.2.2: a bad or
-    unacceptable subject token)."""
+    """An ID token issued to ``client_id`` by **this tenant**; ``InvalidRequest`` otherwise
+    (RFC 8693 §2.2.2: a bad or unacceptable subject token).
+
+    The IdP side asserts only its own users: an ID token of any other issuer (a peer tenant, a
+    partner, an upstream IdP) is refused, whatever trust links exist. Users of an upstream IdP
+    become this tenant's users by logging in; their ID tokens are then this tenant's."""
     try:
         header = jose.unverified_header(token)
         if str(header.get("typ", "JWT")).lower() not in ("jwt", "application/jwt"):
             raise jose.JWTError("typ of an ID token is JWT")
-        issuer = jose.unverified_claims(token).get("iss")
-        if issuer == tenant.issuer:
-            kid = header.get("kid")
-            key = (await broker.keys.verification_key(tenant.id, kid)
-                   if isinstance(kid, str) else None)
-        else:
-            if not isinstance(issuer, str):
-                raise InvalidRequest("subject_token has no iss")
-            _, key = await trusted_issuer_key(broker, tenant.id, issuer, header, InvalidRequest)
+        if jose.unverified_claims(token).get("iss") != tenant.issuer:
+            raise InvalidRequest("subject_token must be an ID token issued by this tenant: an "
+                                 "identity of another issuer is not this tenant's to assert")
+        kid = header.get("kid")
+        key = await broker.keys.verification_key(tenant.id, kid) if isinstance(kid, str) else None
         claims = jose.verify_jws(token, lambda _h: key).claims
         jose.check_times(claims, broker.clock.now(), leeway=30)
     except jose.JWTError as exc:
         raise InvalidRequest(f"subject_token is not a valid ID token: {exc}") from exc
+    if claims.get("iss") != tenant.issuer:
+        raise InvalidRequest("subject_token must be an ID token issued by this tenant")
     if not jose.audience_matches(claims, client_id):
         raise InvalidRequest("subject_token was not issued to this client")
     azp = claims.get("azp")
@@ -61,11 +61,10 @@ async def verify_id_token(
         raise InvalidRequest("subject_token azp is another client")
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise InvalidRequest("subject_token has no sub")
-    if issuer == tenant.issuer:  # the tenant's own user: disabled or revoked since?
-        iat = claims.get("iat")
-        if await revocation_cutoffs.subject_refused(
-                broker.hot, tenant.id, claims["sub"], iat if isinstance(iat, int | float) else 0):
-            raise InvalidRequest("subject_token: the user is disabled or was revoked")
+    iat = claims.get("iat")  # the tenant's own user: disabled or revoked since?
+    if await revocation_cutoffs.subject_refused(
+            broker.hot, tenant.id, claims["sub"], iat if isinstance(iat, int | float) else 0):
+        raise InvalidRequest("subject_token: the user is disabled or was revoked")
     return claims
 
 

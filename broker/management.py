@@ -229,7 +229,8 @@ def link_json(link: TrustLink) -> dict[str, Any]:
     return {
         "id": link.id, "tenant": link.tenant_id, "issuer": link.issuer,
         "partner": link.partner_id, "peer_tenant": link.peer_tenant,
-        "scope_ceiling": link.scope_ceiling, "status": link.status,
+        "directions": trust.directions(link), "accept": bool(link.accept),
+        "send": bool(link.send), "scope_ceiling": link.scope_ceiling, "status": link.status,
         "expires_at": link.expires_at, "created_at": int(link.created_at),
     }
 
@@ -275,16 +276,33 @@ async def set_partner_status(broker: Broker, partner_id: str, status: str) -> di
 async def add_trust_link(
     broker: Broker, tenant: str, *, partner_id: str | None = None,
     peer_tenant: str | None = None, scope_ceiling: Sequence[str] | None = None,
-    expires_at: float | None = None,
+    expires_at: float | None = None, accept: bool = False, send: bool = False,
 ) -> dict[str, Any]:
+    """A trust link in at least one direction: ``accept`` (redeem what the peer issues),
+    ``send`` (issue ID-JAGs to the peer)."""
     await existing_tenant(broker, tenant)
     try:
         async with tenant_scope(broker.sessions, tenant) as scope:
             link = await trust.add_link(
                 scope, now=broker.clock.now(), partner_id=partner_id, peer_tenant=peer_tenant,
                 issuer_of_tenant=broker.issuer(peer_tenant) if peer_tenant else None,
-                scope_ceiling=scope_ceiling, expires_at=expires_at,
+                scope_ceiling=scope_ceiling, expires_at=expires_at, accept=accept, send=send,
             )
+    except partners.RegistryError as exc:
+        raise _bad(exc) from exc
+    return link_json(link)
+
+
+async def set_trust_link_directions(
+    broker: Broker, tenant: str, link_id: str, *, accept: bool | None = None,
+    send: bool | None = None,
+) -> dict[str, Any]:
+    try:
+        async with tenant_scope(broker.sessions, tenant) as scope:
+            link = await trust.set_directions(scope, link_id, broker.clock.now(), accept=accept,
+                                              send=send)
+    except LookupError as exc:
+        raise NotFound(f"no trust link {link_id!r} in tenant {tenant!r}") from exc
     except partners.RegistryError as exc:
         raise _bad(exc) from exc
     return link_json(link)

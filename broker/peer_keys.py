@@ -43,11 +43,12 @@ async def trusted_issuer_key(
     broker: Broker, tenant_id: str, issuer: str, header: dict[str, Any],
     refuse: type[OAuthError],
 ) -> tuple[Peer, Key | None]:
-    """The tenant's live peer for ``issuer`` and the key for this JWT header; ``refuse`` (the
-    grant's error type) when the issuer is not trusted or its keys cannot be had."""
-    peer = await broker.live_peer(tenant_id, issuer)
+    """The tenant's live peer for ``issuer`` (a link that **accepts** from it) and the key for
+    this JWT header; ``refuse`` (the grant's error type) when the issuer is not accepted or its
+    keys cannot be had."""
+    peer = await broker.live_peer(tenant_id, issuer, direction="accept")
     if peer is None:
-        raise refuse("the issuer is not trusted by this tenant")
+        raise refuse("this tenant does not accept assertions from the issuer")
     try:
         return peer, await peer_key(broker, peer, header)
     except PeerKeyUnavailable as exc:

@@ -221,9 +221,12 @@ class Broker:
         for key in [k for k in self._directory if k[0] == tenant_id]:
             del self._directory[key]
 
-    async def live_peer(self, tenant_id: str, issuer: str) -> Peer | None:
-        """The tenant's live trust link to ``issuer`` (read now: revocation is immediate)."""
-        return await trust.live_peer(self.hot, tenant_id, issuer, self.clock.now())
+    async def live_peer(self, tenant_id: str, issuer: str, *, direction: str) -> Peer | None:
+        """The tenant's live trust link to ``issuer`` open in ``direction`` (``accept``: we
+        redeem what it issues; ``send``: we issue ID-JAGs to it). Read now: revocation is
+        immediate."""
+        return await trust.live_peer(self.hot, tenant_id, issuer, self.clock.now(),
+                                     direction=direction)
 
     async def managed_connection(
         self, tenant_id: str, client_id: str, audience: str

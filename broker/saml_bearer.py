@@ -8,10 +8,13 @@ its signature, checked with that issuer's certificates only:
   SHA-1 opt-in and the claim mapping are the upstream's; the user is linked just in time
   exactly as a browser login through that upstream links them (``sub`` is the tenant user's
   ID, and a disabled user is refused);
-* else a **partner** of the registry with a live trust link from the tenant whose registry
-  ``metadata`` carries ``saml_idp_metadata`` (IdP metadata XML) naming the Issuer, and
-  optionally ``saml_allow_sha1``: the user is the partner's, not the tenant's (``sub`` is the
-  mapped NameID, ``partner`` says whose), and the link's scope ceiling applies.
+* else a **partner** of the registry with a live trust link from the tenant that accepts it,
+  whose registry ``metadata`` carries ``saml_idp_metadata`` (IdP metadata XML) naming the
+  Issuer, and optionally ``saml_allow_sha1``: the user is the partner's, not the tenant's, and
+  is keyed by the partner's registry issuer (the one trust links, ``revoke --by partner`` and
+  the token-state check know), not by the SAML entity ID: the access token's ``sub`` is the
+  pairwise id of (partner issuer, NameID) and ``sub_id`` names both; the link's scope ceiling
+  applies.
 
 The assertion's audience must be the tenant's token endpoint URL or its issuer, and the bearer
 confirmation's Recipient the token endpoint URL (RFC 7522 §3). The replay claim uses the key
@@ -26,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from adapters import subjects
 from adapters.errors import OAuthError
 from adapters.saml_assertion import SAMLError
 from adapters.saml_upstream import (
@@ -65,6 +69,12 @@ class SAMLSubject:
                 **({"upstream": self.upstream} if self.upstream else {}),
                 **({"partner": self.partner} if self.partner else {})}
 
+    def token_sub(self, tenant_id: str) -> str:
+        """The access token's ``sub``: the tenant user, or a partner's user's pairwise id."""
+        if self.peer is None:
+            return self.sub
+        return subjects.foreign_sub(tenant_id, self.peer.issuer, self.sub)
+
     def id_jag_identity(self) -> dict[str, Any]:
         carried = {**self.auth, "email": self.email}
         return {"sub": self.sub, **{k: v for k, v in carried.items() if v is not None}}
@@ -100,7 +110,7 @@ async def _partner(broker: Broker, tenant: TenantView,
         rows = (await session.execute(
             select(Partner).join(TrustLink, TrustLink.partner_id == Partner.id).where(
                 TrustLink.tenant_id == tenant.id, TrustLink.status == "active",
-                Partner.status == "active"))).scalars().all()
+                TrustLink.accept.is_(True), Partner.status == "active"))).scalars().all()
     found: list[tuple[Partner, IdPMetadata]] = []
     for partner in rows:
         xml = (partner.metadata_ or {}).get("saml_idp_metadata")
@@ -115,7 +125,8 @@ async def _partner(broker: Broker, tenant: TenantView,
     if len(found) != 1:  # none, or ambiguous: two partners claim one IdP
         return None
     partner, idp = found[0]
-    peer = await broker.live_peer(tenant.id, partner.issuer)  # link and partner live right now
+    # link (accepting) and partner live right now
+    peer = await broker.live_peer(tenant.id, partner.issuer, direction="accept")
     return (partner, peer, idp) if peer is not None else None
 
 

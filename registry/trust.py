@@ -1,6 +1,15 @@
-"""Trust links: tenant T trusts a peer issuer (an active partner, or tenant U of this broker)
-within a scope ceiling, until an optional expiry. Links are read from the database on every
-decision, so suspending or revoking one counts at once on every replica."""
+"""Trust links: tenant T's trust in a peer issuer (an active partner, or tenant U of this
+broker), until an optional expiry, with a **direction**:
+
+* ``accept``: T redeems what the peer issues (ID-JAGs at the jwt-bearer grant, a partner's SAML
+  assertions), within the link's scope ceiling; the peer's users stay the peer's
+  (``adapters.subjects``);
+* ``send``: T issues ID-JAGs whose audience is the peer (its users, to the peer's AS).
+
+The two are separate permissions: trusting a peer's assertions does not let T send it
+identity, and sending identity to a peer does not make T accept the peer's tokens. Links are
+read from the database on every decision, so suspending or revoking one counts at once on
+every replica."""
 
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ from tenants.models import Partner, Tenant, TrustLink
 from tenants.scope import TenantScope
 
 LINK_STATUSES = ("active", "suspended", "revoked")
+DIRECTIONS = ("accept", "send")
 
 
 @dataclass(frozen=True)
@@ -29,16 +39,23 @@ class Peer:
     peer_tenant: str | None  # a tenant of this broker: keys come from our key service
     jwks_uri: str | None
     jwks: dict[str, object] | None
+    accept: bool = False
+    send: bool = False
 
 
 async def add_link(
     scope: TenantScope, *, now: float, issuer_of_tenant: str | None = None,
     peer_tenant: str | None = None, partner_id: str | None = None,
     scope_ceiling: Sequence[str] | None = None, expires_at: float | None = None,
+    accept: bool = False, send: bool = False,
 ) -> TrustLink:
-    """Link to exactly one of: a partner (by id) or another tenant (by name)."""
+    """Link to exactly one of: a partner (by id) or another tenant (by name), in at least one
+    direction (``accept``, ``send``)."""
     if (peer_tenant is None) == (partner_id is None):
         raise RegistryError("name exactly one of partner and tenant")
+    if not (accept or send):
+        raise RegistryError("name the direction: accept (redeem what the peer issues), send "
+                            "(issue ID-JAGs to the peer), or both")
     session = scope.session
     if peer_tenant is not None:
         if peer_tenant == scope.tenant_id:
@@ -67,12 +84,40 @@ async def add_link(
     link = scope.add(TrustLink(
         id=secrets.token_hex(6), issuer=issuer, partner_id=partner_id, peer_tenant=peer_tenant,
         scope_ceiling=list(dict.fromkeys(scope_ceiling)) if scope_ceiling is not None else None,
-        status="active", expires_at=expires_at, created_at=now,
+        accept=accept, send=send, status="active", expires_at=expires_at, created_at=now,
     ))
     await session.flush()
     await audit.record(session, scope.tenant_id, [audit.Event(
         "trust_link.created", "granted",
-        detail={"link": link.id, "issuer": issuer, "ceiling": link.scope_ceiling})], now)
+        detail={"link": link.id, "issuer": issuer, "ceiling": link.scope_ceiling,
+                "directions": directions(link)})], now)
+    return link
+
+
+def directions(link: TrustLink) -> list[str]:
+    return [d for d, on in (("accept", link.accept), ("send", link.send)) if on]
+
+
+async def set_directions(
+    scope: TenantScope, link_id: str, now: float, *, accept: bool | None = None,
+    send: bool | None = None,
+) -> TrustLink:
+    """Change which way identity may flow over a link (at least one direction stays)."""
+    link = await scope.get(TrustLink, link_id)
+    if link is None:
+        raise LookupError(link_id)
+    if link.status == "revoked":
+        raise RegistryError("a revoked link cannot be changed")
+    new_accept = link.accept if accept is None else accept
+    new_send = link.send if send is None else send
+    if not (new_accept or new_send):
+        raise RegistryError("a link needs at least one direction; revoke it instead")
+    before = directions(link)
+    link.accept, link.send = new_accept, new_send
+    await audit.record(scope.session, scope.tenant_id, [audit.Event(
+        "trust_link.direction_changed", "granted",
+        detail={"link": link_id, "issuer": link.issuer, "from": before,
+                "to": directions(link)})], now)
     return link
 
 
@@ -97,7 +142,7 @@ async def list_links(scope: TenantScope) -> Sequence[TrustLink]:
 _L, _P, _T = TrustLink.__table__, Partner.__table__, Tenant.__table__
 # At most one active link per (tenant, issuer): ``add_link`` refuses a second one.
 LIVE_PEER = (
-    select(_L.c.expires_at, _L.c.scope_ceiling, _L.c.peer_tenant,
+    select(_L.c.expires_at, _L.c.scope_ceiling, _L.c.peer_tenant, _L.c.accept, _L.c.send,
            _P.c.status.label("partner_status"), _P.c.expires_at.label("partner_expires_at"),
            _P.c.jwks_uri, _P.c.jwks, _T.c.status.label("tenant_status"))
     .select_from(_L.outerjoin(_P, _P.c.id == _L.c.partner_id)
@@ -108,20 +153,27 @@ LIVE_PEER = (
 )
 
 
-async def live_peer(hot: HotPath, tenant_id: str, issuer: str, now: float) -> Peer | None:
-    """The peer if tenant ``tenant_id`` has a live link to ``issuer`` right now: link active
-    and unexpired, and its partner (or peer tenant) active and unexpired too. Read on every
-    call: suspending or revoking anything on the way counts at once."""
+async def live_peer(hot: HotPath, tenant_id: str, issuer: str, now: float, *,
+                    direction: str) -> Peer | None:
+    """The peer if tenant ``tenant_id`` has a live link to ``issuer`` in ``direction``
+    (``accept`` or ``send``) right now: link active, unexpired and open that way, and its
+    partner (or peer tenant) active and unexpired too. Read on every call: suspending or
+    revoking anything on the way counts at once."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}")
     row = await hot.read_one(LIVE_PEER, {"tenant_id": tenant_id, "issuer": issuer})
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None
+    if not (row.accept if direction == "accept" else row.send):
+        return None
     ceiling = frozenset(row.scope_ceiling) if row.scope_ceiling is not None else None
+    flow = {"accept": bool(row.accept), "send": bool(row.send)}
     if row.peer_tenant is not None:
         if row.tenant_status != "active":
             return None
-        return Peer(issuer, ceiling, row.peer_tenant, None, None)
+        return Peer(issuer, ceiling, row.peer_tenant, None, None, **flow)
     if row.partner_status != "active" or (
         row.partner_expires_at is not None and row.partner_expires_at <= now
     ):
         return None
-    return Peer(issuer, ceiling, None, row.jwks_uri, row.jwks)
+    return Peer(issuer, ceiling, None, row.jwks_uri, row.jwks, **flow)

@@ -46,8 +46,8 @@ and records trust links with the issuers of ``TESSERA_BASE_URL``, by default
     tessera client create --tenant acme --name agent --json   # -> AGENT_ID / AGENT_SECRET
     tessera client create --tenant pricing --name agent \\
         --audience http://127.0.0.1:8000/t/pricing/demo --json   # -> RC_ID / RC_SECRET
-    tessera trust add --tenant acme --peer-tenant pricing
-    tessera trust add --tenant pricing --peer-tenant acme
+    tessera trust add --tenant acme --peer-tenant pricing --send
+    tessera trust add --tenant pricing --peer-tenant acme --accept
     tessera connection set --tenant acme --client "$AGENT_ID" \\
         --audience http://127.0.0.1:8000/t/pricing --remote-client-id "$RC_ID" --grant read
     ID_TOKEN=$(tessera id-token --tenant acme --client "$AGENT_ID" --sub alice --lifetime 3600)

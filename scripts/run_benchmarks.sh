@@ -46,8 +46,8 @@ agent_json=$(tessera client create --tenant acme --name agent --json)
 agent=$(echo "$agent_json" | field client_id); agent_secret=$(echo "$agent_json" | field client_secret)
 rc_json=$(tessera client create --tenant pricing --name agent --audience "$issuer/pricing/demo" --json)
 rc=$(echo "$rc_json" | field client_id); rc_secret=$(echo "$rc_json" | field client_secret)
-tessera trust add --tenant acme --peer-tenant pricing --json >/dev/null
-tessera trust add --tenant pricing --peer-tenant acme --json >/dev/null
+tessera trust add --tenant acme --peer-tenant pricing --send --json >/dev/null
+tessera trust add --tenant pricing --peer-tenant acme --accept --json >/dev/null
 tessera connection set --tenant acme --client="$agent" --audience "$issuer/pricing" \
     --remote-client-id="$rc" --grant read --json >/dev/null
 id_token=$(tessera id-token --tenant acme --client="$agent" --sub alice --lifetime 3600)

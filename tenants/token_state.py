@@ -5,8 +5,8 @@ the hot path of introspection, the demo resource and every tessera-side check:
   * its client's status and expiry (suspended, retired, disabled or expired: inactive);
   * a ``RevocationCutoff`` of its population at or after its ``iat``: its client, its user
     (``sub``), its partner (``sub_id.iss``), or the whole tenant;
-  * for a partner's user (``sub_id.iss`` given): a live trust link to that issuer, the
-    partner (or peer tenant) active and unexpired, exactly as ``registry.trust.live_peer``.
+  * for a partner's user (``sub_id.iss`` given): a live trust link that accepts that issuer,
+    the partner (or peer tenant) active and unexpired, exactly as ``registry.trust.live_peer``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ _TOKEN_STATE = select(
         _L.outerjoin(_P, _P.c.id == _L.c.partner_id)
         .outerjoin(_PEER_T, _PEER_T.c.id == _L.c.peer_tenant))
     .where(_L.c.tenant_id == _TENANT, _L.c.issuer == bindparam("issuer"),
-           _L.c.status == "active", or_(_L.c.expires_at.is_(None), _L.c.expires_at > _NOW),
+           _L.c.status == "active", _L.c.accept.is_(True),
+           or_(_L.c.expires_at.is_(None), _L.c.expires_at > _NOW),
            or_(_L.c.partner_id.is_(None),
                and_(_P.c.status == "active",
                     or_(_P.c.expires_at.is_(None), _P.c.expires_at > _NOW))),

@@ -148,8 +148,23 @@ async def _add_trust_link(request: Request, broker: Broker, body: dict[str, Any]
     return await ops.add_trust_link(
         broker, request.path_params["tenant"], partner_id=_opt_str(body, "partner"),
         peer_tenant=_opt_str(body, "tenant"), scope_ceiling=ceiling,
-        expires_at=_opt_number(body, "expires_at"),
+        expires_at=_opt_number(body, "expires_at"), **_directions(body),
     )
+
+
+def _directions(body: dict[str, Any]) -> dict[str, bool]:
+    """``"directions": ["accept", "send"]`` (either or both)."""
+    value = body.get("directions")
+    if not isinstance(value, list) or not value or any(
+            d not in ("accept", "send") for d in value):
+        raise InvalidRequest('directions: a non-empty list of "accept" and "send"')
+    return {"accept": "accept" in value, "send": "send" in value}
+
+
+async def _trust_link_directions(request: Request, broker: Broker, body: dict[str, Any]) -> Any:
+    flows = _directions(body)
+    return await ops.set_trust_link_directions(
+        broker, request.path_params["tenant"], request.path_params["link"], **flows)
 
 
 async def _put_connection(request: Request, broker: Broker, body: dict[str, Any]) -> Any:
@@ -189,6 +204,7 @@ def registry_routes() -> list[Route]:
         Route(t + "/trust-links", endpoint(
             lambda r, b, _: ops.list_trust_links(b, r.path_params["tenant"])), methods=["GET"]),
         Route(t + "/trust-links", endpoint(_add_trust_link, 201), methods=["POST"]),
+        Route(links + "/directions", endpoint(_trust_link_directions), methods=["PUT"]),
         *[_status_route(f"{links}/{verb}", status, ops.set_trust_link_status, "tenant", "link")
           for verb, status in (("suspend", "suspended"), ("resume", "active"),
                                ("revoke", "revoked"))],

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.routing import Route
 
+from adapters import subjects
 from adapters.errors import InvalidRequest, InvalidToken, NotFound
 from broker.endpoints import admin as admin_api
 from broker.endpoints import revocation_feed
@@ -105,14 +106,23 @@ async def set_user_status(
 
 
 async def revoke(
-    broker: Broker, tenant: str, by: str, value: str | None, reason: str = ""
+    broker: Broker, tenant: str, by: str, value: str | None, reason: str = "",
+    issuer: str | None = None,
 ) -> dict[str, Any]:
     """Revoke by token (an access or refresh token), grant (id), agent (client_id), user
-    (sub), partner (partner id or issuer) or the whole tenant (universal logout)."""
+    (sub), partner (partner id or issuer) or the whole tenant (universal logout).
+
+    A user of another issuer is named by the ``sub`` their tokens carry here (``x.…``) or by
+    ``issuer`` and their ``sub`` at that issuer (``adapters.subjects``)."""
     if by not in REVOKE_BY:
         raise InvalidRequest(f"by: one of {', '.join(REVOKE_BY)}")
     if by != "tenant" and (not isinstance(value, str) or not value or len(value) > 8192):
         raise InvalidRequest("value is required")
+    if issuer is not None:
+        if by != "user" or not issuer or len(issuer) > 512:
+            raise InvalidRequest("issuer names a user of another issuer: only with by=user")
+        assert value is not None
+        value = subjects.foreign_sub(tenant, issuer, value)
     await existing_tenant(broker, tenant)
     reason = reason or f"revoked by {by} (admin)"
     now = broker.clock.now()
@@ -188,10 +198,11 @@ async def _describe(request: Request, broker: Broker, body: dict[str, Any]) -> A
 
 
 async def _revoke(request: Request, broker: Broker, body: dict[str, Any]) -> Any:
-    by, value = body.get("by"), body.get("value")
-    if not isinstance(by, str) or (value is not None and not isinstance(value, str)):
-        raise InvalidRequest("by and value must be strings")
-    return await revoke(broker, request.path_params["tenant"], by, value, _reason(body))
+    by, value, issuer = body.get("by"), body.get("value"), body.get("issuer")
+    if not isinstance(by, str) or any(v is not None and not isinstance(v, str)
+                                      for v in (value, issuer)):
+        raise InvalidRequest("by, value and issuer must be strings")
+    return await revoke(broker, request.path_params["tenant"], by, value, _reason(body), issuer)
 
 
 def routes() -> list[Route]:

@@ -91,5 +91,7 @@ async def whoami(request: Request) -> Response:
         return bearer.refusal(broker, tenant, request, exc)
     jkt = (claims.get("cnf") or {}).get("jkt")
     body = {k: claims.get(k) for k in ("sub", "client_id", "scope", "aud", "iss", "exp", "cnf")}
+    if "sub_id" in claims:  # a user of another issuer, named as that issuer names them
+        body["sub_id"] = claims["sub_id"]
     body["token_type"] = "DPoP" if jkt else "Bearer"
     return JSONResponse(body, headers=NO_STORE)

@@ -58,7 +58,8 @@ async def revocation_list(broker: Broker, tenant_id: str) -> dict[str, Any]:
             .order_by(Client.client_id))).all()
         issuers = sorted({i for (i,) in (await scope.session.execute(
             select(TrustLink.issuer))).all()})
-    inactive_issuers = [i for i in issuers if await broker.live_peer(tenant_id, i) is None]
+    inactive_issuers = [i for i in issuers
+                        if await broker.live_peer(tenant_id, i, direction="accept") is None]
     iat = int(now)
     return {
         "iss": broker.issuer(tenant_id), "iat": iat, "exp": iat + LIFETIME,

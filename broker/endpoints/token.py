@@ -18,6 +18,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from adapters import mtls
 from adapters.errors import (
     InvalidClient,
     InvalidDPoPProof,
@@ -27,7 +28,7 @@ from adapters.errors import (
     UnsupportedGrantType,
 )
 from broker import anomaly
-from broker.client_cert import binding_thumbprint
+from broker.client_cert import binding_thumbprint, client_certificate
 from broker.dpop_check import check_proof, nonce_headers
 from broker.endpoints.client_request import (
     ClientRequest,
@@ -113,9 +114,10 @@ async def _decide(broker: Broker, request: Request, state: ClientRequest) -> Res
         if client.client.dpop_bound_access_tokens and checked is None:
             raise InvalidDPoPProof("this client must present a DPoP proof")
         x5t = binding_thumbprint(request, client.client)
+        presented = client_certificate(request)
         result = await grant.issue(TokenRequest(
             broker, tenant, client, form, checked.proof if checked else None, broker.clock.now(),
-            cert_thumbprint=x5t,
+            cert_thumbprint=x5t, presented_x5t=mtls.x5t_s256(presented) if presented else None,
         ))
         token = result.access_token
         event = audit.Event(

@@ -22,6 +22,7 @@ class TokenRequest:
     dpop: DPoPProof | None
     now: float
     cert_thumbprint: str | None = None  # RFC 8705 §3: bind the access token to this x5t#S256
+    presented_x5t: str | None = None  # x5t#S256 of the TLS client certificate, if any came
 
 
 @dataclass(frozen=True)

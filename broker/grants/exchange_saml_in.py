@@ -40,7 +40,7 @@ async def issue(request: TokenRequest) -> GrantResult:
     token, scope, audience = await access_token(
         request, subject, form.all("resource") + form.all("audience"), act=act)
     return GrantResult(
-        token, scope, subject.sub,
+        token, scope, str(token.claims["sub"]),
         {"grant_type": "token-exchange", "subject_token_type": "saml2", "aud": list(audience),
          "act": act, **subject.detail()},
         issued_token_type=id_jag.ACCESS_TOKEN, claims=(subject.claim,),

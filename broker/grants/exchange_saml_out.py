@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters import jose
+from adapters import jose, subjects
 from adapters.errors import InvalidRequest, InvalidTarget, InvalidToken
 from adapters.saml_assertion import SAMLError
 from adapters.saml_issue import assertion_bytes
@@ -48,6 +48,9 @@ async def _identity(request: TokenRequest, token: str, token_type: str) -> dict[
             claims = await verify_access_token(broker, tenant, token)
         except InvalidToken as exc:
             raise InvalidRequest(f"subject_token refused: {exc.description}") from exc
+        if subjects.is_foreign(claims):
+            raise InvalidRequest("the subject_token's user belongs to another issuer: this "
+                                 "tenant does not assert it")
         aud = claims.get("aud")
         if claims["client_id"] != client_id and client_id not in (
                 aud if isinstance(aud, list) else [aud]):

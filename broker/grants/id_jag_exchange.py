@@ -47,9 +47,10 @@ async def issue_id_jag(request: TokenRequest, identity_source: IdentitySource) -
     identity = await identity_source()
     if audience == tenant.issuer:
         raise InvalidTarget("an ID-JAG must cross a trust domain")
-    peer = await broker.live_peer(tenant.id, audience)
+    peer = await broker.live_peer(tenant.id, audience, direction="send")
     if peer is None:
-        raise InvalidTarget("the audience is not a trusted peer of this tenant")
+        raise InvalidTarget("this tenant has no live trust link that lets it send identity to "
+                            "the audience")
     connection = await broker.managed_connection(tenant.id, client_id, audience)
     index = ConnectionIndex([connection] if connection else [])
     scope = form.get("scope")

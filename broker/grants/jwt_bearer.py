@@ -1,11 +1,18 @@
 """The JWT bearer grant (RFC 7523 §2.1) redeeming an ID-JAG at the resource tenant.
 
 Every check below fails with ``invalid_grant`` (id-jag draft §4.3, RFC 7523 §3.1):
-  typ oauth-id-jag+jwt · alg allow-listed · issuer a live trust link (partner or tenant) ·
-  not issued by this tenant · signature by the issuer's keys · aud is this issuer ·
-  client_id is the authenticated client · exp/iat fresh · jti redeemed once ·
-  cnf.jkt matched by the DPoP proof · scopes within the link's ceiling ·
+  typ oauth-id-jag+jwt · alg allow-listed · issuer a live trust link that **accepts** it
+  (partner or tenant) · not issued by this tenant · signature by the issuer's keys · aud is
+  this issuer · client_id is the authenticated client · exp/iat fresh · jti redeemed once ·
+  cnf.jkt matched by the DPoP proof ·
   authorization_details of types this tenant registered and the client may use
+
+The scope is the intersection of what the ID-JAG asserts, what the request asks (if it asks),
+the trust link's ceiling and the redeeming client's registered scopes; an empty intersection
+is ``invalid_scope``.
+
+The user stays the issuer's (``adapters.subjects``): the access token's ``sub`` is a pairwise
+identifier that cannot name a local user, and ``sub_id`` carries the issuer and its ``sub``.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import hashlib
 import json
 from typing import ClassVar
 
-from adapters import jose, rar
+from adapters import jose, rar, subjects
 from adapters.errors import InvalidAuthorizationDetails, InvalidGrant, InvalidScope
 from broker import id_jag
 from broker.grants.base import GrantResult, TokenRequest
@@ -73,14 +80,17 @@ class JWTBearerGrant:
             if request.dpop.jkt != jkt:
                 raise InvalidGrant("the DPoP proof key is not the one the assertion is bound to")
         bind = request.dpop.jkt if request.dpop else None
-        offered = str(claims.get("scope", "")).split()
+        asserted = claims.get("scope")
+        offered = str(asserted).split() if isinstance(asserted, str) else []
         asked = form.get("scope")
         if asked is not None:
             offered = [s for s in offered if s in asked.split()]
         granted = tuple(s for s in dict.fromkeys(offered)
-                        if peer.ceiling is None or s in peer.ceiling)
-        if not granted and (claims.get("scope") or asked):
-            raise InvalidScope("no requested scope is within this tenant's trust in the issuer")
+                        if (peer.ceiling is None or s in peer.ceiling) and s in client.scopes)
+        if not granted:
+            raise InvalidScope("no scope is left: the intersection of the assertion's scope, "
+                               "the request, this tenant's trust in the issuer and the "
+                               "client's registered scopes is empty")
         resource = claims.get("resource")
         audience = granted_audience([resource] if isinstance(resource, str) else [],
                                     client.audiences, tenant.issuer)
@@ -92,20 +102,23 @@ class JWTBearerGrant:
                              allowed=client.authorization_details_types)
             except InvalidAuthorizationDetails as exc:
                 raise InvalidGrant(f"assertion authorization_details: {exc.description}") from exc
+        foreign = subjects.foreign_claims(tenant.id, issuer, sub)
         at = access_token_claims(
-            issuer=tenant.issuer, subject=sub, client_id=client.client_id, audience=audience,
+            issuer=tenant.issuer, subject=foreign["sub"], client_id=client.client_id,
+            audience=audience,
             scope=granted, now=request.now, lifetime=lifetime, jkt=bind,
             authorization_details=details, x5t=request.cert_thumbprint,
         )
         # RFC 9068 §2.2.1: how the user authenticated, as the IdP tenant asserted it
         at.update({k: claims[k] for k in ("auth_time", "acr", "amr") if k in claims})
         at["act"] = {"sub": client.client_id}
-        at["sub_id"] = {"format": "iss_sub", "iss": issuer, "sub": sub}
+        at["sub_id"] = foreign["sub_id"]
         token = await mint_access_token(broker, tenant, at)
         return GrantResult(
-            token, granted, sub,
+            token, granted, foreign["sub"],
             {"grant_type": "jwt-bearer", "issuer": issuer, "id_jag_jti": jti,
-             "aud": list(audience), "idp_tenant": claims.get("tenant")},
+             "aud": list(audience), "idp_tenant": claims.get("tenant"),
+             "sub_id": foreign["sub_id"]},
             claims=(Claim(hashlib.sha256(f"id_jag|{issuer}|{jti}".encode()).hexdigest(),
                           float(claims["exp"]) + SKEW, kind="grant"),),
             extra={"authorization_details": details} if details else {},

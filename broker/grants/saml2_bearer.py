@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from adapters import subjects
 from adapters.errors import InvalidGrant, InvalidScope
 from broker.grants.base import GrantResult, TokenRequest
 from broker.grants.client_credentials import granted_audience, granted_scopes
@@ -23,6 +24,9 @@ SAML2_BEARER = "urn:ietf:params:oauth:grant-type:saml2-bearer"
 
 
 def _scope(request: TokenRequest, subject: SAMLSubject) -> tuple[str, ...]:
+    """The client's registered scopes (or the asked subset), and for a partner's user also
+    within the trust link's ceiling; an empty intersection of asked and allowed is
+    ``invalid_scope``."""
     asked = request.form.get("scope")
     granted = granted_scopes(asked, request.client.client.scopes)
     ceiling = subject.peer.ceiling if subject.peer is not None else None
@@ -31,7 +35,11 @@ def _scope(request: TokenRequest, subject: SAMLSubject) -> tuple[str, ...]:
     outside = [s for s in granted if s not in ceiling]
     if asked is not None and outside:
         raise InvalidScope(f"scope beyond this tenant's trust in the issuer: {' '.join(outside)}")
-    return tuple(s for s in granted if s in ceiling)
+    within = tuple(s for s in granted if s in ceiling)
+    if not within and granted:
+        raise InvalidScope("none of the client's scopes is within this tenant's trust in the "
+                           "issuer")
+    return within
 
 
 async def access_token(request: TokenRequest, subject: SAMLSubject, resources: list[str], *,
@@ -43,14 +51,13 @@ async def access_token(request: TokenRequest, subject: SAMLSubject, resources: l
     audience = granted_audience(resources, client.audiences, tenant.issuer)
     lifetime = min(client.access_token_lifetime, tenant.settings.max_token_lifetime)
     claims = access_token_claims(
-        issuer=tenant.issuer, subject=subject.sub, client_id=client.client_id,
+        issuer=tenant.issuer, subject=subject.token_sub(tenant.id), client_id=client.client_id,
         audience=audience, scope=scope, now=request.now, lifetime=lifetime,
         jkt=request.dpop.jkt if request.dpop else None,
     )
     claims.update({k: v for k, v in subject.auth.items() if v is not None})
-    if subject.partner is not None:  # a partner's user, named as the partner's IdP names them
-        claims["sub_id"] = {"format": "iss_sub", "iss": subject.identity.issuer,
-                            "sub": subject.sub}
+    if subject.peer is not None:  # a partner's user stays the partner's (adapters.subjects)
+        claims["sub_id"] = subjects.sub_id(subject.peer.issuer, subject.sub)
     if act:
         claims["act"] = act
     token = await mint_access_token(request.broker, tenant, claims)
@@ -68,7 +75,7 @@ class SAML2BearerGrant:
         token, scope, audience = await access_token(request, subject,
                                                     request.form.all("resource"))
         return GrantResult(
-            token, scope, subject.sub,
+            token, scope, str(token.claims["sub"]),
             {"grant_type": "saml2-bearer", "aud": list(audience), **subject.detail()},
             claims=(subject.claim,),
         )

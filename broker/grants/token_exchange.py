@@ -6,7 +6,12 @@
   (``id_jag_exchange``, shared with a SAML assertion as the subject token).
 * ``requested_token_type=...:access_token`` (or none): on-behalf-of inside one tenant. An
   access token of this tenant becomes one for another audience of the same tenant, scopes only
-  narrowed, ``act`` nesting the actor chain.
+  narrowed, ``act`` nesting the actor chain. The subject token must have been meant for the
+  caller (its ``aud`` names this tenant's issuer or token endpoint, the caller's client_id or
+  one of the caller's registered audiences); a sender-constrained subject token (``cnf``)
+  needs the same proof from the caller (a DPoP proof of its key, its TLS client certificate)
+  and the new token is bound the same way; a subject from another issuer keeps ``sub`` and
+  ``sub_id``, so revoking its partner or suspending the trust ends the derived token too.
 
 ``authorization_details`` (RFC 9396 §6) are checked against the tenant's types; an ID-JAG
 carries them to the resource tenant, and on-behalf-of only narrows the subject token's.
@@ -30,6 +35,34 @@ from broker.grants.client_credentials import granted_audience
 from broker.grants.exchange_api_key import API_KEY
 from broker.grants.id_jag_exchange import issue_id_jag, requested_details
 from broker.tokens import access_token_claims, mint_access_token, verify_access_token
+
+
+def _check_meant_for_caller(request: TokenRequest, subject: dict[str, Any]) -> None:
+    """The subject token's ``aud`` must name this authorization server (issuer or token
+    endpoint) or the caller (its client_id or a resource it is registered for): a token sent to
+    someone else is not the caller's to exchange."""
+    tenant, client = request.tenant, request.client.client
+    aud = subject.get("aud")
+    audiences = aud if isinstance(aud, list) else [aud]
+    accepted = {tenant.issuer, f"{tenant.issuer}/token", client.client_id, *client.audiences}
+    if not any(isinstance(a, str) and a in accepted for a in audiences):
+        raise InvalidRequest("subject_token was not issued for this client or this "
+                             "authorization server (its aud names neither)")
+
+
+def _sender_constraint(request: TokenRequest,
+                       subject: dict[str, Any]) -> tuple[str | None, str | None]:
+    """RFC 9449 §6 / RFC 8705 §3: a bound subject token is exchanged only with the same proof,
+    and the new token keeps the binding. Returns (``jkt``, ``x5t#S256``) for the new token."""
+    cnf = subject.get("cnf") if isinstance(subject.get("cnf"), dict) else {}
+    jkt, x5t = cnf.get("jkt"), cnf.get("x5t#S256")
+    proof = request.dpop.jkt if request.dpop else None
+    if jkt is not None and proof != jkt:
+        raise InvalidRequest("subject_token is DPoP-bound: send a DPoP proof signed with its key")
+    if x5t is not None and request.presented_x5t != x5t:
+        raise InvalidRequest("subject_token is bound to a TLS client certificate: present that "
+                             "certificate")
+    return proof, x5t or request.cert_thumbprint
 
 
 def _actor(client_id: str, prior: dict[str, Any] | None) -> dict[str, Any]:
@@ -84,6 +117,8 @@ class TokenExchangeGrant:
             subject = await verify_access_token(broker, tenant, subject_token)
         except InvalidToken as exc:
             raise InvalidRequest(f"subject_token refused: {exc.description}") from exc
+        _check_meant_for_caller(request, subject)
+        jkt, x5t = _sender_constraint(request, subject)
         actor = None
         if "actor_token" in form:
             if form.get("actor_token_type") != id_jag.ACCESS_TOKEN:
@@ -124,9 +159,11 @@ class TokenExchangeGrant:
         claims = access_token_claims(
             issuer=tenant.issuer, subject=str(subject["sub"]), client_id=client.client_id,
             audience=audience, scope=wanted, now=request.now, lifetime=lifetime,
-            jkt=request.dpop.jkt if request.dpop else None, authorization_details=details,
-            x5t=request.cert_thumbprint,
+            jkt=jkt, authorization_details=details, x5t=x5t,
         )
+        if "sub_id" in subject:  # another issuer's user stays theirs (adapters.subjects)
+            claims["sub_id"] = subject["sub_id"]
+        claims.update({k: subject[k] for k in ("auth_time", "acr", "amr") if k in subject})
         claims["act"] = act
         token = await mint_access_token(broker, tenant, claims)
         return GrantResult(

@@ -71,16 +71,29 @@ def test_cli_trust_registry_and_managed_connections(cli, tmp_path):
                              "--name", "Partner", "--jwks-file", str(jwks), "--id", "partner",
                              "--json").stdout)
     assert partner["status"] == "pending"
-    proc = cli("trust", "add", "--tenant", "pricing", "--partner", "partner", check=False)
+    proc = cli("trust", "add", "--tenant", "pricing", "--partner", "partner", "--accept",
+               check=False)
     assert proc.returncode == 2 and "not active" in proc.stderr
+    proc = cli("trust", "add", "--tenant", "pricing", "--partner", "partner", check=False)
+    assert proc.returncode == 2 and "name the direction" in proc.stderr
     assert json.loads(cli("partner", "activate", "partner", "--json").stdout)["status"] == \
         "active"
     link = json.loads(cli("trust", "add", "--tenant", "pricing", "--partner", "partner",
-                          "--scope", "read", "--json").stdout)
+                          "--accept", "--scope", "read", "--json").stdout)
     assert link["scope_ceiling"] == ["read"] and link["status"] == "active"
+    assert link["directions"] == ["accept"]
     peer = json.loads(cli("trust", "add", "--tenant", "acme", "--peer-tenant", "pricing",
-                          "--json").stdout)
+                          "--send", "--json").stdout)
     assert peer["issuer"] == "http://127.0.0.1:8000/t/pricing"
+    assert peer["directions"] == ["send"]
+    both = json.loads(cli("trust", "direction", "--tenant", "acme", peer["id"], "--accept",
+                          "--json").stdout)
+    assert both["directions"] == ["accept", "send"]
+    back = json.loads(cli("trust", "direction", "--tenant", "acme", peer["id"], "--no-accept",
+                          "--json").stdout)
+    assert back["directions"] == ["send"]
+    proc = cli("trust", "direction", "--tenant", "acme", peer["id"], "--no-send", check=False)
+    assert proc.returncode == 2 and "at least one direction" in proc.stderr
     suspended = json.loads(cli("trust", "suspend", "--tenant", "pricing", link["id"],
                                "--json").stdout)
     assert suspended["status"] == "suspended"

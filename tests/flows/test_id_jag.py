@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import update
 
+from adapters import subjects
 from adapters.dpop import jwk_thumbprint
 from broker import id_jag
 from broker import management as ops
@@ -45,9 +46,10 @@ class Domains:
 async def domains(broker) -> Domains:
     acme, pricing = await new_tenant(broker), await new_tenant(broker)
     agent = await new_client(broker, acme, scopes=[], audiences=[])
-    remote = await new_client(broker, pricing, scopes=["read", "write"], audiences=[API])
-    acme_link = await ops.add_trust_link(broker, acme, peer_tenant=pricing)
-    pricing_link = await ops.add_trust_link(broker, pricing, peer_tenant=acme,
+    remote = await new_client(broker, pricing, scopes=["read", "write", "export"],
+                              audiences=[API])
+    acme_link = await ops.add_trust_link(broker, acme, peer_tenant=pricing, send=True)
+    pricing_link = await ops.add_trust_link(broker, pricing, peer_tenant=acme, accept=True,
                                             scope_ceiling=["read", "write", "export"])
     await ops.put_managed_connection(
         broker, acme, client_id=agent.client_id, audience=broker.issuer(pricing),
@@ -109,12 +111,16 @@ async def test_round_trip_with_dpop(http, broker, domains):
     token = r.json()
     assert token["token_type"] == "DPoP" and token["scope"] == "read write"
     _, at = jwt_parts(token["access_token"])
-    assert at["iss"] == d.pricing_issuer and at["sub"] == "alice" and at["aud"] == API
+    # acme's user stays acme's: a pairwise sub that names no pricing user, and sub_id
+    assert at["iss"] == d.pricing_issuer and at["aud"] == API
+    assert at["sub"] == subjects.foreign_sub(d.pricing, d.acme_issuer, "alice")
+    assert at["sub"] != "alice" and at["sub"].startswith("x.")
     assert at["act"] == {"sub": d.remote.client_id}
     assert at["client_id"] == d.remote.client_id and at["cnf"] == jag["cnf"]
     assert at["sub_id"] == {"format": "iss_sub", "iss": d.acme_issuer, "sub": "alice"}
     redeemed = await last_event(broker, d.pricing)
-    assert redeemed.action == "token.issued" and redeemed.subject == "alice"
+    assert redeemed.action == "token.issued" and redeemed.subject == at["sub"]
+    assert redeemed.detail["sub_id"] == at["sub_id"]
     assert redeemed.detail["issuer"] == d.acme_issuer
     # introspection at pricing reports the delegation
     r = await http.post(f"{d.pricing_issuer}/introspect", data={"token": token["access_token"]},
@@ -122,20 +128,24 @@ async def test_round_trip_with_dpop(http, broker, domains):
     assert r.json()["active"] is True and r.json()["act"] == {"sub": d.remote.client_id}
 
 
-async def test_id_token_of_a_trusted_upstream_issuer(http, broker, domains):
-    """acme accepts the ID token of an upstream issuer it trusts (here another tenant playing
-    the enterprise IdP), issued to the agent; the ID-JAG is acme's, for the same user."""
+async def test_id_token_of_another_issuer_is_never_reissued(http, broker, domains):
+    """The IdP side asserts only its own users: an ID token of any other issuer is refused,
+    whatever trust acme has in that issuer (accept, send or both) — else acme would re-issue a
+    foreign identity under its own name."""
     d = domains
     corp = await new_tenant(broker)
     token = await id_token(broker, d, tenant=corp, subject="bob")
-    r = await exchange(http, broker, d, token=token, scope="read")
-    assert r.status_code == 400 and r.json()["error"] == "invalid_request"  # not trusted yet
-    link = await ops.add_trust_link(broker, d.acme, peer_tenant=corp)
-    r = await exchange(http, broker, d, token=token, scope="read")
-    assert r.status_code == 200, r.text
-    _, jag = jwt_parts(r.json()["access_token"])
-    assert jag["iss"] == d.acme_issuer and jag["sub"] == "bob"
-    await ops.set_trust_link_status(broker, d.acme, link["id"], "suspended")
+    for directions in ({"accept": True}, {"send": True}, {"accept": True, "send": True}):
+        link = await ops.add_trust_link(broker, d.acme, peer_tenant=corp, **directions)
+        before = await counts(broker, d.acme)
+        r = await exchange(http, broker, d, token=token, scope="read")
+        assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
+        assert "issued by this tenant" in r.json()["error_description"]
+        assert (await counts(broker, d.acme))["audit_events"] == before["audit_events"] + 1
+        assert (await last_event(broker, d.acme)).action == "token.refused"
+        await ops.set_trust_link_status(broker, d.acme, link["id"], "revoked")
+    # pricing's own ID token (acme sends identity to pricing) is refused at acme too
+    token = await id_token(broker, d, tenant=d.pricing, subject="mallory")
     r = await exchange(http, broker, d, token=token, scope="read")
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"
 
@@ -157,7 +167,8 @@ async def test_ceiling_at_the_resource_side(http, broker, domains):
     d = domains
     # pricing narrows its trust in acme to read only: write is dropped on redemption
     await ops.set_trust_link_status(broker, d.pricing, d.pricing_link, "revoked")
-    await ops.add_trust_link(broker, d.pricing, peer_tenant=d.acme, scope_ceiling=["read"])
+    await ops.add_trust_link(broker, d.pricing, peer_tenant=d.acme, scope_ceiling=["read"],
+                             accept=True)
     r = await exchange(http, broker, d, scope="read write")
     r = await redeem(http, d, r.json()["access_token"])
     assert r.status_code == 200 and r.json()["scope"] == "read"
@@ -205,7 +216,7 @@ async def test_idp_side_refusals(http, broker, domains, case):
         kwargs["audience"] = "https://stranger.example"
     elif case == "no-connection":
         other = await new_tenant(broker)
-        await ops.add_trust_link(broker, d.acme, peer_tenant=other)
+        await ops.add_trust_link(broker, d.acme, peer_tenant=other, send=True)
         kwargs["audience"] = broker.issuer(other)
     elif case == "deny-only":
         kwargs["scope"] = "admin"
@@ -260,14 +271,14 @@ async def test_resource_side_refusals(http, broker, clocked_broker, domains, cas
         await ops.set_trust_link_status(broker, d.pricing, d.pricing_link, "revoked")
     elif case == "link-expired":
         await ops.set_trust_link_status(broker, d.pricing, d.pricing_link, "revoked")
-        link = await ops.add_trust_link(broker, d.pricing, peer_tenant=d.acme,
+        link = await ops.add_trust_link(broker, d.pricing, peer_tenant=d.acme, accept=True,
                                         expires_at=time.time() + 60)
         async with broker.sessions() as session, session.begin():  # time passes
             await session.execute(update(TrustLink).where(TrustLink.id == link["id"])
                                   .values(expires_at=time.time() - 1))
     elif case == "wrong-aud":
         other = await new_tenant(broker)
-        await ops.add_trust_link(broker, other, peer_tenant=d.acme)
+        await ops.add_trust_link(broker, other, peer_tenant=d.acme, accept=True)
         client = await new_client(broker, other, client_id=d.remote.client_id)
     elif case == "wrong-client":
         client = await new_client(broker, d.pricing)
@@ -306,8 +317,9 @@ async def test_on_behalf_of_narrows_and_nests_actors(http, broker):
     tenant = await new_tenant(broker)
     agent = await new_client(broker, tenant, scopes=["read", "write"],
                              audiences=["https://agent-api.example"])
+    # the tool may act for the agent's API (the subject token is meant for it) and call its own
     tool = await new_client(broker, tenant, scopes=["read", "write"],
-                            audiences=["https://tool-api.example"])
+                            audiences=["https://agent-api.example", "https://tool-api.example"])
     r = await http.post(agent.token_url, auth=agent.basic,
                         data={"grant_type": "client_credentials", "scope": "read write"})
     subject = r.json()["access_token"]
@@ -323,7 +335,7 @@ async def test_on_behalf_of_narrows_and_nests_actors(http, broker):
     assert at["act"] == {"sub": tool.client_id}
     # a second hop nests the chain: tool2 acting via tool for the agent
     tool2 = await new_client(broker, tenant, scopes=["read"],
-                             audiences=["https://tool2-api.example"])
+                             audiences=["https://tool-api.example", "https://tool2-api.example"])
     r = await http.post(tool2.token_url, auth=tool2.basic, data={
         **form, "subject_token": r.json()["access_token"],
         "resource": "https://tool2-api.example"})
@@ -333,11 +345,14 @@ async def test_on_behalf_of_narrows_and_nests_actors(http, broker):
     assert at2["exp"] <= at["exp"]
 
 
-@pytest.mark.parametrize("case", ["broader", "revoked-subject", "foreign-audience", "id-jag-type"])
+@pytest.mark.parametrize("case", ["broader", "revoked-subject", "foreign-audience", "id-jag-type",
+                                  "not-meant-for-caller"])
 async def test_on_behalf_of_refusals(http, broker, case):
     tenant = await new_tenant(broker)
     agent = await new_client(broker, tenant, scopes=["read", "write"], audiences=["https://a.example"])
-    tool = await new_client(broker, tenant, scopes=["read", "write"], audiences=["https://t.example"])
+    tool = await new_client(broker, tenant, scopes=["read", "write"],
+                            audiences=["https://t.example"] if case == "not-meant-for-caller"
+                            else ["https://a.example", "https://t.example"])
     r = await http.post(agent.token_url, auth=agent.basic,
                         data={"grant_type": "client_credentials", "scope": "read"})
     subject = r.json()["access_token"]
@@ -349,8 +364,12 @@ async def test_on_behalf_of_refusals(http, broker, case):
     elif case == "revoked-subject":
         await http.post(f"{agent.issuer}/revoke", data={"token": subject}, auth=agent.basic)
     elif case == "foreign-audience":
-        form["resource"], error = "https://a.example", "invalid_target"
+        form["resource"], error = "https://elsewhere.example", "invalid_target"
     else:
         form["subject_token_type"] = id_jag.ID_JAG
+    before = await counts(broker, tenant)
     r = await http.post(tool.token_url, auth=tool.basic, data=form)
     assert r.status_code == 400 and r.json()["error"] == error, r.text
+    after = await counts(broker, tenant)
+    assert after["audit_events"] == before["audit_events"] + 1
+    assert (await last_event(broker, tenant)).action == "token.refused"

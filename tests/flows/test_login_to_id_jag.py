@@ -82,8 +82,9 @@ async def domains(corp: Login) -> Domains:
     pricing = await new_tenant(b)
     agent = await new_client(b, CORP, scopes=[], audiences=[], redirect_uris=[APP_REDIRECT])
     remote = await new_client(b, pricing, scopes=["read", "write"], audiences=[API])
-    await ops.add_trust_link(b, CORP, peer_tenant=pricing)
-    await ops.add_trust_link(b, pricing, peer_tenant=CORP, scope_ceiling=["read", "write"])
+    await ops.add_trust_link(b, CORP, peer_tenant=pricing, send=True)
+    await ops.add_trust_link(b, pricing, peer_tenant=CORP, scope_ceiling=["read", "write"],
+                             accept=True)
     await ops.put_managed_connection(
         b, CORP, client_id=agent.client_id, audience=b.issuer(pricing),
         rules={"read": "grant", "write": "grant", "admin": "deny"},

@@ -104,12 +104,12 @@ async def test_id_jag_between_two_broker_processes(brokers):
     b.admin_post("/partners", {"id": "acme", "issuer": acme, "display_name": "Acme",
                                "jwks_uri": f"{acme}/jwks"})
     b.admin_post("/partners/acme/activate")
-    b.admin_post("/tenants/pricing/trust-links", {"partner": "acme",
+    b.admin_post("/tenants/pricing/trust-links", {"partner": "acme", "directions": ["accept"],
                                                   "scope_ceiling": ["quotes:read"]})
     a.admin_post("/partners", {"id": "pricing", "issuer": pricing, "display_name": "Pricing",
                                "jwks_uri": f"{pricing}/jwks"})
     a.admin_post("/partners/pricing/activate")
-    a.admin_post("/tenants/acme/trust-links", {"partner": "pricing"})
+    a.admin_post("/tenants/acme/trust-links", {"partner": "pricing", "directions": ["send"]})
     a.admin_post("/tenants/acme/managed-connections", {
         "client_id": agent["client_id"], "audience": pricing, "remote_client_id":
         remote["client_id"], "rules": {"quotes:read": "grant", "quotes:write": "deny"}},
@@ -134,14 +134,17 @@ async def test_id_jag_between_two_broker_processes(brokers):
         assert r.status_code == 200, r.text
         token = r.json()["access_token"]
         _, claims = jwt_parts(token)
-        assert claims["sub"] == "alice" and claims["sub_id"]["iss"] == acme
+        # acme's user stays acme's at pricing: pairwise sub, sub_id names acme and alice
+        assert claims["sub_id"] == {"format": "iss_sub", "iss": acme, "sub": "alice"}
+        assert claims["sub"].startswith("x.") and claims["sub"] != "alice"
         assert claims["act"] == {"sub": remote["client_id"]}
         assert r.json()["token_type"] == "DPoP"
         # the user's token works at pricing's resource, bound to the agent's key
         who = f"{pricing}/demo/whoami"
         r = await http.get(who, headers={"Authorization": f"DPoP {token}", "DPoP": make_proof(
             key, htm="GET", htu=who, access_token=token)})
-        assert r.status_code == 200 and r.json()["sub"] == "alice", r.text
+        assert r.status_code == 200 and r.json()["sub"] == claims["sub"], r.text
+        assert r.json()["sub_id"] == claims["sub_id"]
         # redeemed once only
         r = await http.post(f"{pricing}/token", auth=auth, data=redeem, headers={
             "DPoP": make_proof(key, htm="POST", htu=f"{pricing}/token")})
@@ -158,4 +161,4 @@ async def test_id_jag_between_two_broker_processes(brokers):
             "DPoP": make_proof(key, htm="POST", htu=f"{pricing}/token")},
             data={"grant_type": id_jag.JWT_BEARER, "assertion": fresh})
         assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
-        assert "not trusted" in r.json()["error_description"]
+        assert "does not accept" in r.json()["error_description"]

@@ -270,9 +270,9 @@ async def test_managed_connection_approve(login: Login, approver: httpx.AsyncCli
     agent = await new_client(b, login.tenant, scopes=[], audiences=[],
                              redirect_uris=[APP_REDIRECT])
     remote = await new_client(b, resource_tenant, scopes=["read", "pay"], audiences=[api])
-    await ops.add_trust_link(b, login.tenant, peer_tenant=resource_tenant)
+    await ops.add_trust_link(b, login.tenant, peer_tenant=resource_tenant, send=True)
     await ops.add_trust_link(b, resource_tenant, peer_tenant=login.tenant,
-                             scope_ceiling=["read", "pay"])
+                             scope_ceiling=["read", "pay"], accept=True)
     await ops.put_managed_connection(
         b, login.tenant, client_id=agent.client_id, audience=b.issuer(resource_tenant),
         rules={"read": "grant", "pay": "approve"}, remote_client_id=remote.client_id,
@@ -315,9 +315,9 @@ async def test_managed_connection_approver_group(login: Login, approver: httpx.A
     agent = await new_client(b, login.tenant, scopes=[], audiences=[],
                              redirect_uris=[APP_REDIRECT])
     remote = await new_client(b, resource_tenant, scopes=["read", "pay"], audiences=[api])
-    await ops.add_trust_link(b, login.tenant, peer_tenant=resource_tenant)
+    await ops.add_trust_link(b, login.tenant, peer_tenant=resource_tenant, send=True)
     await ops.add_trust_link(b, resource_tenant, peer_tenant=login.tenant,
-                             scope_ceiling=["read", "pay"])
+                             scope_ceiling=["read", "pay"], accept=True)
     with pytest.raises(InvalidRequest):
         await ops.put_managed_connection(
             b, login.tenant, client_id=agent.client_id, audience=b.issuer(resource_tenant),

@@ -303,8 +303,9 @@ async def domains(login: Login) -> Domains:
     pricing = await new_tenant(b)
     agent = await new_client(b, TENANT, scopes=[], audiences=[])
     remote = await new_client(b, pricing, scopes=["read", "write"], audiences=[API])
-    await ops.add_trust_link(b, TENANT, peer_tenant=pricing)
-    await ops.add_trust_link(b, pricing, peer_tenant=TENANT, scope_ceiling=["read", "write"])
+    await ops.add_trust_link(b, TENANT, peer_tenant=pricing, send=True)
+    await ops.add_trust_link(b, pricing, peer_tenant=TENANT, scope_ceiling=["read", "write"],
+                             accept=True)
     await ops.put_managed_connection(
         b, TENANT, client_id=agent.client_id, audience=b.issuer(pricing),
         rules={"read": "grant", "write": "grant", "admin": "deny"},
@@ -368,7 +369,8 @@ async def test_partner_saml_idp(login: Login, domains: Domains, http: httpx.Asyn
 
     refused(await bearer(http, client, assertion()), why="not a trusted SAML IdP")  # pending
     await ops.set_partner_status(b, partner["id"], "active")
-    await ops.add_trust_link(b, TENANT, partner_id=partner["id"], scope_ceiling=["read"])
+    await ops.add_trust_link(b, TENANT, partner_id=partner["id"], scope_ceiling=["read"],
+                             accept=True)
     r = await bearer(http, client, assertion())
     assert r.status_code == 200, r.text
     assert r.json()["scope"] == "read"

@@ -33,32 +33,34 @@ async def test_partner_lifecycle(http, broker):
     # pending partners are not vouched for and cannot be linked
     assert body["issuer"] not in (await http.get("/registry/list")).json()
     tenant = await new_tenant(broker)
-    r = await http.post(f"/admin/v1/tenants/{tenant}/trust-links", json={"partner": pid},
-                        headers=ADMIN)
+    r = await http.post(f"/admin/v1/tenants/{tenant}/trust-links",
+                        json={"partner": pid, "directions": ["accept"]}, headers=ADMIN)
     assert r.status_code == 400 and "not active" in r.json()["error_description"]
 
     r = await http.post(f"/admin/v1/partners/{pid}/activate", headers=ADMIN)
     assert r.json()["status"] == "active"
     assert body["issuer"] in (await http.get("/registry/list")).json()
     r = await http.post(f"/admin/v1/tenants/{tenant}/trust-links", headers=ADMIN,
-                        json={"partner": pid, "scope_ceiling": ["read"]})
+                        json={"partner": pid, "scope_ceiling": ["read"],
+                              "directions": ["accept"]})
     assert r.status_code == 201 and r.json()["scope_ceiling"] == ["read"]
-    assert (await broker.live_peer(tenant, body["issuer"])) is not None
+    assert r.json()["directions"] == ["accept"]
+    assert (await broker.live_peer(tenant, body["issuer"], direction="accept")) is not None
 
     # suspension breaks every dependent link at once
     r = await http.post(f"/admin/v1/partners/{pid}/suspend", headers=ADMIN)
     assert r.json()["status"] == "suspended"
-    assert (await broker.live_peer(tenant, body["issuer"])) is None
+    assert (await broker.live_peer(tenant, body["issuer"], direction="accept")) is None
     assert body["issuer"] not in (await http.get("/registry/list")).json()
     r = await http.get("/registry/fetch", params={"sub": body["issuer"]})
     assert r.status_code == 404
     await http.post(f"/admin/v1/partners/{pid}/activate", headers=ADMIN)
-    assert (await broker.live_peer(tenant, body["issuer"])) is not None
+    assert (await broker.live_peer(tenant, body["issuer"], direction="accept")) is not None
     r = await http.post(f"/admin/v1/partners/{pid}/revoke", headers=ADMIN)
     assert r.json()["status"] == "revoked"
     r = await http.post(f"/admin/v1/partners/{pid}/activate", headers=ADMIN)
     assert r.status_code == 400  # revocation is final
-    assert (await broker.live_peer(tenant, body["issuer"])) is None
+    assert (await broker.live_peer(tenant, body["issuer"], direction="accept")) is None
     event = await last_event(broker, "_registry")
     assert event.action == "partner.revoked"
 
@@ -90,12 +92,12 @@ async def test_partner_expiry_counts_at_once(http, broker):
     await http.post("/admin/v1/partners", json=body, headers=ADMIN)
     await http.post(f"/admin/v1/partners/{body['id']}/activate", headers=ADMIN)
     tenant = await new_tenant(broker)
-    await http.post(f"/admin/v1/tenants/{tenant}/trust-links", json={"partner": body["id"]},
-                    headers=ADMIN)
-    assert await broker.live_peer(tenant, body["issuer"]) is not None
+    await http.post(f"/admin/v1/tenants/{tenant}/trust-links",
+                    json={"partner": body["id"], "directions": ["accept"]}, headers=ADMIN)
+    assert await broker.live_peer(tenant, body["issuer"], direction="accept") is not None
     broker.clock.advance(3)
     try:
-        assert await broker.live_peer(tenant, body["issuer"]) is None
+        assert await broker.live_peer(tenant, body["issuer"], direction="accept") is None
         assert body["issuer"] not in (await http.get("/registry/list")).json()
     finally:
         broker.clock.advance(-3)
@@ -104,24 +106,41 @@ async def test_partner_expiry_counts_at_once(http, broker):
 async def test_trust_link_lifecycle_and_refusals(http, broker):
     a, b = await new_tenant(broker), await new_tenant(broker)
     base = f"/admin/v1/tenants/{a}/trust-links"
-    for bad in ({}, {"tenant": b, "partner": "x"}, {"tenant": a}, {"tenant": "nope-none"},
-                {"partner": "nope-none"}, {"tenant": b, "expires_at": 5},
-                {"tenant": b, "scope_ceiling": "read"}):
+    both = ["accept", "send"]
+    for bad in ({}, {"tenant": b, "partner": "x", "directions": both},
+                {"tenant": a, "directions": both}, {"tenant": "nope-none", "directions": both},
+                {"partner": "nope-none", "directions": both},
+                {"tenant": b, "expires_at": 5, "directions": both},
+                {"tenant": b, "scope_ceiling": "read", "directions": both},
+                {"tenant": b}, {"tenant": b, "directions": []},
+                {"tenant": b, "directions": ["both"]}, {"tenant": b, "directions": "accept"}):
         r = await http.post(base, json=bad, headers=ADMIN)
         assert r.status_code == 400, (bad, r.text)
-    r = await http.post(base, json={"tenant": b}, headers=ADMIN)
+    r = await http.post(base, json={"tenant": b, "directions": ["send"]}, headers=ADMIN)
     assert r.status_code == 201 and r.json()["issuer"] == f"{BASE_URL}/t/{b}"
+    assert r.json()["directions"] == ["send"]
     link = r.json()["id"]
-    assert (await http.post(base, json={"tenant": b}, headers=ADMIN)).status_code == 400
+    assert (await http.post(base, json={"tenant": b, "directions": both},
+                            headers=ADMIN)).status_code == 400
     issuer = broker.issuer(b)
-    assert await broker.live_peer(a, issuer) is not None
-    assert await broker.live_peer(b, broker.issuer(a)) is None  # links are one-way
+    # send only: a may issue ID-JAGs to b, but does not accept b's assertions
+    assert await broker.live_peer(a, issuer, direction="send") is not None
+    assert await broker.live_peer(a, issuer, direction="accept") is None
+    assert await broker.live_peer(b, broker.issuer(a), direction="accept") is None  # one-way
+    r = await http.put(f"{base}/{link}/directions", json={"directions": both}, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["directions"] == both
+    assert await broker.live_peer(a, issuer, direction="accept") is not None
+    r = await http.put(f"{base}/{link}/directions", json={"directions": []}, headers=ADMIN)
+    assert r.status_code == 400
+    r = await http.put(f"{base}/{link}/directions", json={"directions": ["send"]},
+                       headers=ADMIN)
+    assert r.json()["directions"] == ["send"]
     await http.post(f"{base}/{link}/suspend", headers=ADMIN)
-    assert await broker.live_peer(a, issuer) is None
+    assert await broker.live_peer(a, issuer, direction="send") is None
     await http.post(f"{base}/{link}/resume", headers=ADMIN)
-    assert await broker.live_peer(a, issuer) is not None
+    assert await broker.live_peer(a, issuer, direction="send") is not None
     await http.post(f"{base}/{link}/revoke", headers=ADMIN)
-    assert await broker.live_peer(a, issuer) is None
+    assert await broker.live_peer(a, issuer, direction="send") is None
     r = await http.post(f"{base}/{link}/resume", headers=ADMIN)
     assert r.status_code == 400
     # another tenant cannot touch a's link
