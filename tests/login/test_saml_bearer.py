@@ -375,7 +375,9 @@ async def test_partner_saml_idp(login: Login, domains: Domains, http: httpx.Asyn
     assert r.status_code == 200, r.text
     assert r.json()["scope"] == "read"
     _, at = jwt_parts(r.json()["access_token"])
-    assert at["sub"] == f"p-{tag}" and at["sub_id"]["iss"] == entity
+    # the partner's user is keyed by the partner's registry issuer, not the SAML entity ID
+    assert at["sub_id"] == {"format": "iss_sub", "iss": partner["issuer"], "sub": f"p-{tag}"}
+    assert at["sub"].startswith("x.") and at["sub"] != f"p-{tag}"
     refused(await bearer(http, client, assertion(), scope="write"), "invalid_scope")
     jag = await exchange(http, domains.agent, assertion(), requested_token_type=id_jag.ID_JAG,
                          audience=domains.remote.issuer)
