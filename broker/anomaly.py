@@ -18,7 +18,7 @@ more is left alone: the response happens once.
 How counting works, and what it costs:
 
 * Hot path (``count``): synchronous, no I/O, nothing when the tenant has no rules; otherwise
-  one dict increment per rule of that metric (at most ``MAX_RULES``) in fixed windows aligned
+  one dict increment per rule of that metric (at most 16) in fixed windows aligned
   to the epoch (``int(now) // window``). The request that takes a count over its limit queues
   the trip and wakes the evaluator: on one replica, detection takes one database transaction.
 * Evaluator (``evaluate``, run by ``run_forever`` from ``Broker.start_background`` every
@@ -44,11 +44,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from adapters.errors import NotFound
@@ -58,6 +58,7 @@ from tenants import agents, audit, revocation_cutoffs
 from tenants.hotpath import HotPath
 from tenants.models import AuditEvent
 from tenants.scope import scoped, tenant_scope
+from tenants.settings import MAX_RULE_WINDOW, AnomalyRule, TenantSettings
 
 log = logging.getLogger("tessera.anomaly")
 
@@ -65,57 +66,27 @@ TOKEN_REQUESTS = "token_requests"
 RESOURCE_READS = "resource_reads"
 METRICS = (TOKEN_REQUESTS, RESOURCE_READS)
 ACTIONS = ("suspend",)
-MAX_RULES = 16
-MAX_WINDOW = 3_600  # seconds; bounds the counters' memory and the audit range scanned
-MAX_LIMIT = 1_000_000
+MAX_WINDOW = MAX_RULE_WINDOW  # seconds; bounds the counters' memory and the audit range
 MAX_COUNTERS = 100_000  # live (tenant, client, rule, window) entries per process
 INTERVAL = 5.0  # seconds between cross-replica checks
-RULE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # audit actions written once per token request of an authenticated client
 TOKEN_ACTIONS = ("token.issued", "token.refused", "id_jag.issued", "saml_assertion.issued")
 
 
 class RuleError(ValueError):
-    """Anomaly rules that cannot be accepted (the message says which and why)."""
+    """Anomaly rules that cannot be accepted (the message names the field and why)."""
 
 
-def check_rules(raw: Any) -> tuple[dict[str, Any], ...]:
-    """Validated, normalised rules (``action`` defaults to ``suspend``); ``RuleError`` names
-    the first problem."""
-    if not isinstance(raw, list | tuple):
-        raise RuleError("anomaly rules must be a list")
-    if len(raw) > MAX_RULES:
-        raise RuleError(f"at most {MAX_RULES} anomaly rules")
-    rules, names = [], set()
-    for i, rule in enumerate(raw):
-        if not isinstance(rule, dict):
-            raise RuleError(f"rule {i}: must be an object")
-        unknown = set(rule) - {"name", "metric", "limit", "window", "action"}
-        if unknown:
-            raise RuleError(f"rule {i}: unknown fields {', '.join(sorted(unknown))}")
-        name = rule.get("name")
-        if not isinstance(name, str) or not RULE_NAME.match(name):
-            raise RuleError(f"rule {i}: name must be 1-64 of A-Z a-z 0-9 . _ -")
-        if name in names:
-            raise RuleError(f"rule {i}: duplicate name {name!r}")
-        names.add(name)
-        if rule.get("metric") not in METRICS:
-            raise RuleError(f"rule {name}: metric must be one of {', '.join(METRICS)}")
-        limit, window = rule.get("limit"), rule.get("window")
-        if not _int(limit) or not 1 <= limit <= MAX_LIMIT:
-            raise RuleError(f"rule {name}: limit must be an integer 1..{MAX_LIMIT}")
-        if not _int(window) or not 1 <= window <= MAX_WINDOW:
-            raise RuleError(f"rule {name}: window must be 1..{MAX_WINDOW} seconds")
-        action = rule.get("action", "suspend")
-        if action not in ACTIONS:
-            raise RuleError(f"rule {name}: action must be one of {', '.join(ACTIONS)}")
-        rules.append({"name": name, "metric": rule["metric"], "limit": limit,
-                      "window": window, "action": action})
-    return tuple(rules)
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def check_rules(raw: Any) -> tuple[AnomalyRule, ...]:
+    """Validated, normalised rules (``action`` defaults to ``suspend``): the same model as the
+    tenant settings and the admin API (``tenants.settings.AnomalyRule``)."""
+    try:
+        return TenantSettings.model_validate({"anomaly_rules": raw}).anomaly_rules
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "anomaly_rules"
+        raise RuleError(f"rules.{where}: {first['msg']}" if where != "anomaly_rules"
+                        else f"anomaly rules: {first['msg']}") from None
 
 
 # -- hot path ------------------------------------------------------------------------------
@@ -127,7 +98,7 @@ Key = tuple[str, str, str, int]  # tenant, client, rule name, window start
 class Trip:
     tenant_id: str
     client_id: str
-    rule: dict[str, Any]
+    rule: AnomalyRule
     count: int
 
 
@@ -142,13 +113,13 @@ class Counters:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def hit(self, tenant_id: str, client_id: str, metric: str,
-            rules: tuple[dict[str, Any], ...], now: float) -> None:
+            rules: tuple[AnomalyRule, ...], now: float) -> None:
         counted = False
         for rule in rules:
-            if rule.get("metric") != metric:
+            if rule.metric != metric:
                 continue
-            window, limit = rule["window"], rule["limit"]
-            key = (tenant_id, client_id, rule["name"], int(now) // window * window)
+            window, limit = rule.window, rule.limit
+            key = (tenant_id, client_id, rule.name, int(now) // window * window)
             n = self.counts.get(key, 0) + 1
             if n == 1:
                 if len(self.counts) >= MAX_COUNTERS:
@@ -183,15 +154,12 @@ def counters(broker: Broker) -> Counters:
 
 def count(broker: Broker, tenant: TenantView, client_id: str | None, metric: str) -> None:
     """Count one request of ``metric`` by an authenticated client: O(number of the tenant's
-    rules), no I/O. Rules that are not well-formed are ignored here (they cannot be stored
-    through the admin API; ``evaluate`` logs them)."""
+    rules), no I/O. The rules are typed and in range (``TenantSettings`` drops a malformed
+    stored rule set when it loads the row)."""
     rules = tenant.settings.anomaly_rules
     if not rules or not client_id:
         return
-    try:
-        counters(broker).hit(tenant.id, client_id, metric, rules, broker.clock.now())
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return
+    counters(broker).hit(tenant.id, client_id, metric, rules, broker.clock.now())
 
 
 def count_token_request(broker: Broker, tenant: TenantView, client: ClientView, *,
@@ -240,20 +208,15 @@ async def evaluate(broker: Broker) -> list[Suspension]:
 
 
 async def _audit_trips(broker: Broker, tenant_id: str, now: float) -> list[Trip]:
-    try:
-        tenant = await broker.tenant(tenant_id)
-        rules = check_rules(list(tenant.settings.anomaly_rules))
-    except RuleError as exc:
-        log.warning("tenant %s has invalid anomaly rules: %s", tenant_id, exc)
-        return []
-    rules = tuple(r for r in rules if r["metric"] == TOKEN_REQUESTS)
+    tenant = await broker.tenant(tenant_id)
+    rules = tuple(r for r in tenant.settings.anomaly_rules if r.metric == TOKEN_REQUESTS)
     if not rules:
         return []
     E = AuditEvent
     trips = []
     async with broker.sessions() as session:
         for rule in rules:
-            since = now - rule["window"]
+            since = now - rule.window
             # the last event before the window, found walking the primary key down from the
             # head (there is no index on ``at``; seq grows with time): the count below then
             # reads only the window's events
@@ -263,7 +226,7 @@ async def _audit_trips(broker: Broker, tenant_id: str, now: float) -> list[Trip]
                 select(E.client_id, func.count())
                 .where(E.tenant_id == tenant_id, E.seq > func.coalesce(floor, 0),
                        E.at > since, E.client_id.is_not(None), E.action.in_(TOKEN_ACTIONS))
-                .group_by(E.client_id).having(func.count() > rule["limit"])
+                .group_by(E.client_id).having(func.count() > rule.limit)
             )).all()
             trips.extend(Trip(tenant_id, client_id, rule, int(n)) for client_id, n in rows)
     return trips
@@ -274,27 +237,26 @@ async def suspend(broker: Broker, trip: Trip) -> Suspension | None:
     the agent is not active any more (suspended before, by this or another replica)."""
     now = broker.clock.now()
     rule = trip.rule
-    detail = {"rule": rule["name"], "metric": rule["metric"], "count": trip.count,
-              "limit": rule["limit"], "window": rule["window"], "action": rule["action"]}
+    detail = {"rule": rule.name, "metric": rule.metric, "count": trip.count,
+              "limit": rule.limit, "window": rule.window, "action": rule.action}
     async with tenant_scope(broker.sessions, trip.tenant_id) as scope:
         if not await agents.suspend_if_active(
-                scope, trip.client_id, now=now, reason=f"anomaly rule {rule['name']}",
+                scope, trip.client_id, now=now, reason=f"anomaly rule {rule.name}",
                 also=[audit.Event("anomaly.detected", "changed", client_id=trip.client_id,
                                   detail=detail)]):
             return None
         await revocation_cutoffs.revoke_client(
             scoped(scope.session, trip.tenant_id), trip.client_id, now=now,
-            reason=f"anomaly rule {rule['name']}")
+            reason=f"anomaly rule {rule.name}")
     broker.forget_directory(trip.tenant_id)
     log.warning("anomaly rule %s: suspended client %s of tenant %s (%s %s in %ss)",
-                rule["name"], trip.client_id, trip.tenant_id, trip.count, rule["metric"],
-                rule["window"])
+                rule.name, trip.client_id, trip.tenant_id, trip.count, rule.metric, rule.window)
     with contextlib.suppress(NotFound):  # the tenant may have been disabled meanwhile
         tenant = await broker.tenant(trip.tenant_id)
         webhooks.notify(broker, tenant, "agent.suspended",
                         {"client_id": trip.client_id, "reason": "anomaly", **detail})
-    return Suspension(trip.tenant_id, trip.client_id, rule["name"], rule["metric"],
-                      trip.count, rule["window"])
+    return Suspension(trip.tenant_id, trip.client_id, rule.name, rule.metric, trip.count,
+                      rule.window)
 
 
 async def run_forever(broker: Broker) -> None:

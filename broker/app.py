@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from broker.admin import http as admin
 from broker.client_cert import ClientCertMiddleware
 from broker.endpoints import (
-    admin,
     approvals,
     authorize,
     ciba,
@@ -24,6 +24,7 @@ from broker.endpoints import (
     login,
     logout,
     metadata,
+    revocation_feed,
     revoke,
     saml_idp,
     token,
@@ -91,6 +92,7 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
               methods=["GET"]),
         Route("/registry/fetch", federation.fetch, methods=["GET"]),
         Route("/registry/list", federation.listing, methods=["GET"]),
+        *revocation_feed.routes(),
         *admin.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,

@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from broker.endpoints import admin_anomaly as ops
+from broker.admin.models.runtime import AnomalyRulesPut
+from broker.admin.services import anomaly as ops
 
 COLUMNS = ("tenant", "rules")
 
 
 def cmd_anomaly_rules(args: argparse.Namespace) -> int:
-    from broker.cli import _run  # broker.cli imports this module: import its helpers late
+    from broker.cli import _run, body  # broker.cli imports this module: import them late
 
     if args.action == "show":
         return _run(args, lambda b: ops.get_rules(b, args.tenant), COLUMNS)
@@ -30,7 +31,8 @@ def cmd_anomaly_rules(args: argparse.Namespace) -> int:
         return 2
     if isinstance(raw, dict) and "rules" in raw:
         raw = raw["rules"]
-    return _run(args, lambda b: ops.set_rules(b, args.tenant, raw), COLUMNS)
+    rules = body(AnomalyRulesPut, {"rules": raw})
+    return _run(args, lambda b: ops.set_rules(b, args.tenant, rules(b)), COLUMNS)
 
 
 def add_parser(sub: Any) -> None:

@@ -13,24 +13,26 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from broker.endpoints import admin_api_keys as ops
+from broker.admin.models.api_keys import DEFAULT_OVERLAP, ApiKeyCreate, ApiKeyRotation
+from broker.admin.services import api_keys as ops
 
 COLUMNS = ("key_id", "client_id", "name", "status", "scopes", "expires_at", "last_used_at",
            "api_key")
 
 
 def cmd_api_key(args: argparse.Namespace) -> int:
-    from broker.cli import _run  # broker.cli imports this module: import its helpers late
+    from broker.cli import _run, body  # broker.cli imports this module: import them late
 
     tenant = args.tenant
     if args.action == "create":
-        return _run(args, lambda b: ops.create_api_key(
-            b, tenant, client_id=args.client, name=args.name, scopes=args.scope,
-            expires_in=args.expires_in), COLUMNS)
+        make = body(ApiKeyCreate, {"client_id": args.client, "name": args.name,
+                                   "scopes": args.scope, "expires_in": args.expires_in})
+        return _run(args, lambda b: ops.create_api_key(b, tenant, make(b)), COLUMNS)
     if args.action == "list":
         return _run(args, lambda b: ops.list_api_keys(b, tenant, args.client), COLUMNS)
     if args.action == "rotate":
-        return _run(args, lambda b: ops.rotate_api_key(b, tenant, args.key_id, args.overlap),
+        rotation = body(ApiKeyRotation, {"overlap_seconds": args.overlap})
+        return _run(args, lambda b: ops.rotate_api_key(b, tenant, args.key_id, rotation(b)),
                     COLUMNS)
     return _run(args, lambda b: ops.revoke_api_key(b, tenant, args.key_id), COLUMNS)
 
@@ -49,9 +51,9 @@ def add_parser(sub: Any) -> None:
     listing.add_argument("--client", help="only this client's keys")
     rotate = asub.add_parser("rotate", help="a new secret; the old one works --overlap more")
     rotate.add_argument("key_id")
-    rotate.add_argument("--overlap", type=int, default=ops.DEFAULT_OVERLAP,
+    rotate.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                         help=f"seconds the previous key keeps working "
-                             f"(default {ops.DEFAULT_OVERLAP})")
+                             f"(default {DEFAULT_OVERLAP})")
     revoke = asub.add_parser("revoke", help="revoke at once")
     revoke.add_argument("key_id")
     for sp in asub.choices.values():

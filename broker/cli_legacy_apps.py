@@ -5,9 +5,13 @@
                            [--attribute mail=email ...] [--name N] [--lifetime SECONDS]
                            [--sign-requests --sp-cert FILE ...]
     tessera legacy-app add --tenant T --metadata-file SP-METADATA.xml [--attribute ...]
+    tessera legacy-app update  --tenant T ENTITY_ID [--acs URL ...] [--name N] [--attribute ...]
+                               [--name-id-format F] [--lifetime SECONDS] [--sp-cert FILE ...]
+                               [--sign-requests | --no-sign-requests]
     tessera legacy-app list    --tenant T
     tessera legacy-app disable --tenant T ENTITY_ID
     tessera legacy-app enable  --tenant T ENTITY_ID
+    tessera legacy-app delete  --tenant T ENTITY_ID
 
 ``--attribute NAME=CLAIM``: the SAML attribute NAME carries the user's CLAIM (email, name,
 groups, sub, or a custom claim of the upstream mapping).
@@ -19,7 +23,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from broker.endpoints import admin_legacy_apps as ops
+from broker.admin.models.legacy_apps import LegacyAppCreate, LegacyAppPatch
+from broker.admin.services import legacy_apps as ops
 
 COLUMNS = ("entity_id", "name", "status", "acs_urls", "name_id_format", "attribute_mapping")
 
@@ -35,14 +40,15 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
 
 
 def body_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The admin API body that ``legacy-app add`` sends."""
+    """The admin API body that ``legacy-app add`` or ``update`` sends (what is given)."""
     body: dict[str, Any] = {}
-    if args.metadata_file:
+    if getattr(args, "metadata_file", None):
         body["metadata"] = Path(args.metadata_file).read_text()
-    elif not args.entity_id or not args.acs:
+    elif args.action == "add" and (not args.entity_id or not args.acs):
         raise SystemExit("legacy-app add: --entity-id and --acs, or --metadata-file")
-    for key, value in (("entity_id", args.entity_id), ("acs_urls", args.acs or None),
-                       ("name", args.name), ("name_id_format", args.name_id_format),
+    for key, value in (("entity_id", args.entity_id if args.action == "add" else None),
+                       ("acs_urls", args.acs or None), ("name", args.name),
+                       ("name_id_format", args.name_id_format),
                        ("assertion_lifetime", args.lifetime)):
         if value is not None:
             body[key] = value
@@ -50,20 +56,26 @@ def body_of(args: argparse.Namespace) -> dict[str, Any]:
         body["attribute_mapping"] = _mapping(args.attribute)
     if args.sp_cert:
         body["sp_certs"] = [Path(f).read_text() for f in args.sp_cert]
-    if args.sign_requests:
-        body["want_authn_requests_signed"] = True
+    if args.sign_requests is not None and (args.sign_requests or args.action == "update"):
+        body["want_authn_requests_signed"] = args.sign_requests
     return body
 
 
 def cmd_legacy_app(args: argparse.Namespace) -> int:
-    from broker.cli import _run  # broker.cli imports this module: import its helpers late
+    from broker.cli import _run, body  # broker.cli imports this module: import them late
 
     tenant = args.tenant
     if args.action == "add":
-        body = body_of(args)
-        return _run(args, lambda b: ops.create_legacy_app(b, tenant, body), COLUMNS)
+        make = body(LegacyAppCreate, body_of(args))
+        return _run(args, lambda b: ops.create_legacy_app(b, tenant, make(b)), COLUMNS)
+    if args.action == "update":
+        patch = body(LegacyAppPatch, body_of(args))
+        return _run(args, lambda b: ops.update_legacy_app(b, tenant, args.entity_id, patch(b)),
+                    COLUMNS)
     if args.action == "list":
         return _run(args, lambda b: ops.list_legacy_apps(b, tenant), COLUMNS)
+    if args.action == "delete":
+        return _run(args, lambda b: ops.delete_legacy_app(b, tenant, args.entity_id), COLUMNS)
     status = "disabled" if args.action == "disable" else "active"
     return _run(args, lambda b: ops.set_legacy_app_status(b, tenant, args.entity_id, status),
                 COLUMNS)
@@ -75,21 +87,27 @@ def add_parser(sub: Any) -> None:
     asub = p.add_subparsers(dest="action", required=True)
     add = asub.add_parser("add", help="register an app (from fields or its SP metadata)")
     add.add_argument("--entity-id")
-    add.add_argument("--acs", action="append", default=[],
-                     help="an AssertionConsumerService URL (HTTP-POST); the first is the default")
     add.add_argument("--metadata-file", help="the app's SP metadata (EntityDescriptor XML)")
-    add.add_argument("--name")
-    add.add_argument("--name-id-format",
-                     choices=["persistent", "emailAddress", "transient", "unspecified"])
-    add.add_argument("--attribute", action="append", default=[],
-                     help="NAME=CLAIM: SAML attribute NAME carries the user's CLAIM")
-    add.add_argument("--lifetime", type=int, help="assertion lifetime in seconds (default 300)")
-    add.add_argument("--sign-requests", action="store_true",
-                     help="refuse AuthnRequests that are not signed by --sp-cert")
-    add.add_argument("--sp-cert", action="append", default=[],
-                     help="PEM certificate the app signs its AuthnRequests with")
+    update = asub.add_parser("update", help="change what is given (lists are replaced)")
+    update.add_argument("entity_id")
+    for sp, change in ((add, False), (update, True)):
+        sp.add_argument("--acs", action="append", default=[],
+                        help="an AssertionConsumerService URL (HTTP-POST); the first is the "
+                        "default")
+        sp.add_argument("--name")
+        sp.add_argument("--name-id-format",
+                        choices=["persistent", "emailAddress", "transient", "unspecified"])
+        sp.add_argument("--attribute", action="append", default=[],
+                        help="NAME=CLAIM: SAML attribute NAME carries the user's CLAIM")
+        sp.add_argument("--lifetime", type=int, help="assertion lifetime in seconds (default "
+                        "300)")
+        sp.add_argument("--sign-requests", default=None if change else False,
+                        action=argparse.BooleanOptionalAction if change else "store_true",
+                        help="refuse AuthnRequests that are not signed by --sp-cert")
+        sp.add_argument("--sp-cert", action="append", default=[],
+                        help="PEM certificate the app signs its AuthnRequests with")
     asub.add_parser("list")
-    for action in ("disable", "enable"):
+    for action in ("disable", "enable", "delete"):
         asub.add_parser(action).add_argument("entity_id")
     for sp in asub.choices.values():
         sp.add_argument("--tenant", required=True)

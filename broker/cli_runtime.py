@@ -13,9 +13,11 @@ Each takes effect on the next request on every replica and is in the tenant's au
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, get_args
 
-from broker.endpoints import admin_runtime as ops
+from broker.admin.models.runtime import AgentPut, RevokeBy, RevokeRequest
+from broker.admin.services import agents as ops
+from broker.admin.services import revocation
 
 AGENT_COLS = ("client_id", "status", "owner", "purpose", "expires_at")
 USER_COLS = ("sub", "status", "email")
@@ -23,7 +25,7 @@ REVOKE_COLS = ("by", "value", "jti", "grant", "revoked_at")
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from broker.cli import _run  # broker.cli imports this module: import its helpers late
+    from broker.cli import NULL, _run, body  # broker.cli imports this module: import late
 
     if args.action == "show":
         return _run(args, lambda b: ops.get_agent(b, args.tenant, args.client_id), AGENT_COLS)
@@ -32,18 +34,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
             b, args.tenant, args.client_id, args.action, args.reason), AGENT_COLS)
 
     async def describe(b: Any) -> Any:
-        fields: dict[str, Any] = {}
-        if args.owner is not None:
-            fields["owner"] = args.owner
-        if args.purpose is not None:
-            fields["purpose"] = args.purpose
-        if args.no_expiry:
-            fields["expires_at"] = None
-        elif args.expires_at is not None:
-            fields["expires_at"] = args.expires_at
-        elif args.expires_in is not None:
-            fields["expires_at"] = b.clock.now() + args.expires_in
-        return await ops.describe_agent(b, args.tenant, args.client_id, **fields)
+        expires_at = NULL if args.no_expiry else args.expires_at
+        if args.expires_in is not None:
+            expires_at = b.clock.now() + args.expires_in
+        put = body(AgentPut, {"owner": args.owner, "purpose": args.purpose,
+                              "expires_at": expires_at})
+        return await ops.describe_agent(b, args.tenant, args.client_id, put(b))
 
     return _run(args, describe, AGENT_COLS)
 
@@ -57,10 +53,11 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from broker.cli import _run
+    from broker.cli import _run, body
 
-    return _run(args, lambda b: ops.revoke(b, args.tenant, args.by, args.value, args.reason,
-                                           args.issuer), REVOKE_COLS)
+    request = body(RevokeRequest, {"by": args.by, "value": args.value, "reason": args.reason,
+                                   "issuer": args.issuer})
+    return _run(args, lambda b: revocation.revoke(b, args.tenant, request(b)), REVOKE_COLS)
 
 
 def add_parser(sub: Any) -> None:
@@ -96,7 +93,7 @@ def add_parser(sub: Any) -> None:
     rev = sub.add_parser("revoke", help="revoke tokens by token, grant, agent, user, partner "
                          "or the whole tenant (universal logout)")
     rev.add_argument("--tenant", required=True)
-    rev.add_argument("--by", required=True, choices=list(ops.REVOKE_BY))
+    rev.add_argument("--by", required=True, choices=list(get_args(RevokeBy)))
     rev.add_argument("--value", help="the token, grant id, client_id, sub, partner id or "
                      "issuer (not for --by tenant)")
     rev.add_argument("--issuer", help="with --by user: the user's issuer (a partner or peer "

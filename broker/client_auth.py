@@ -123,13 +123,22 @@ def verify_client(
     if creds.method == "none":
         return AuthenticatedClient(client, creds.method)
     if creds.method != "private_key_jwt":
-        if creds.secret is None or not broker.hasher.verify(creds.secret, client.secret_hash):
+        if creds.secret is None or not _secret_matches(broker, client, creds.secret):
             raise InvalidClient("client authentication failed", headers=challenge)
         return AuthenticatedClient(client, creds.method)
     assert creds.assertion is not None
     return AuthenticatedClient(
         client, creds.method, (_check_assertion(broker, client, creds.assertion, audiences),)
     )
+
+
+def _secret_matches(broker: Broker, client: ClientView, secret: str) -> bool:
+    """The current secret, or the rotated-out one inside its overlap window."""
+    if broker.hasher.verify(secret, client.secret_hash):
+        return True
+    until = client.previous_secret_valid_until
+    return until is not None and broker.clock.now() < until and broker.hasher.verify(
+        secret, client.previous_secret_hash)
 
 
 def _check_certificate(

@@ -80,6 +80,8 @@ class ClientView:
     expires_at: float | None = None  # an ephemeral agent stops working then
     backchannel_token_delivery_mode: str | None = None  # CIBA: poll | ping | push
     backchannel_client_notification_endpoint: str | None = None
+    previous_secret_hash: str | None = None  # a rotated-out secret, valid until ...
+    previous_secret_valid_until: float | None = None
 
     def live(self, now: float) -> bool:
         """Active (not suspended, retired or disabled) and not expired."""
@@ -102,6 +104,7 @@ _CLIENT_COLUMNS = [
     _C.c.tls_client_certificate_bound_access_tokens, _C.c.owner, _C.c.purpose,
     _C.c.expires_at.label("client_expires_at"),
     _C.c.backchannel_token_delivery_mode, _C.c.backchannel_client_notification_endpoint,
+    _C.c.previous_secret_hash, _C.c.previous_secret_valid_until,
 ]
 # One read per request: the tenant and (if named) the client, joined.
 _LOOKUP = (
@@ -185,7 +188,8 @@ class Broker:
         if row is None or row.status != "active":
             raise NotFound("unknown or disabled tenant")
         tenant = TenantView(tenant_id, self.issuer(tenant_id),
-                            TenantSettings.from_dict(row.settings or {}), int(row.epoch))
+                            TenantSettings.load(row.settings or {}, tenant=tenant_id),
+                            int(row.epoch))
         if row.client_id is None:
             return tenant, None
         return tenant, ClientView(
@@ -199,6 +203,8 @@ class Broker:
             row.owner, row.purpose, row.client_expires_at,
             backchannel_token_delivery_mode=row.backchannel_token_delivery_mode,
             backchannel_client_notification_endpoint=row.backchannel_client_notification_endpoint,
+            previous_secret_hash=row.previous_secret_hash,
+            previous_secret_valid_until=row.previous_secret_valid_until,
         )
 
     async def cached_lookup(

@@ -2,10 +2,12 @@
 to the tenant's ``webhook_url``.
 
 Body: ``{"tenant", "type", "id", "at", "data"}``. Header ``Tessera-Signature: t=<unix>,
-v1=<hex>`` where v1 = HMAC-SHA256(key, f"{t}.{body}"); the key is per tenant, derived from
-the master key (``webhook_secret`` shows it to the tenant's administrator). Delivery is
-best effort, in the background, with a short timeout and one retry; failures are logged
-without the body. The URL is checked like any outbound fetch (SSRF guard).
+v1=<hex>[,v1=<hex>]`` where v1 = HMAC-SHA256(secret, f"{t}.{body}"). The secret is the
+tenant's own (``tenants.webhook_secrets``: stored sealed, shown once, rotated with an overlap);
+during an overlap the event carries one ``v1`` per secret, new first, and a receiver accepts
+the event when any ``v1`` matches the secret it holds (``verify``). Delivery is best effort, in
+the background, with a short timeout and one retry; failures are logged without the body. The
+URL is checked like any outbound fetch (SSRF guard).
 """
 
 from __future__ import annotations
@@ -16,40 +18,58 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import httpx
 
 from broker.runtime import Broker, TenantView
 from registry.remote_keys import RemoteKeyError
+from tenants import webhook_secrets
+from tenants.models import Tenant
 
 log = logging.getLogger("tessera.webhooks")
 TIMEOUT = 5.0
 _pending: set[asyncio.Task[Any]] = set()
 
 
-def webhook_secret(broker: Broker, tenant_id: str) -> str:
+def derived_secret(broker: Broker, tenant_id: str) -> str:
+    """The secret of a tenant created before secrets were stored (until it adopts it)."""
     master = broker.settings.master_key_bytes()
     return hmac.new(master, f"tessera webhook v1|{tenant_id}".encode(),
                     hashlib.sha256).hexdigest()
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+async def signing_secrets(broker: Broker, tenant_id: str) -> list[str]:
+    """The secrets that sign the tenant's events now: current first, then the previous one
+    during a rotation's overlap."""
+    async with broker.sessions() as session:
+        row = await session.get(Tenant, tenant_id)
+    stored = webhook_secrets.signing(row, broker.sealer, now=broker.clock.now()) if row else []
+    return stored or [derived_secret(broker, tenant_id)]
+
+
+def _mac(secret: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body,
+                    hashlib.sha256).hexdigest()
+
+
+def signature(secrets_: Sequence[str], timestamp: int, body: bytes) -> str:
+    return ",".join([f"t={timestamp}", *(f"v1={_mac(s, timestamp, body)}" for s in secrets_)])
 
 
 def verify(secret: str, header: str, body: bytes, *, now: float, tolerance: int = 300) -> bool:
-    """For receivers (and tests): the signature is ours and fresh."""
+    """For receivers (and tests): one ``v1`` is ours under ``secret``, and it is fresh."""
     try:
-        parts = dict(p.split("=", 1) for p in header.split(","))
-        timestamp = int(parts["t"])
-    except (ValueError, KeyError):
+        pairs = [p.split("=", 1) for p in header.split(",")]
+        stamps = [v for k, v in pairs if k == "t"]
+        timestamp = int(stamps[0]) if len(stamps) == 1 else None
+    except ValueError:
         return False
-    if abs(now - timestamp) > tolerance:
+    if timestamp is None or abs(now - timestamp) > tolerance:
         return False
-    return hmac.compare_digest(signature(secret, timestamp, body), header)
+    expected = _mac(secret, timestamp, body)
+    return any(k == "v1" and hmac.compare_digest(v, expected) for k, v in pairs)
 
 
 def event_body(tenant: TenantView, type_: str, data: dict[str, Any], now: float) -> bytes:
@@ -66,7 +86,8 @@ async def deliver(broker: Broker, tenant: TenantView, type_: str, data: dict[str
     now = broker.clock.now()
     body = event_body(tenant, type_, data, now)
     headers = {"Content-Type": "application/json",
-               "Tessera-Signature": signature(webhook_secret(broker, tenant.id), int(now), body)}
+               "Tessera-Signature": signature(await signing_secrets(broker, tenant.id), int(now),
+                                              body)}
     return await post(broker, url, content=body, headers=headers,
                       what=f"webhook {type_} of tenant {tenant.id}")
 

@@ -46,6 +46,14 @@ def is_active(partner: Partner, now: float) -> bool:
     return partner.status == "active" and (partner.expires_at is None or partner.expires_at > now)
 
 
+def _check_jwks(jwks: dict[str, Any]) -> None:
+    keys = jwks.get("keys")
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) for k in keys):
+        raise RegistryError("jwks must hold a non-empty keys list")
+    if any("d" in k or k.get("kty") == "oct" for k in keys):
+        raise RegistryError("jwks must hold public asymmetric keys only")
+
+
 async def register(
     session: AsyncSession, *, issuer: str, display_name: str, now: float,
     partner_id: str | None = None, jwks_uri: str | None = None,
@@ -58,11 +66,7 @@ async def register(
     if jwks_uri is not None:
         check_issuer(jwks_uri, allow_http_loopback=allow_http_loopback)
     if jwks is not None:
-        keys = jwks.get("keys")
-        if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) for k in keys):
-            raise RegistryError("jwks must hold a non-empty keys list")
-        if any("d" in k or k.get("kty") == "oct" for k in keys):
-            raise RegistryError("jwks must hold public asymmetric keys only")
+        _check_jwks(jwks)
     if expires_at is not None and expires_at <= now:
         raise RegistryError("expires_at must be in the future")
     partner_id = partner_id or secrets.token_hex(6)
@@ -95,6 +99,46 @@ async def set_status(session: AsyncSession, partner_id: str, status: str, now: f
     outcome = "revoked" if status in ("suspended", "revoked") else "granted"
     await audit.record(session, REGISTRY_AUDIT, [audit.Event(
         f"partner.{status}", outcome, detail={"partner": partner_id, "issuer": partner.issuer})],
+        now)
+    return partner
+
+
+CHANGEABLE = ("display_name", "contact", "jwks_uri", "jwks", "metadata", "expires_at")
+
+
+async def update(session: AsyncSession, partner_id: str, changes: dict[str, Any], *,
+                 now: float, allow_http_loopback: bool = False) -> Partner:
+    """Change what is given of ``CHANGEABLE`` (the issuer and id are the partner's identity:
+    register a new partner for a new issuer). Exactly one of ``jwks_uri`` and ``jwks`` must
+    hold afterwards; a revoked partner stays as it is."""
+    partner = await session.get(Partner, partner_id)
+    if partner is None:
+        raise LookupError(partner_id)
+    unknown = set(changes) - set(CHANGEABLE)
+    if unknown:
+        raise RegistryError(f"cannot change {', '.join(sorted(unknown))}")
+    if partner.status == "revoked":
+        raise RegistryError("a revoked partner cannot be changed")
+    jwks_uri = changes.get("jwks_uri", partner.jwks_uri)
+    jwks = changes.get("jwks", partner.jwks)
+    if (jwks_uri is None) == (jwks is None):
+        raise RegistryError("exactly one of jwks_uri and jwks must remain")
+    if "jwks_uri" in changes and jwks_uri is not None:
+        check_issuer(jwks_uri, allow_http_loopback=allow_http_loopback)
+    if "jwks" in changes and jwks is not None:
+        _check_jwks(jwks)
+    expires_at = changes.get("expires_at")
+    if expires_at is not None and expires_at <= now:
+        raise RegistryError("expires_at must be in the future")
+    for name, value in changes.items():
+        if name == "metadata":
+            partner.metadata_ = dict(value or {})
+        else:
+            setattr(partner, name, value)
+    partner.updated_at = now
+    await audit.record(session, REGISTRY_AUDIT, [audit.Event(
+        "partner.updated", "changed",
+        detail={"partner": partner_id, "issuer": partner.issuer, "changed": sorted(changes)})],
         now)
     return partner
 

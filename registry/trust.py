@@ -121,6 +121,40 @@ async def set_directions(
     return link
 
 
+_UNSET: object = object()
+
+
+async def update_link(
+    scope: TenantScope, link_id: str, now: float, *, accept: bool | None = None,
+    send: bool | None = None, scope_ceiling: object = _UNSET, expires_at: object = _UNSET,
+) -> TrustLink:
+    """Change a live link's directions, scope ceiling (None: no ceiling) or expiry (None:
+    none); a revoked link stays as it is."""
+    link = await scope.get(TrustLink, link_id)
+    if link is None:
+        raise LookupError(link_id)
+    if link.status == "revoked":
+        raise RegistryError("a revoked link cannot be changed")
+    detail: dict[str, object] = {"link": link_id, "issuer": link.issuer}
+    if accept is not None or send is not None:
+        await set_directions(scope, link_id, now, accept=accept, send=send)
+    if scope_ceiling is not _UNSET:
+        if scope_ceiling is not None and (not isinstance(scope_ceiling, list | tuple) or any(
+                not isinstance(s, str) or not s or " " in s for s in scope_ceiling)):
+            raise RegistryError("scope ceiling: scope tokens without spaces")
+        link.scope_ceiling = detail["ceiling"] = (
+            None if scope_ceiling is None else list(dict.fromkeys(scope_ceiling)))
+    if expires_at is not _UNSET:
+        if expires_at is not None and (not isinstance(expires_at, int | float)
+                                       or expires_at <= now):
+            raise RegistryError("expires_at must be in the future")
+        link.expires_at = detail["expires_at"] = expires_at  # type: ignore[assignment]
+    if len(detail) > 2:
+        await audit.record(scope.session, scope.tenant_id, [audit.Event(
+            "trust_link.updated", "granted", detail=detail)], now)
+    return link
+
+
 async def set_link_status(scope: TenantScope, link_id: str, status: str, now: float) -> TrustLink:
     link = await scope.get(TrustLink, link_id)
     if link is None:

@@ -35,9 +35,11 @@ from typing import Any
 from adapters import jose
 from adapters.saml_issue import assertion_bytes, issue_response
 from broker import legacy_saml
-from broker import management as ops
+from broker.admin.models.legacy_apps import LegacyAppCreate
+from broker.admin.models.tenants import TenantCreate
+from broker.admin.services.legacy_apps import create_legacy_app
+from broker.admin.services.tenants import create_tenant
 from broker.config import Settings
-from broker.endpoints.admin_legacy_apps import create_legacy_app
 from broker.runtime import Broker, TenantView
 from broker.tokens import access_token_claims, mint_access_token
 from tenants import legacy_apps, users
@@ -63,11 +65,10 @@ async def _rate(fn: Callable[[], Awaitable[Any]], duration: float) -> dict[str, 
 
 async def _setup(broker: Broker, alg: str) -> tuple[TenantView, legacy_apps.LegacyAppView, User]:
     name = f"bench-{alg.lower()}-{secrets.token_hex(3)}"
-    await ops.create_tenant(broker, name, settings={"key_alg": alg})
+    await create_tenant(broker, TenantCreate(name=name, settings={"key_alg": alg}))
     entity = f"https://legacy.example/{name}"
-    await create_legacy_app(broker, name, {"entity_id": entity,
-                                           "acs_urls": ["https://legacy.example/acs"],
-                                           "attribute_mapping": MAPPING})
+    await create_legacy_app(broker, name, LegacyAppCreate(
+        entity_id=entity, acs_urls=["https://legacy.example/acs"], attribute_mapping=MAPPING))
     async with tenant_scope(broker.sessions, name) as scope:
         user = await users.link(scope, "corp", users.Profile(
             subject="alice", email="alice@corp.example", name="Alice Liddell",

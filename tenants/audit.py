@@ -8,10 +8,12 @@ lock on PostgreSQL), so concurrent writers from several replicas keep one linear
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -21,6 +23,24 @@ from sqlalchemy.orm import Session
 from tenants.models import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
+# Who is changing things: ``admin`` (the admin API's bearer), ``cli`` (the local command
+# line); role-based actors can come later. Set once at the edge that authenticated the caller
+# (``acting_as``); every event recorded meanwhile names it as ``detail["actor"]``.
+_ACTOR: ContextVar[str | None] = ContextVar("tessera_audit_actor", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Events made inside (in this task and the tasks it starts) name ``actor``."""
+    token = _ACTOR.set(actor)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(token)
+
+
+def current_actor() -> str | None:
+    return _ACTOR.get()
 
 
 @dataclass(frozen=True)
@@ -32,6 +52,16 @@ class Event:
     client_id: str | None = None
     subject: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+def with_actor(events: Sequence[Event]) -> Sequence[Event]:
+    """The events naming the current actor (``acting_as``) in their detail, if there is one
+    (called where events are handed over, in the caller's task)."""
+    actor = _ACTOR.get()
+    if actor is None:
+        return events
+    return [e if "actor" in e.detail else replace(e, detail={**e.detail, "actor": actor})
+            for e in events]
 
 
 def link_hash(prev_hash: str, tenant_id: str, seq: int, at: float, event: Event) -> str:
@@ -103,7 +133,8 @@ async def record(
     session: AsyncSession, tenant_id: str, events: Sequence[Event], at: float
 ) -> None:
     """``append`` from async code, in the session's transaction."""
-    await session.run_sync(lambda sync: append(sync, tenant_id, events, at))
+    stamped = with_actor(events)
+    await session.run_sync(lambda sync: append(sync, tenant_id, stamped, at))
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ class Journal:
         directory epoch has moved on (the decision was made on a cached view)."""
         self._ensure_running()
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Entry(tenant_id, claims, granted, refused, future, expect))
+        self._queue.append(_Entry(tenant_id, claims, audit.with_actor(granted),
+                                  audit.with_actor(refused), future, expect))
         self._wakeup.set()
         return await future
 

@@ -1,13 +1,14 @@
 """Legacy apps of a tenant: SAML 2.0 service providers that receive tessera's signed assertions
 (token exchange output, SP-initiated SSO). Register from fields or from the app's SP metadata
-(Metadata §2.4.4), list, disable and enable.
+(Metadata §2.4.4), list, change, disable and enable, delete.
 
-Checks at registration: the entity ID is an absolute URI (Core §8.3.6, at most 512 characters
-here); every ACS URL is https (http only to a loopback host when the deployment allows it, in
-development), without a fragment; the NameID format is persistent, emailAddress, transient or
-unspecified; the attribute mapping names SAML attributes and the user claim each carries
-(``email``, ``name``, ``groups``, ``sub``, or a custom claim the upstream mapping stored); an
-app that wants signed AuthnRequests has at least one certificate. The ACS list is the only place
+Checks at registration and at every change (the whole app is checked again): the entity ID
+is an absolute URI (Core §8.3.6, at most 512 characters here); every ACS URL is https (http
+only to a loopback host when the deployment allows it, in development), without a fragment;
+the NameID format is persistent, emailAddress, transient or unspecified; the attribute mapping
+names SAML attributes and the user claim each carries (``email``, ``name``, ``groups``,
+``sub``, or a custom claim the upstream mapping stored); an app that wants signed AuthnRequests
+has at least one certificate. The ACS list is the only place
 a Response is ever posted to.
 """
 
@@ -200,6 +201,42 @@ async def get(scope: TenantScope, entity_id: str, *, active: bool = False
     if row is None or (active and row.status != "active"):
         return None
     return _view(row)
+
+
+CHANGEABLE = ("name", "acs_urls", "name_id_format", "attribute_mapping",
+              "want_authn_requests_signed", "sp_certs", "assertion_lifetime")
+
+
+async def update(scope: TenantScope, entity_id: str, changes: dict[str, Any], *, now: float,
+                 allow_http_loopback: bool) -> LegacyAppView | None:
+    """Apply ``changes`` (names of ``CHANGEABLE``) if the whole app still validates; None
+    when there is no such app. The entity ID is the app's identity: register a new one."""
+    unknown = set(changes) - set(CHANGEABLE)
+    if unknown:
+        raise LegacyAppError(f"cannot change {', '.join(sorted(unknown))}")
+    row = await scope.get(LegacyApp, entity_id)
+    if row is None:
+        return None
+    current = {"entity_id": row.entity_id, **{n: getattr(row, n) for n in CHANGEABLE}}
+    fields = validate({**current, **changes}, allow_http_loopback=allow_http_loopback)
+    for name in changes:
+        setattr(row, name, fields[name])
+    await audit.record(scope.session, scope.tenant_id, [audit.Event(
+        "legacy_app.updated", "changed", None, None,
+        {"entity_id": entity_id, "changed": sorted(changes)})], now)
+    return _view(row)
+
+
+async def remove(scope: TenantScope, entity_id: str, *, now: float) -> LegacyAppView | None:
+    """Delete the registration (configuration only; the audit chain keeps what it was)."""
+    row = await scope.get(LegacyApp, entity_id)
+    if row is None:
+        return None
+    view = _view(row)
+    await scope.session.delete(row)
+    await audit.record(scope.session, scope.tenant_id, [audit.Event(
+        "legacy_app.deleted", "revoked", None, None, {"entity_id": entity_id})], now)
+    return view
 
 
 async def set_status(scope: TenantScope, entity_id: str, status: str, *,

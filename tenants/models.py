@@ -24,6 +24,14 @@ class Tenant(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[float] = mapped_column(Float)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the key of the Tessera-Signature on webhooks: sealed under the master key, shown to the
+    # administrator once (``revealed``); after a rotation the previous one also signs until
+    # ``webhook_previous_valid_until``
+    webhook_secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_secret_revealed: Mapped[bool] = mapped_column(Boolean, default=False)
+    webhook_previous_secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_previous_valid_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    webhook_secret_rotated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Client(TenantOwned, Base):
@@ -34,6 +42,10 @@ class Client(TenantOwned, Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     auth_method: Mapped[str] = mapped_column(String(40))
     secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # a rotated-out secret keeps working until ``previous_secret_valid_until`` (overlap)
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    previous_secret_valid_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    secret_rotated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     audiences: Mapped[list[str]] = mapped_column(JSON, default=list)

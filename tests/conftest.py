@@ -18,12 +18,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from broker import management as ops
 from broker.app import create_app
 from broker.config import Settings
 from broker.runtime import Broker
 from tenants.db import Base, create_engine
 from tenants.migrate import upgrade
+from tests import admin_ops as ops
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = "http://tessera.test"

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from broker import management as ops
+from tests import admin_ops as ops
 from tests.broker.runtime_helpers import (
     access_token,
     active,

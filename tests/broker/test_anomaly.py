@@ -21,6 +21,7 @@ from broker import anomaly, webhooks
 from broker.app import create_app
 from broker.runtime import Broker
 from tenants.models import AuditEvent, Client, RevocationCutoff, Tenant
+from tenants.settings import MAX_RULES, AnomalyRule
 from tests.conftest import ADMIN_TOKEN, BASE_URL, TestClient, new_client, new_tenant
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -125,7 +126,11 @@ async def test_token_request_rule_suspends_revokes_audits_and_notifies(
     broker: Broker, replica: Replica, receiver: Receiver
 ) -> None:
     b, http = replica.broker, replica.http
-    tenant = await new_tenant(broker, webhook_url=receiver.url)
+    tenant = await new_tenant(broker)
+    r = await http.put(f"/admin/v1/tenants/{tenant}/webhook", headers=ADMIN,
+                       json={"url": receiver.url})  # the replica allows http to loopback
+    assert r.status_code == 200, r.text
+    secret = r.json()["secret"]  # shown this once
     rule = {"name": "burst", "metric": "token_requests", "limit": 5, "window": 60}
     r = await _put_rules(http, tenant, [rule])
     assert r.status_code == 200, r.text
@@ -163,7 +168,6 @@ async def test_token_request_rule_suspends_revokes_audits_and_notifies(
 
     await receiver.wait()
     headers, body = receiver.received[0]
-    secret = webhooks.webhook_secret(b, tenant)
     assert webhooks.verify(secret, headers["tessera-signature"], body, now=b.clock.now())
     assert not webhooks.verify(secret, headers["tessera-signature"], body + b" ",
                                now=b.clock.now())
@@ -173,7 +177,7 @@ async def test_token_request_rule_suspends_revokes_audits_and_notifies(
     assert payload["data"]["rule"] == "burst"
 
     # idempotent: a suspended agent is not suspended again
-    trip = anomaly.Trip(tenant, agent.client_id, {**rule, "action": "suspend"}, 99)
+    trip = anomaly.Trip(tenant, agent.client_id, AnomalyRule(**rule), 99)
     assert await anomaly.suspend(b, trip) is None
     assert await anomaly.evaluate(b) == []
     assert len(await _events(b, tenant, "anomaly.detected")) == 1
@@ -218,7 +222,7 @@ async def test_refusals_before_client_authentication_do_not_count(
 
 async def test_resource_read_rule(broker: Broker, replica: Replica, receiver: Receiver) -> None:
     b, http = replica.broker, replica.http
-    tenant = await new_tenant(broker, webhook_url=receiver.url)
+    tenant = await new_tenant(b, webhook_url=receiver.url)
     await _put_rules(http, tenant, [{"name": "reads", "metric": "resource_reads", "limit": 3,
                                      "window": 3600}])
     agent = await new_client(b, tenant)
@@ -256,7 +260,7 @@ async def test_resource_read_rule(broker: Broker, replica: Replica, receiver: Re
     ([{"name": "bad name", "metric": "token_requests", "limit": 5, "window": 60}], "name"),
     ([{"name": "x", "metric": "token_requests", "limit": 5, "window": 60, "extra": 1}],
      "unknown"),
-    ({"name": "x"}, "list"),
+    ({"name": "x"}, "array"),
     (["x"], "object"),
 ])
 async def test_rule_validation_refusals(http: httpx.AsyncClient, tenant: str, rules: Any,
@@ -277,7 +281,8 @@ async def test_rules_admin_api(http: httpx.AsyncClient, broker: Broker, tenant: 
     assert r.status_code == 200 and r.json() == {"tenant": tenant, "rules": rules}
     r = await http.get(f"/admin/v1/tenants/{tenant}/anomaly-rules", headers=ADMIN)
     assert r.json()["rules"] == rules
-    assert (await broker.tenant(tenant)).settings.anomaly_rules == tuple(rules)
+    stored = (await broker.tenant(tenant)).settings.anomaly_rules
+    assert [r.model_dump() for r in stored] == rules
     assert len(await _events(broker, tenant, "anomaly.rules_set")) == 1
     assert (await _put_rules(http, tenant, [])).json()["rules"] == []
     r = await http.put(f"/admin/v1/tenants/{tenant}/anomaly-rules", json={"rules": []})
@@ -335,14 +340,16 @@ async def test_malformed_stored_rules_are_ignored_on_the_hot_path(broker: Broker
         assert row is not None
         row.settings = {**row.settings, "anomaly_rules": [{"metric": "resource_reads"}]}
     view = await broker.tenant(tenant)
+    assert view.settings.anomaly_rules == ()  # dropped when the row is read (and logged)
     anomaly.count(broker, view, "agent", anomaly.RESOURCE_READS)  # does not raise
     assert await anomaly.evaluate(broker) == []
 
 
 def test_check_rules_normalises() -> None:
-    assert anomaly.check_rules([{"name": "n", "metric": "resource_reads", "limit": 1,
-                                 "window": 1}]) == (
+    rules = anomaly.check_rules([{"name": "n", "metric": "resource_reads", "limit": 1,
+                                  "window": 1}])
+    assert [r.model_dump() for r in rules] == [
         {"name": "n", "metric": "resource_reads", "limit": 1, "window": 1,
-         "action": "suspend"},)
+         "action": "suspend"}]
     with pytest.raises(anomaly.RuleError):
-        anomaly.check_rules([{}] * (anomaly.MAX_RULES + 1))
+        anomaly.check_rules([{}] * (MAX_RULES + 1))

@@ -75,7 +75,7 @@ def test_cli_trust_registry_and_managed_connections(cli, tmp_path):
                check=False)
     assert proc.returncode == 2 and "not active" in proc.stderr
     proc = cli("trust", "add", "--tenant", "pricing", "--partner", "partner", check=False)
-    assert proc.returncode == 2 and "name the direction" in proc.stderr
+    assert proc.returncode == 2 and "name at least one direction" in proc.stderr
     assert json.loads(cli("partner", "activate", "partner", "--json").stdout)["status"] == \
         "active"
     link = json.loads(cli("trust", "add", "--tenant", "pricing", "--partner", "partner",

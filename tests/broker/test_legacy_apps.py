@@ -12,13 +12,8 @@ from typing import Any
 import pytest
 
 from adapters.errors import InvalidRequest
-from broker import management as ops
-from broker.endpoints.admin_legacy_apps import (
-    create_legacy_app,
-    list_legacy_apps,
-    set_legacy_app_status,
-)
 from broker.runtime import Broker
+from tests import admin_ops as ops
 from tests.conftest import new_tenant
 from tests.peers.saml_sps import key_and_cert
 
@@ -37,31 +32,32 @@ def body(**extra: Any) -> dict[str, Any]:
     ({"acs_urls": []}, "acs_urls"),
     ({"entity_id": "not a uri"}, "entity_id"),
     ({"name_id_format": "x509"}, "name_id_format"),
-    ({"attribute_mapping": {"mail": "e mail"}}, "user claim"),
+    ({"attribute_mapping": {"mail": "e mail"}}, "attribute_mapping.mail"),
     ({"want_authn_requests_signed": True}, "sp_certs"),
     ({"sp_certs": ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]}, "PEM"),
     ({"assertion_lifetime": 86_400}, "assertion_lifetime"),
-    ({"colour": "blue"}, "unknown fields"),
+    ({"colour": "blue"}, "colour: unknown field"),
     ({"metadata": "<x/>"}, "SP metadata"),
 ])
 async def test_bad_registrations_refused(broker: Broker, fields: dict[str, Any],
                                          message: str) -> None:
     tenant = await new_tenant(broker)
     with pytest.raises(InvalidRequest, match=message):
-        await create_legacy_app(broker, tenant, body(**fields))
+        await ops.create_legacy_app(broker, tenant, body(**fields))
 
 
 async def test_register_list_disable(broker: Broker) -> None:
     tenant = await new_tenant(broker)
     _, cert = key_and_cert("sp")
-    created = await create_legacy_app(broker, tenant, body(
+    created = await ops.create_legacy_app(broker, tenant, body(
         attribute_mapping={"mail": "email"}, want_authn_requests_signed=True, sp_certs=[cert]))
     assert created["idp_metadata_url"].endswith(f"/t/{tenant}/saml/idp/metadata")
     assert created["sp_certs"] == 1 and created["name_id_format"] == "persistent"
     with pytest.raises(InvalidRequest, match="exists"):
-        await create_legacy_app(broker, tenant, body())
-    assert (await set_legacy_app_status(broker, tenant, APP, "disabled"))["status"] == "disabled"
-    assert [a["status"] for a in await list_legacy_apps(broker, tenant)] == ["disabled"]
+        await ops.create_legacy_app(broker, tenant, body())
+    disabled = await ops.set_legacy_app_status(broker, tenant, APP, "disabled")
+    assert disabled["status"] == "disabled"
+    assert [a["status"] for a in await ops.list_legacy_apps(broker, tenant)] == ["disabled"]
     actions = [e["action"] for e in await _audit(broker, tenant)]
     assert "legacy_app.created" in actions and "legacy_app.disabled" in actions
 

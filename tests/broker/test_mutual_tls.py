@@ -21,11 +21,11 @@ import pytest
 
 from adapters import mtls
 from broker import hypercorn_tls
-from broker import management as ops
 from broker.app import create_app
 from broker.client_cert import SCOPE_KEY, ClientCertMiddleware, trusted_networks
 from broker.config import Settings
 from broker.runtime import Broker
+from tests import admin_ops as ops
 from tests.broker.helpers import jwt_parts, last_event
 from tests.conftest import ADMIN_TOKEN, BASE_URL, OffsetClock, TestClient, new_client, unique
 from tests.mtls_pki import DNS_NAME, SPIFFE_ID, SUBJECT_DN, Issued, issue, make_pki
@@ -445,7 +445,11 @@ async def test_metadata(http, tenant):
      "only with tls_client_auth"),
     ({"auth_method": "self_signed_tls_client_auth"}, "JWKS"),
     ({"auth_method": "self_signed_tls_client_auth",
-      "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}}, "x5c"),
+      "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}},
+     "jwks.keys\\[0\\]: not a usable public key"),
+    ({"auth_method": "self_signed_tls_client_auth",
+      "jwks": {"keys": [{k: v for k, v in PKI.self_signed.jwks()["keys"][0].items()
+                         if k != "x5c"}]}}, "x5c"),
 ])
 async def test_registration_is_checked(broker, tenant, kwargs, message):
     from adapters.errors import InvalidRequest
@@ -465,7 +469,7 @@ async def test_admin_api_registers_mtls_clients(http, tenant):
     assert body["token_endpoint_auth_method"] == "tls_client_auth"
     assert body["tls_client_auth_san_uri"] == SPIFFE_ID
     assert body["tls_client_certificate_bound_access_tokens"] is True
-    assert "client_secret" not in body
+    assert body["client_secret"] is None  # tls_client_auth has no secret
     r = await http.post(f"/admin/v1/tenants/{tenant}/clients", headers=admin, json={
         "name": "x", "token_endpoint_auth_method": "tls_client_auth",
         "tls_client_auth_san_dns": 7})
@@ -489,7 +493,7 @@ def test_cli_creates_mtls_clients(tmp_path):
                  "--auth-method", "tls_client_auth", "--tls-san-uri", SPIFFE_ID, "--tls-bound")
     assert spiffe["tls_client_auth_san_uri"] == SPIFFE_ID
     assert spiffe["tls_client_certificate_bound_access_tokens"] is True
-    assert "client_secret" not in spiffe
+    assert spiffe["client_secret"] is None
     dn = cli("client", "create", "--tenant", tenant, "--name", "billing",
              "--auth-method", "tls_client_auth", "--tls-subject-dn", SUBJECT_DN)
     assert dn["tls_client_auth_subject_dn"] == SUBJECT_DN

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from broker import management as ops
 from broker.app import create_app
+from tests import admin_ops as ops
 from tests.broker.helpers import counts, jwt_parts
 from tests.conftest import BASE_URL, new_client, new_tenant
 from tests.dpop_client import make_proof, new_key

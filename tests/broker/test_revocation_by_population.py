@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker import management as ops
+from tests import admin_ops as ops
 from tests.broker.runtime_helpers import (
     access_token,
     active,

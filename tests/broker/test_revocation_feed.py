@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters import jose
-from broker import management as ops
+from tests import admin_ops as ops
 from tests.broker.helpers import jwt_parts
 from tests.broker.runtime_helpers import access_token, admin, new_user, user_grant
 from tests.conftest import new_client, new_tenant

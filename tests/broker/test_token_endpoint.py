@@ -8,7 +8,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
-from broker import management as ops
+from tests import admin_ops as ops
 from tests.broker.helpers import assert_refused_wrote_only_audit, counts, jwt_parts, last_event
 from tests.conftest import BASE_URL, new_client, new_tenant
 from tests.dpop_client import make_proof, new_key, public_jwk

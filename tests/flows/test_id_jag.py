@@ -12,10 +12,10 @@ from sqlalchemy import update
 from adapters import subjects
 from adapters.dpop import jwk_thumbprint
 from broker import id_jag
-from broker import management as ops
 from broker.runtime import TenantView
 from tenants.models import TrustLink
 from tenants.settings import TenantSettings
+from tests import admin_ops as ops
 from tests.broker.helpers import counts, jwt_parts, last_event
 from tests.conftest import TestClient, new_client, new_tenant
 from tests.dpop_client import make_proof, new_key, public_jwk

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from broker import id_jag, login_admin
+from broker import id_jag
+from tests import admin_ops as login_admin
 from tests.broker.helpers import jwt_parts
 from tests.conftest import new_client, new_tenant
 from tests.flows.test_id_jag import TX, domains, exchange, redeem  # noqa: F401

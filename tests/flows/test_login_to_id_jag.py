@@ -17,9 +17,9 @@ import pytest
 
 from adapters.dpop import jwk_thumbprint
 from broker import id_jag
-from broker import management as ops
 from broker.app import create_app
 from broker.runtime import Broker
+from tests import admin_ops as ops
 from tests.broker.helpers import jwt_parts
 from tests.conftest import TestClient, new_client, new_tenant, unique
 from tests.dpop_client import new_key, public_jwk

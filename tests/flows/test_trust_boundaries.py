@@ -30,14 +30,13 @@ from lxml import etree
 from adapters import subjects
 from adapters.saml_assertion import build_assertion, sign
 from broker import id_jag
-from broker import management as ops
 from broker.app import create_app
-from broker.endpoints.admin_runtime import revoke
 from broker.grants.saml2_bearer import SAML2_BEARER
 from broker.runtime import Broker, TenantView
 from tenants import users
 from tenants.scope import tenant_scope
 from tenants.settings import TenantSettings
+from tests import admin_ops as ops
 from tests.broker.helpers import counts, jwt_parts, last_event
 from tests.conftest import BASE_URL, OffsetClock, TestClient, new_client, new_tenant
 from tests.dpop_client import make_proof, new_key, public_jwk
@@ -189,9 +188,9 @@ async def test_partner_sub_cannot_name_a_local_user(http, broker):
     assert 'error="invalid_token"' in r.headers["www-authenticate"]
     assert "carol" not in r.text.lower()
     # revoking the local user leaves the partner's user alone, and the other way round
-    await revoke(broker, p.pricing, "user", local_id, "test")
+    await ops.revoke(broker, p.pricing, "user", local_id, "test")
     assert (await introspect(http, p.remote, token))["active"] is True
-    await revoke(broker, p.pricing, "user", local_id, "test", issuer=p.acme_issuer)
+    await ops.revoke(broker, p.pricing, "user", local_id, "test", issuer=p.acme_issuer)
     assert (await introspect(http, p.remote, token))["active"] is False
 
 
@@ -199,7 +198,7 @@ async def test_revoke_foreign_user_by_issuer_is_validated(http, broker):
     p = await pair(broker)
     from adapters.errors import InvalidRequest
     with pytest.raises(InvalidRequest):
-        await revoke(broker, p.pricing, "agent", p.remote.client_id, issuer=p.acme_issuer)
+        await ops.revoke(broker, p.pricing, "agent", p.remote.client_id, issuer=p.acme_issuer)
 
 
 # -- 3. on-behalf-of keeps sub_id -----------------------------------------------------------
@@ -224,7 +223,7 @@ async def test_on_behalf_of_of_a_partner_user_ends_with_the_trust(http, broker):
     assert (await introspect(http, tool, derived))["active"] is False
     await ops.set_trust_link_status(broker, p.pricing, p.link_at_pricing, "active")
     assert (await introspect(http, tool, derived))["active"] is True
-    await revoke(broker, p.pricing, "partner", p.acme_issuer, "test")
+    await ops.revoke(broker, p.pricing, "partner", p.acme_issuer, "test")
     assert (await introspect(http, tool, derived))["active"] is False
     assert (await introspect(http, p.remote, original))["active"] is False
 
@@ -382,7 +381,7 @@ async def test_partner_saml_assertion_is_keyed_by_the_partner(http, broker, tena
     assert (await introspect(http, client, token))["active"] is False
     await ops.set_trust_link_status(broker, tenant, link["id"], "active")
     assert (await introspect(http, client, token))["active"] is True
-    await revoke(broker, tenant, "partner", partner["id"], "test")
+    await ops.revoke(broker, tenant, "partner", partner["id"], "test")
     assert (await introspect(http, client, token))["active"] is False
     # a send-only link does not accept the partner's assertions
     await ops.set_trust_link_directions(broker, tenant, link["id"], accept=False, send=True)

@@ -23,10 +23,10 @@ from joserfc.errors import InvalidKeyIdError
 from joserfc.jwk import ECKey, Key, KeySet
 from sqlalchemy import delete, func, select, update
 
-from broker import management as ops
 from broker.runtime import Broker
 from tenants.models import AuditEvent, Client, ReplayRecord, RevokedToken, SigningKey
 from tenants.scope import tenant_scope
+from tests import admin_ops as ops
 from tests.conftest import ADMIN_TOKEN, BASE_URL, new_client, new_tenant
 from tests.conftest import TestClient as Registered
 from tests.dpop_client import make_proof, new_key

@@ -13,10 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broker import login_admin
-from broker import management as ops
 from broker.app import create_app
 from broker.runtime import Broker
+from tests import admin_ops as ops
 from tests.conftest import BASE_URL
 from tests.peers.oidc_idp import OidcIdp, start_oidc_idp
 from tests.peers.saml_idp import SamlIdp, start_saml_idp
@@ -89,14 +88,14 @@ async def login(broker: Broker, oidc_idp: OidcIdp, saml_idp: SamlIdp) -> AsyncIt
                            clock=broker.clock)
     app = create_app(replica, background=False, migrate=False)
     await ops.create_tenant(replica, TENANT)
-    await login_admin.create_upstream(replica, TENANT, {
+    await ops.create_upstream(replica, TENANT, {
         "name": OIDC, "kind": "oidc", "display_name": "Corp (OIDC)",
         "domains": ["corp.example"],
         "mapping": {"claims": {"department": "department"}},
         "oidc": {"issuer": oidc_idp.issuer, "client_id": "tessera", "client_secret": RP_SECRET,
                  "client_auth": "client_secret_basic",
                  "scopes": ["openid", "email", "profile", "groups"]}})
-    created = await login_admin.create_upstream(replica, TENANT, {
+    created = await ops.create_upstream(replica, TENANT, {
         "name": SAML, "kind": "saml", "display_name": "Corp (SAML)",
         "domains": ["saml.example"],
         "saml": {"metadata_xml": saml_idp.metadata_xml().decode()}})

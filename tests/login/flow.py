@@ -13,8 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 from joserfc.jwk import Key
 
-from broker import login_admin
-from broker import management as ops
+from tests import admin_ops as ops
 from tests.conftest import BASE_URL, TestClient
 from tests.dpop_client import make_proof
 from tests.login.conftest import OIDC, SAML, Login
@@ -175,13 +174,13 @@ async def federate(login: Login, rp_secret: str) -> None:
     """Create ``login.tenant`` federating ``login.oidc_idp`` (as its client ``tessera`` with
     ``rp_secret``) and ``login.saml_idp``, the way the ``login`` fixture sets up login-corp."""
     await ops.create_tenant(login.broker, login.tenant)
-    await login_admin.create_upstream(login.broker, login.tenant, {
+    await ops.create_upstream(login.broker, login.tenant, {
         "name": OIDC, "kind": "oidc", "display_name": "Corp (OIDC)",
         "domains": ["corp.example"], "mapping": {"claims": {"department": "department"}},
         "oidc": {"issuer": login.oidc_idp.issuer, "client_id": "tessera",
                  "client_secret": rp_secret, "client_auth": "client_secret_basic",
                  "scopes": ["openid", "email", "profile", "groups"]}})
-    created = await login_admin.create_upstream(login.broker, login.tenant, {
+    created = await ops.create_upstream(login.broker, login.tenant, {
         "name": SAML, "kind": "saml", "display_name": "Corp (SAML)",
         "domains": ["saml.example"],
         "saml": {"metadata_xml": login.saml_idp.metadata_xml().decode()}})

@@ -11,9 +11,8 @@ from typing import Any
 
 import httpx
 
-from broker import login_admin
-from broker import management as ops
-from broker.endpoints.admin_legacy_apps import create_legacy_app
+from tests import admin_ops as ops
+from tests.admin_ops import create_legacy_app
 from tests.conftest import BASE_URL
 from tests.login.conftest import OIDC, SAML, Login
 from tests.login.flow import follow_local, redirected_to, submit_acs
@@ -49,7 +48,7 @@ async def rsa_tenant(login: Login) -> str:
     """A tenant signing with RS256 whose only upstream is the SAML IdP (user carol)."""
     tenant = f"saml-rs-{secrets.token_hex(3)}"
     await ops.create_tenant(login.broker, tenant, settings={"key_alg": "RS256"})
-    created = await login_admin.create_upstream(login.broker, tenant, {
+    created = await ops.create_upstream(login.broker, tenant, {
         "name": SAML, "kind": "saml", "display_name": "Corp (SAML)",
         "saml": {"metadata_xml": login.saml_idp.metadata_xml().decode()}})
     async with login.browser() as http:

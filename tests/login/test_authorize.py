@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from broker import management as ops
 from tenants.models import AuditEvent, Grant, LoginSession, PendingRequest, RevokedToken
+from tests import admin_ops as ops
 from tests.broker.helpers import last_event
 from tests.conftest import OffsetClock, TestClient, new_client
 from tests.login.conftest import OIDC, SAML, Login

@@ -13,7 +13,7 @@ import pytest
 
 from adapters.errors import InvalidRequest
 from broker import id_jag, webhooks
-from broker import management as ops
+from tests import admin_ops as ops
 from tests.broker.helpers import jwt_parts
 from tests.conftest import ADMIN_TOKEN, TestClient, new_client, new_tenant
 from tests.login.ciba_helpers import (
@@ -226,7 +226,7 @@ async def test_webhook_and_json_api(login: Login, approver: httpx.AsyncClient,
         async with login.browser() as http:
             ack = await started(http, client, binding_message="API-1")
             headers, raw = await receiver.next(seen + 1)
-            secret = webhooks.webhook_secret(login.broker, login.tenant)
+            secret, = await webhooks.signing_secrets(login.broker, login.tenant)
             assert webhooks.verify(secret, headers["tessera-signature"], raw,
                                    now=login.broker.clock.now())
             event = receiver.json(seen + 1)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from adapters import rar
-from broker import login_admin
+from tests import admin_ops as login_admin
 from tests.broker.helpers import last_event
 from tests.conftest import TestClient, new_client
 from tests.login.conftest import Login

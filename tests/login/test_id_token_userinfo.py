@@ -13,9 +13,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from broker import login_admin
 from tenants.models import User
 from tenants.scope import tenant_scope
+from tests import admin_ops as login_admin
 from tests.broker.helpers import jwt_parts
 from tests.conftest import BASE_URL, TestClient, new_client, new_tenant
 from tests.dpop_client import new_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker import management as ops
+from tests import admin_ops as ops
 from tests.conftest import new_client
 from tests.login.conftest import OIDC, Login
 from tests.login.flow import AuthRequest, code_form, follow_local, query, redirected_to, token
@@ -51,8 +51,7 @@ async def test_code_flow_through_oidc_upstream(login: Login) -> None:
 
 
 async def ops_users(login: Login) -> list[dict]:
-    from broker import login_admin
-    return await login_admin.list_users(login.broker, login.tenant)
+    return await ops.list_users(login.broker, login.tenant)
 
 
 _ = ops

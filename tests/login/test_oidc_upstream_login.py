@@ -17,8 +17,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from broker import login_admin
 from tenants.models import AuditEvent, FederatedIdentity
+from tests import admin_ops as login_admin
 from tests.conftest import BASE_URL, TestClient, new_client, new_tenant
 from tests.login.conftest import OIDC, SAML, TENANT, Login
 from tests.login.flow import (

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from broker import login_admin
+from tests import admin_ops as login_admin
 from tests.broker.helpers import jwt_parts, last_event
 from tests.conftest import TestClient, new_client
 from tests.login.conftest import Login

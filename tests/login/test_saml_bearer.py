@@ -32,9 +32,9 @@ from adapters.saml_upstream import (
     sp_metadata,
 )
 from broker import id_jag
-from broker import management as ops
 from broker.grants.saml2_bearer import SAML2_BEARER
 from tenants.models import AuditEvent, FederatedIdentity
+from tests import admin_ops as ops
 from tests.broker.helpers import jwt_parts
 from tests.conftest import BASE_URL, TestClient, new_client, new_tenant
 from tests.dpop_client import new_key, public_jwk

@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from adapters.saml_issue import MD, NAMEID_FORMATS, certificate_b64
-from broker import management as ops
+from tests import admin_ops as ops
 from tests.conftest import ADMIN_TOKEN, BASE_URL, new_tenant
 from tests.login.conftest import Login
 from tests.login.legacy import (

@@ -16,11 +16,11 @@ from lxml import etree
 from adapters import jose
 from adapters.saml_assertion import SAML, build_response, parse_xml, verify
 from broker import id_jag
-from broker.endpoints.admin_legacy_apps import set_legacy_app_status
 from broker.tokens import access_token_claims, mint_access_token
 from tenants import users
 from tenants.models import Client
 from tenants.scope import tenant_scope
+from tests.admin_ops import set_legacy_app_status
 from tests.conftest import TestClient, new_client
 from tests.login.conftest import Login
 from tests.login.legacy import idp_metadata, new_entity, register, rsa_tenant

@@ -4,6 +4,7 @@ the registry's signed federation statements."""
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import pytest
 from joserfc import jwt
@@ -166,9 +167,14 @@ async def test_managed_connections_api(http, broker):
                 {**body, "rules": ["read"]}, {**body, "default_rule": "yes"}):
         r = await http.put(base, json=bad, headers=ADMIN)
         assert r.status_code in (400, 404), (bad, r.text)
+    one = f"{base}/{agent.client_id}/{quote('https://rs.example', safe='')}"
+    r = await http.get(one, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["rules"] == {"read": "grant"}
+    r = await http.delete(one, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["audience"] == "https://rs.example"
     r = await http.post(f"{base}/delete", json={"client_id": agent.client_id,
                                                 "audience": "https://rs.example"}, headers=ADMIN)
-    assert r.status_code == 200
+    assert r.status_code == 404  # the RPC-style path is gone: DELETE the connection
     assert (await http.get(base, headers=ADMIN)).json() == []
 
 

@@ -7,9 +7,9 @@ import itertools
 
 from sqlalchemy import delete, update
 
-from broker import management as ops
 from tenants import audit
 from tenants.models import AuditEvent
+from tests import admin_ops as ops
 from tests.conftest import new_tenant
 
 

@@ -8,9 +8,9 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select, update
 
 from adapters import jose
-from broker import management as ops
 from tenants.keys.software import SoftwareBackend
 from tenants.models import SigningKey
+from tests import admin_ops as ops
 from tests.conftest import new_tenant
 
 DAY = 86_400

@@ -1,0 +1,139 @@
+"""The admin API's HTTP edge: the super-admin bearer token, the body read with a size limit
+and validated by the route's model (a ``400`` naming the field, nothing written), the handler
+run as actor ``admin``, and the answer serialised through the route's response model.
+
+    401 invalid_token      no or wrong admin bearer (WWW-Authenticate: Bearer)
+    400 invalid_request    body or query refused: ``field`` (and ``errors``) name what
+    413 invalid_request    body larger than ``max_body_bytes``
+    404 not_found          the object is not there (or is another tenant's)
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.errors import InvalidRequest, InvalidToken, OAuthError
+from broker.admin import openapi
+from broker.admin.errors import validation_error
+from broker.admin.routes import PREFIX, ROUTES, AdminRoute, Call
+from broker.errors import NO_STORE, challenge, error_response
+from broker.runtime import Broker
+from tenants.audit import acting_as
+
+ACTOR = "admin"  # the super-admin bearer; role-based actors can come later
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+
+
+class UriConvertor(Convertor[str]):
+    """``{name:uri}``: a non-empty path segment run that may hold slashes (a decoded URI)."""
+
+    regex = "[^/].*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("uri", UriConvertor())
+
+
+def authorize(request: Request, broker: Broker) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = broker.settings.admin_token_value()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                             expected.encode()):
+        raise InvalidToken("admin bearer token required",
+                           headers={"WWW-Authenticate": challenge(
+                               "Bearer", {"realm": "tessera-admin", "error": "invalid_token"})})
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it is larger than ``limit`` (never buffered whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _context(broker: Broker) -> dict[str, Any]:
+    return {"allow_http_loopback": broker.settings.allow_http_loopback}
+
+
+async def _body(request: Request, route: AdminRoute, broker: Broker) -> BaseModel | None:
+    raw = await read_bounded(request, broker.settings.max_body_bytes)
+    if route.request is None:
+        return None
+    try:
+        return route.request.model_validate_json(raw if raw.strip() else b"{}",
+                                                 context=_context(broker))
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def _query(request: Request, route: AdminRoute, broker: Broker) -> BaseModel | None:
+    if route.query is None:
+        return None
+    try:
+        return route.query.model_validate(dict(request.query_params),
+                                          context=_context(broker))
+    except ValidationError as exc:
+        raise validation_error(exc, prefix=("query",)) from None
+
+
+@functools.cache
+def _adapter(response: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(response)
+
+
+def endpoint(route: AdminRoute) -> Callable[[Request], Awaitable[Response]]:
+    adapter = _adapter(route.response)
+
+    async def run(request: Request) -> Response:
+        broker: Broker = request.app.state.broker
+        try:
+            authorize(request, broker)
+            call = Call(broker, dict(request.path_params), await _body(request, route, broker),
+                        _query(request, route, broker))
+            with acting_as(ACTOR):
+                result = await route.handler(call)
+        except OAuthError as exc:
+            return error_response(exc)
+        content = adapter.dump_json(adapter.validate_python(result), by_alias=True)
+        return Response(content, status_code=route.status, media_type="application/json",
+                        headers=NO_STORE)
+
+    run.__name__ = route.operation_id
+    return run
+
+
+async def openapi_document(request: Request) -> Response:
+    broker: Broker = request.app.state.broker
+    return JSONResponse(openapi.document(broker.settings.base_url),
+                        headers={"Cache-Control": "no-cache"})
+
+
+def routes() -> list[Route]:
+    """Every admin route, and the OpenAPI document (public: the API's shape is no secret)."""
+    return [Route(PREFIX + "/openapi.json", openapi_document, methods=["GET"]),
+            *(Route(PREFIX + r.path, endpoint(r), methods=[r.method]) for r in ROUTES)]
