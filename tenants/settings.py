@@ -67,8 +67,10 @@ class AnomalyRule(BaseModel):
     action: Literal["suspend"] = "suspend"
 
 
-def unique_rule_names(rules: tuple[AnomalyRule, ...] | list[AnomalyRule]
-                      ) -> tuple[AnomalyRule, ...] | list[AnomalyRule]:
+def unique_rule_names(rules: tuple[AnomalyRule, ...] | list[AnomalyRule] | None
+                      ) -> tuple[AnomalyRule, ...] | list[AnomalyRule] | None:
+    if rules is None:  # a merge patch's null (the default applies)
+        return rules
     names = [r.name for r in rules]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

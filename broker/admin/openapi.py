@@ -35,18 +35,18 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def _links(route: AdminRoute) -> dict[str, Any]:
-    """From a create operation to every operation on the object it made."""
-    if route.creates is None:
+    """From a create operation to every operation on what it made: the operations whose path
+    parameters are the creator's own plus those its answer names (``creates``)."""
+    if not route.creates:
         return {}
-    param, field = route.creates
+    made = dict(route.creates)
     own = set(path_parameters(route.path))
     links = {}
     for other in ROUTES:
         wanted = set(path_parameters(other.path))
-        if param in wanted and wanted <= own | {param} and template(other.path).startswith(
-                template(route.path) + "/{" + param + "}"):
+        if other is not route and wanted & set(made) and wanted <= own | set(made):
             links[other.operation_id] = {"operationId": other.operation_id, "parameters": {
-                p: (f"$response.body#/{field}" if p == param else f"$request.path.{p}")
+                p: (f"$response.body#/{made[p]}" if p in made else f"$request.path.{p}")
                 for p in wanted}}
     return links
 

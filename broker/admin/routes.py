@@ -136,13 +136,14 @@ class AdminRoute:
     response: Any = None
     status: int = 200
     query: type[BaseModel] | None = None
-    creates: tuple[str, str] | None = None  # (path parameter, response field): OpenAPI links
+    # what the answer names, as (path parameter, response field): the OpenAPI links
+    creates: tuple[tuple[str, str], ...] = ()
 
 
 def _r(method: str, path: str, summary: str, tag: str, handler: Handler, *, name: str,
        request: type[BaseModel] | None = None, response: Any = None, status: int = 200,
        query: type[BaseModel] | None = None,
-       creates: tuple[str, str] | None = None) -> AdminRoute:
+       creates: tuple[tuple[str, str], ...] = ()) -> AdminRoute:
     if request is None and method in ("POST", "PUT", "PATCH"):
         request = Empty
     return AdminRoute(method, path, name, handler, summary, tag, request, response, status,
@@ -171,7 +172,7 @@ TENANTS: tuple[AdminRoute, ...] = (
        lambda c: tenants.list_tenants(c.broker), response=list[TenantOut], name="list_tenants"),
     _r("POST", "/tenants", "Create a tenant (keys and webhook secret made now)", "tenants",
        lambda c: tenants.create_tenant(c.broker, c.body), request=TenantCreate,
-       response=TenantOut, status=201, creates=("tenant", "id"), name="create_tenant"),
+       response=TenantOut, status=201, creates=(("tenant", "id"),), name="create_tenant"),
     _r("GET", T, "Read a tenant", "tenants",
        lambda c: tenants.get_tenant(c.broker, c["tenant"]), response=TenantOut,
        name="get_tenant"),
@@ -214,7 +215,7 @@ CLIENTS: tuple[AdminRoute, ...] = (
     _r("POST", T + "/clients", "Register a client (the secret is in this answer only)",
        "clients", lambda c: clients.create_client(c.broker, c["tenant"], c.body),
        request=ClientCreate, response=ClientWithSecret, status=201,
-       creates=("client_id", "client_id"), name="create_client"),
+       creates=(("client_id", "client_id"),), name="create_client"),
     _r("GET", C, "Read a client", "clients",
        lambda c: clients.get_client(c.broker, c["tenant"], c["client_id"]),
        response=ClientOut, name="get_client"),
@@ -240,7 +241,7 @@ REGISTRY: tuple[AdminRoute, ...] = (
        name="list_partners"),
     _r("POST", "/partners", "Register a partner (pending until activated)", "registry",
        lambda c: partners.register_partner(c.broker, c.body), request=PartnerCreate,
-       response=PartnerOut, status=201, creates=("partner", "id"), name="register_partner"),
+       response=PartnerOut, status=201, creates=(("partner", "id"),), name="register_partner"),
     _r("GET", P, "Read a partner", "registry",
        lambda c: partners.get_partner(c.broker, c["partner"]), response=PartnerOut,
        name="get_partner"),
@@ -260,7 +261,7 @@ REGISTRY: tuple[AdminRoute, ...] = (
        response=list[TrustLinkOut], name="list_trust_links"),
     _r("POST", T + "/trust-links", "Add a trust link (to a partner or a tenant)", "registry",
        lambda c: trust_links.add_trust_link(c.broker, c["tenant"], c.body),
-       request=TrustLinkCreate, response=TrustLinkOut, status=201, creates=("link", "id"),
+       request=TrustLinkCreate, response=TrustLinkOut, status=201, creates=(("link", "id"),),
        name="add_trust_link"),
     _r("GET", L, "Read a trust link", "registry",
        lambda c: trust_links.get_trust_link(c.broker, c["tenant"], c["link"]),
@@ -287,6 +288,7 @@ REGISTRY: tuple[AdminRoute, ...] = (
        "(client_id, audience)", "managed connections",
        lambda c: connections.put_managed_connection(c.broker, c["tenant"], c.body),
        request=ManagedConnectionPut, response=ManagedConnectionOut,
+       creates=(("client_id", "client_id"), ("audience", "audience")),
        name="put_managed_connection"),
     _r("GET", MC, "Read a managed connection (audience percent-encoded)",
        "managed connections", lambda c: connections.get_managed_connection(
@@ -310,7 +312,7 @@ LOGIN: tuple[AdminRoute, ...] = (
     _r("POST", T + "/upstreams", "Add an upstream IdP (OIDC or SAML)", "upstreams",
        lambda c: upstreams.create_upstream(c.broker, c["tenant"], c.body),
        request=UpstreamCreate, response=UpstreamOut, status=201,
-       creates=("upstream", "name"), name="create_upstream"),
+       creates=(("upstream", "name"),), name="create_upstream"),
     _r("GET", U, "Read an upstream IdP", "upstreams",
        lambda c: upstreams.get_upstream(c.broker, c["tenant"], c["upstream"]),
        response=UpstreamOut, name="get_upstream"),
@@ -378,7 +380,7 @@ RUNTIME: tuple[AdminRoute, ...] = (
     _r("POST", T + "/api-keys", "Create an API key (the key is in this answer only)",
        "api keys", lambda c: api_keys.create_api_key(c.broker, c["tenant"], c.body),
        request=ApiKeyCreate, response=ApiKeyWithSecret, status=201,
-       creates=("key_id", "key_id"), name="create_api_key"),
+       creates=(("key_id", "key_id"),), name="create_api_key"),
     _r("GET", K, "Read an API key", "api keys",
        lambda c: api_keys.get_api_key(c.broker, c["tenant"], c["key_id"]),
        response=ApiKeyOut, name="get_api_key"),
@@ -395,7 +397,7 @@ RUNTIME: tuple[AdminRoute, ...] = (
     _r("POST", LA, "Register a legacy app (fields or SP metadata)", "legacy apps",
        lambda c: legacy_apps.create_legacy_app(c.broker, c["tenant"], c.body),
        request=LegacyAppCreate, response=LegacyAppOut, status=201,
-       creates=("entity_id", "entity_id"), name="create_legacy_app"),
+       creates=(("entity_id", "entity_id"),), name="create_legacy_app"),
     *(_r("POST", f"{LA}/{verb}", f"{verb.capitalize()} a legacy app", "legacy apps",
          lambda c, status=status: legacy_apps.set_legacy_app_status(
              c.broker, c["tenant"], c.body.entity_id, status),

@@ -158,6 +158,9 @@ class FieldErrorOut(Out):
 class ErrorOut(Out):
     """Every refusal: the OAuth-style code, a description, and the field it is about."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              json_schema_serialization_defaults_required=False)
+
     error: str
     error_description: str | None = None
     field: str | None = None

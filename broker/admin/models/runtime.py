@@ -43,6 +43,9 @@ class RevokeRequest(Body):
     def _value(self) -> RevokeRequest:
         if self.by != "tenant" and self.value is None:
             raise ValueError(f"by={self.by} needs a value")
+        if self.by not in ("token", "tenant") and self.value is not None \
+                and len(self.value) > 512:
+            raise ValueError(f"by={self.by}: a value of at most 512 characters")
         if self.issuer is not None and self.by != "user":
             raise ValueError("issuer names a user of another issuer: only with by=user")
         return self

@@ -19,7 +19,7 @@ from broker.tokens import verify_access_token
 from registry import partners
 from tenants import grants, revocation_cutoffs
 from tenants.models import Client, Grant, Partner, TrustLink
-from tenants.scope import tenant_scope
+from tenants.scope import TenantScope, tenant_scope
 
 
 async def revoke(broker: Broker, tenant: str, body: RevokeRequest) -> RevokeOut:
@@ -35,27 +35,37 @@ async def revoke(broker: Broker, tenant: str, body: RevokeRequest) -> RevokeOut:
     if by == "token":
         assert value is not None
         return await _revoke_token(broker, tenant, value, reason)
-    async with tenant_scope(broker.sessions, tenant) as scope:
-        if by == "grant":
-            grant = await scope.get(Grant, value)
-            if grant is None:
-                raise NotFound(f"no grant {value!r}")
-            await grants.revoke(scope, grant, now=now, reason=reason)
-        elif by == "agent":
-            if await scope.get(Client, value) is None:
-                raise NotFound(f"no agent {value!r} in tenant {tenant!r}")
-            await revocation_cutoffs.revoke_client(scope, str(value), now=now, reason=reason)
-        elif by == "user":
-            await revocation_cutoffs.revoke_user(scope, str(value), now=now, reason=reason)
-        elif by == "partner":
-            issuer = await _partner_issuer(scope.session, str(value))
-            await revocation_cutoffs.cut(scope, "partner", issuer, now=now, reason=reason,
-                                         detail={"partner": value})
-            value = issuer
-        else:
-            await revocation_cutoffs.revoke_tenant(scope, now=now, reason=reason)
-            value = tenant
+    try:
+        async with tenant_scope(broker.sessions, tenant) as scope:
+            value = await _cut(scope, tenant, by, str(value), reason, now)
+    except ValueError as exc:  # tenants.revocation_cutoffs refuses the subject
+        raise InvalidRequest(str(exc)) from exc
     return RevokeOut(tenant=tenant, by=by, value=value, revoked_at=now)
+
+
+async def _cut(scope: TenantScope, tenant: str, by: str, value: str, reason: str,
+               now: float) -> str:
+    """Revoke the population ``by`` names; answers the value it was recorded under."""
+    if by == "grant":
+        grant = await scope.get(Grant, value)
+        if grant is None:
+            raise NotFound(f"no grant {value!r}")
+        await grants.revoke(scope, grant, now=now, reason=reason)
+    elif by == "agent":
+        if await scope.get(Client, value) is None:
+            raise NotFound(f"no agent {value!r} in tenant {tenant!r}")
+        await revocation_cutoffs.revoke_client(scope, value, now=now, reason=reason)
+    elif by == "user":
+        await revocation_cutoffs.revoke_user(scope, value, now=now, reason=reason)
+    elif by == "partner":
+        issuer = await _partner_issuer(scope.session, value)
+        await revocation_cutoffs.cut(scope, "partner", issuer, now=now, reason=reason,
+                                     detail={"partner": value})
+        return issuer
+    else:
+        await revocation_cutoffs.revoke_tenant(scope, now=now, reason=reason)
+        return tenant
+    return value
 
 
 async def _partner_issuer(session: Any, value: str) -> str:
