@@ -1,15 +1,20 @@
-"""What the admin lifecycle tests share: the admin header, a loopback webhook receiver, a
-replica that may call it, and reading a tenant's audit events."""
+"""What the admin lifecycle tests share: the admin header, SAML IdP keys and metadata, a
+loopback webhook receiver, a replica that may call it, and reading a tenant's audit events."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import datetime as dt
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from broker.runtime import Broker
@@ -17,6 +22,34 @@ from tenants.models import AuditEvent
 from tests.conftest import ADMIN_TOKEN, OffsetClock
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+IDP = "https://idp.corp.example/saml"
+REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+Key = tuple[bytes, bytes]  # a SAML IdP's private key and certificate (PEM)
+
+
+def new_key() -> Key:
+    key, name = rsa.generate_private_key(65537, 2048), x509.Name([])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).serial_number(1)
+            .public_key(key.public_key()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()),
+            cert.public_bytes(serialization.Encoding.PEM))
+
+
+def metadata(key: Key, entity_id: str = IDP) -> str:
+    der = x509.load_pem_x509_certificate(key[1]).public_bytes(serialization.Encoding.DER)
+    return (f'<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+            f'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity_id}">'
+            '<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:'
+            'protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data>'
+            f"<ds:X509Certificate>{base64.b64encode(der).decode()}</ds:X509Certificate>"
+            "</ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+            f'<md:SingleSignOnService Binding="{REDIRECT}" Location="https://idp.corp.example'
+            '/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>')
+
+
 
 
 class Receiver:

@@ -5,12 +5,8 @@ one no longer), and delete (a tombstone: its users unlinked, the name never reus
 from __future__ import annotations
 
 import base64
-import datetime as dt
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from sqlalchemy import select
 
@@ -19,36 +15,10 @@ from broker.grants.saml2_bearer import SAML2_BEARER
 from broker.runtime import Broker
 from tenants.models import FederatedIdentity, Upstream
 from tenants.scope import tenant_scope
-from tests.admin.admin_helpers import ADMIN, events
+from tests.admin.admin_helpers import ADMIN, IDP, Key, events, metadata, new_key
 from tests.conftest import TestClient, new_client
 
-IDP = "https://idp.corp.example/saml"
-REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
-Key = tuple[bytes, bytes]
-
-
-def new_key() -> Key:
-    key, name = rsa.generate_private_key(65537, 2048), x509.Name([])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).serial_number(1)
-            .public_key(key.public_key()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
-    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()),
-            cert.public_bytes(serialization.Encoding.PEM))
-
-
-def metadata(key: Key, entity_id: str = IDP) -> str:
-    der = x509.load_pem_x509_certificate(key[1]).public_bytes(serialization.Encoding.DER)
-    return (f'<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
-            f'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity_id}">'
-            '<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:'
-            'protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data>'
-            f"<ds:X509Certificate>{base64.b64encode(der).decode()}</ds:X509Certificate>"
-            "</ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
-            f'<md:SingleSignOnService Binding="{REDIRECT}" Location="https://idp.corp.example'
-            '/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>')
 
 
 async def bearer(http: httpx.AsyncClient, broker: Broker, client: TestClient, key: Key,

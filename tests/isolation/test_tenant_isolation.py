@@ -23,7 +23,10 @@ from joserfc.errors import InvalidKeyIdError
 from joserfc.jwk import ECKey, Key, KeySet
 from sqlalchemy import delete, func, select, update
 
+from broker.admin.models.api_keys import ApiKeyCreate
+from broker.admin.services import api_keys as api_keys_service
 from broker.runtime import Broker
+from tenants import users
 from tenants.models import AuditEvent, Client, ReplayRecord, RevokedToken, SigningKey
 from tenants.scope import tenant_scope
 from tests import admin_ops as ops
@@ -491,3 +494,106 @@ async def test_scope_writes_only_its_tenants_rows(broker, w):
     async with broker.sessions() as session:
         smuggled = select(Client.tenant_id).where(Client.client_id == "smuggled")
         assert (await session.execute(smuggled)).all() == []
+
+
+# -- every admin route that names an object: A's objects are 404 under B's path -------------
+
+# a body each request model accepts, so a refusal can only be about the object's tenant
+ADMIN_BODIES: dict[str, dict[str, Any]] = {
+    "Empty": {}, "ReasonBody": {"reason": "isolation walk"}, "ClientPatch": {"name": "hijack"},
+    "ClientSecretRotation": {"overlap_seconds": 0}, "AgentPut": {"owner": "mallory"},
+    "TrustLinkPatch": {"scope_ceiling": None}, "DirectionsPut": {"directions": ["accept"]},
+    "ManagedConnectionPatch": {"max_lifetime": 60}, "UpstreamPatch": {"display_name": "x"},
+    "MetadataRefresh": {}, "ApiKeyRotation": {"overlap_seconds": 0},
+    "LegacyAppPatch": {"name": "hijack"},
+}
+
+
+@dataclass(frozen=True)
+class AdminObjects:
+    """Tenant A's objects, one of each kind a path can name."""
+
+    params: dict[str, str]
+
+    def json(self, route: Any) -> dict[str, Any] | None:
+        if route.request is None:
+            return None
+        if route.request.__name__ == "EntityRef":  # legacy-apps/disable|enable name it
+            return {"entity_id": self.params["entity_id"]}
+        return ADMIN_BODIES[route.request.__name__]
+
+
+@pytest.fixture(scope="module")
+async def a_objects(broker: Broker, w: World) -> AdminObjects:
+    other = await new_tenant(broker)
+    agent = await new_client(broker, w.a, name="walked agent")
+    link = await ops.add_trust_link(broker, w.a, peer_tenant=other, accept=True)
+    audience = "https://rs.example/api"
+    await ops.put_managed_connection(broker, w.a, client_id=agent.client_id, audience=audience,
+                                     remote_client_id="remote", rules={"read": "grant"})
+    await ops.create_upstream(broker, w.a, {"name": "corp-a", "kind": "oidc", "oidc": {
+        "issuer": "https://idp.a.example", "client_id": "tessera", "client_secret": "s"}})
+    entity = "https://sp.a.example/metadata"
+    await ops.create_legacy_app(broker, w.a, {"entity_id": entity,
+                                              "acs_urls": ["https://sp.a.example/acs"]})
+    r = await api_keys_service.create_api_key(broker, w.a, ApiKeyCreate(
+        client_id=agent.client_id, name="walked key"))
+    async with tenant_scope(broker.sessions, w.a) as scope:
+        user = await users.link(scope, "corp-a", users.Profile(subject="alice-a"),
+                                broker.clock.now())
+    return AdminObjects({"client_id": agent.client_id, "link": link["id"],
+                         "audience": audience, "upstream": "corp-a", "key_id": r.key_id,
+                         "entity_id": entity, "sub": user.id})
+
+
+def _object_routes() -> list[Any]:
+    """Admin routes under a tenant that name (or, by body, pick) one of its objects."""
+    from broker.admin.openapi import path_parameters
+    from broker.admin.routes import ROUTES
+
+    return [r for r in ROUTES if "tenant" in path_parameters(r.path) and (
+        len(path_parameters(r.path)) > 1
+        or (r.request is not None and r.request.__name__ == "EntityRef"))]
+
+
+def _url(route: Any, tenant: str, params: dict[str, str]) -> str:
+    from urllib.parse import quote
+
+    from broker.admin.openapi import template
+
+    path = template(route.path).replace("{tenant}", tenant)
+    for name, value in params.items():
+        path = path.replace("{" + name + "}", quote(value, safe=""))
+    return path
+
+
+@pytest.mark.parametrize("route", _object_routes(), ids=lambda r: r.operation_id)
+async def test_admin_routes_do_not_reach_other_tenants_objects(
+    http: httpx.AsyncClient, broker: Broker, w: World, a_objects: AdminObjects, route: Any,
+) -> None:
+    admin = _bearer(ADMIN_TOKEN)
+    a_view = [(r, _url(r, w.a, a_objects.params)) for r in _object_routes() if r.method == "GET"]
+    before_a = [(await http.get(url, headers=admin)).json() for _, url in a_view]
+    before_rows = await snapshot(broker, w.a), await snapshot(broker, w.b)
+
+    r = await http.request(route.method, _url(route, w.b, a_objects.params), headers=admin,
+                           json=a_objects.json(route))
+
+    assert r.status_code == 404 and r.json()["error"] == "not_found", r.text
+    assert [(await http.get(url, headers=admin)).json() for _, url in a_view] == before_a
+    assert (await snapshot(broker, w.a), await snapshot(broker, w.b)) == before_rows
+
+
+async def test_admin_lists_of_b_show_none_of_as_objects(
+    http: httpx.AsyncClient, w: World, a_objects: AdminObjects,
+) -> None:
+    from broker.admin.openapi import path_parameters
+    from broker.admin.routes import ROUTES
+
+    lists = [r for r in ROUTES if r.method == "GET" and path_parameters(r.path) == ["tenant"]]
+    assert len(lists) >= 10
+    for route in lists:
+        r = await http.get(_url(route, w.b, {}), headers=_bearer(ADMIN_TOKEN))
+        assert r.status_code == 200, (route.operation_id, r.text)
+        for value in a_objects.params.values():
+            assert value not in r.text, (route.operation_id, value)
