@@ -1,0 +1,37 @@
+"""The admin API's one route table, in order: ``ROUTES`` (the areas' rows, see ``route``
+for a row), and what each path parameter is. ``broker.admin.http`` serves it and
+``broker.admin.openapi`` documents it; a route without models fails ``tests/admin``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import StringConstraints
+
+from broker.admin.models.common import Audience, ClientId, PartnerId, TenantName, UpstreamName
+from broker.admin.models.legacy_apps import EntityId
+from broker.admin.route import PREFIX, AdminRoute, Call
+from broker.admin.routes.login import LOGIN
+from broker.admin.routes.registry import REGISTRY
+from broker.admin.routes.runtime import RUNTIME
+from broker.admin.routes.tenants import CLIENTS, TENANTS
+
+__all__ = ["PATH_PARAMETERS", "PREFIX", "ROUTES", "AdminRoute", "Call"]
+
+ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *LOGIN, *RUNTIME)
+
+# what each path parameter is (for the OpenAPI document)
+PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
+    "tenant": (TenantName, "the tenant's name"),
+    "client_id": (ClientId, "a client of the tenant"),
+    "partner": (PartnerId, "a partner's id in the registry"),
+    "link": (Annotated[str, StringConstraints(min_length=1, max_length=64)],
+             "a trust link's id"),
+    "audience": (Audience, "the managed connection's audience (percent-encoded)"),
+    "upstream": (UpstreamName, "an upstream IdP's name"),
+    "key_id": (Annotated[str, StringConstraints(min_length=1, max_length=64)],
+               "an API key's public id"),
+    "sub": (Annotated[str, StringConstraints(min_length=1, max_length=64)],
+            "a user's sub at this tenant"),
+    "entity_id": (EntityId, "the app's SAML entity ID (percent-encoded)"),
+}

@@ -1,0 +1,99 @@
+"""Routes of tenants (settings, webhook, keys, audit) and their OAuth clients."""
+
+from __future__ import annotations
+
+from broker.admin.models.clients import (
+    ClientCreate,
+    ClientOut,
+    ClientPatch,
+    ClientSecretRotation,
+    ClientWithSecret,
+)
+from broker.admin.models.keys_audit import (
+    AuditReport,
+    KeyOut,
+    RotationOut,
+)
+from broker.admin.models.tenants import (
+    SecretRotation,
+    TenantCreate,
+    TenantOut,
+    TenantPatch,
+    WebhookOut,
+    WebhookPut,
+)
+from broker.admin.route import AdminRoute, C, T, route, status_route
+from broker.admin.services import (
+    clients,
+    keys_audit,
+    tenants,
+    webhooks,
+)
+
+TENANTS: tuple[AdminRoute, ...] = (
+    route("GET", "/tenants", "List tenants", "tenants",
+          lambda c: tenants.list_tenants(c.broker), response=list[TenantOut], name="list_tenants"),
+    route("POST", "/tenants", "Create a tenant (keys and webhook secret made now)", "tenants",
+          lambda c: tenants.create_tenant(c.broker, c.body), request=TenantCreate,
+          response=TenantOut, status=201, creates=(("tenant", "id"),), name="create_tenant"),
+    route("GET", T, "Read a tenant", "tenants",
+          lambda c: tenants.get_tenant(c.broker, c["tenant"]), response=TenantOut,
+          name="get_tenant"),
+    route("PATCH", T, "Change a tenant (merge patch; the merged settings are validated whole)",
+          "tenants", lambda c: tenants.update_tenant(c.broker, c["tenant"], c.body),
+          request=TenantPatch, response=TenantOut, name="update_tenant"),
+    route("DELETE", T, "Archive a tenant: final; it answers nothing, its tokens are revoked, its "
+          "rows and audit chain stay", "tenants",
+          lambda c: tenants.archive_tenant(c.broker, c["tenant"]), response=TenantOut,
+          name="archive_tenant"),
+    status_route("POST", T + "/disable", "Disable a tenant", "tenants", tenants.set_tenant_status,
+                 "disabled", "tenant", response=TenantOut, name="disable_tenant"),
+    status_route("POST", T + "/enable", "Enable a tenant", "tenants", tenants.set_tenant_status,
+                 "active", "tenant", response=TenantOut, name="enable_tenant"),
+    route("GET", T + "/webhook", "Read the webhook (never the secret)", "tenants",
+          lambda c: webhooks.get_webhook(c.broker, c["tenant"]), response=WebhookOut,
+          name="get_webhook"),
+    route("PUT", T + "/webhook", "Set the webhook URL (the answer shows the secret if it was "
+          "never shown)", "tenants", lambda c: webhooks.put_webhook(c.broker, c["tenant"], c.body),
+          request=WebhookPut, response=WebhookOut, name="put_webhook"),
+    route("POST", T + "/webhook/rotate-secret", "Rotate the webhook secret (both sign during "
+          "the overlap)", "tenants",
+          lambda c: webhooks.rotate_webhook_secret(c.broker, c["tenant"], c.body),
+          request=SecretRotation, response=WebhookOut, name="rotate_webhook_secret"),
+    route("GET", T + "/keys", "List signing keys", "keys",
+          lambda c: keys_audit.list_keys(c.broker, c["tenant"]), response=list[KeyOut],
+          name="list_keys"),
+    route("POST", T + "/keys/rotate", "Rotate signing keys now", "keys",
+          lambda c: keys_audit.rotate_keys(c.broker, c["tenant"]), response=RotationOut,
+          name="rotate_keys"),
+    route("GET", T + "/audit/verify", "Verify the audit chain", "audit",
+          lambda c: keys_audit.verify_audit(c.broker, c["tenant"]), response=AuditReport,
+          name="verify_audit"),
+)
+
+CLIENTS: tuple[AdminRoute, ...] = (
+    route("GET", T + "/clients", "List clients", "clients",
+          lambda c: clients.list_clients(c.broker, c["tenant"]), response=list[ClientOut],
+          name="list_clients"),
+    route("POST", T + "/clients", "Register a client (the secret is in this answer only)",
+          "clients", lambda c: clients.create_client(c.broker, c["tenant"], c.body),
+          request=ClientCreate, response=ClientWithSecret, status=201,
+          creates=(("client_id", "client_id"),), name="create_client"),
+    route("GET", C, "Read a client", "clients",
+          lambda c: clients.get_client(c.broker, c["tenant"], c["client_id"]),
+          response=ClientOut, name="get_client"),
+    route("PATCH", C, "Change a client (merge patch, checked whole)", "clients",
+          lambda c: clients.update_client(c.broker, c["tenant"], c["client_id"], c.body),
+          request=ClientPatch, response=ClientOut, name="update_client"),
+    route("DELETE", C, "Delete a client: retired (final), its tokens and grants revoked",
+          "clients", lambda c: clients.delete_client(c.broker, c["tenant"], c["client_id"]),
+          response=ClientOut, name="delete_client"),
+    route("POST", C + "/rotate-secret", "Rotate the client secret (the old one works for the "
+          "overlap)", "clients",
+          lambda c: clients.rotate_client_secret(c.broker, c["tenant"], c["client_id"], c.body),
+          request=ClientSecretRotation, response=ClientWithSecret, name="rotate_client_secret"),
+    status_route("POST", C + "/disable", "Disable a client", "clients", clients.set_client_status,
+                 "disabled", "tenant", "client_id", response=ClientOut, name="disable_client"),
+    status_route("POST", C + "/enable", "Enable a client", "clients", clients.set_client_status,
+                 "active", "tenant", "client_id", response=ClientOut, name="enable_client"),
+)
