@@ -49,11 +49,11 @@ async def get_tenant(broker: Broker, name: str) -> TenantOut:
     return tenant_out(broker, await existing_tenant(broker, name))
 
 
-def merged_settings(stored: dict[str, Any], patch: Any, *,
+def merged_settings(tenant: str, stored: dict[str, Any], patch: Any, *,
                     allow_http_loopback: bool) -> TenantSettings:
     """RFC 7396 over the stored settings: a given value replaces, null removes (the default
     applies); the result is validated whole. Keys this version does not know are dropped."""
-    current = TenantSettings.load(stored, tenant="?").to_dict()
+    current = TenantSettings.load(stored, tenant=tenant).to_dict()
     for name in patch.model_fields_set:
         value = getattr(patch, name)
         if value is None:
@@ -70,7 +70,7 @@ async def update_tenant(broker: Broker, name: str, body: TenantPatch) -> TenantO
     if "settings" in body.model_fields_set and body.settings is not None:
         try:
             settings = merged_settings(
-                tenant.settings or {}, body.settings,
+                name, tenant.settings or {}, body.settings,
                 allow_http_loopback=broker.settings.allow_http_loopback)
         except ValidationError as exc:
             raise validation_error(exc, prefix=("settings",)) from None
