@@ -22,6 +22,7 @@ from tests.peers.oidc_idp import OidcIdp, start_oidc_idp
 from tests.peers.saml_idp import SamlIdp, start_saml_idp
 
 TENANT = "login-corp"
+OIDC_ONLY_TENANT = "login-oidc"  # federates only the OIDC IdP (tests that need no SAML IdP)
 OIDC = "corp-oidc"
 SAML = "corp-saml"
 RP_SECRET = "rp-secret-" + secrets.token_hex(16)
@@ -48,7 +49,8 @@ def oidc_redirect(tenant: str = TENANT) -> str:
 def oidc_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcIdp]:
     idp = start_oidc_idp({
         "clients": [{"client_id": "tessera", "client_secret": RP_SECRET,
-                     "redirect_uris": [oidc_redirect(), oidc_redirect("login-other")],
+                     "redirect_uris": [oidc_redirect(), oidc_redirect("login-other"),
+                                       oidc_redirect(OIDC_ONLY_TENANT)],
                      "token_endpoint_auth_method": "client_secret_basic"}],
         "users": USERS,
         "claims": IDP_CLAIMS,
@@ -70,7 +72,12 @@ class Login:
     app: object
     tenant: str
     oidc_idp: OidcIdp
-    saml_idp: SamlIdp
+    saml: SamlIdp | None  # None: the tenant federates only the OIDC IdP
+
+    @property
+    def saml_idp(self) -> SamlIdp:
+        assert self.saml is not None, "this tenant federates no SAML IdP"
+        return self.saml
 
     def browser(self) -> httpx.AsyncClient:
         """A fresh browser (its own cookies) at the broker."""
@@ -81,21 +88,29 @@ class Login:
         return httpx.AsyncClient(timeout=20.0)
 
 
-@pytest.fixture(scope="session")
-async def login(broker: Broker, oidc_idp: OidcIdp, saml_idp: SamlIdp) -> AsyncIterator[Login]:
-    """The session broker's replica with loopback IdPs allowed, and the tenant ``login-corp``
-    federating the OIDC and the SAML IdP."""
+async def _replica(broker: Broker, tenant: str, oidc_idp: OidcIdp
+                   ) -> tuple[Broker, object]:
+    """A replica of the session broker with loopback IdPs allowed, and ``tenant`` federating
+    ``oidc_idp``."""
     replica = Broker.build(dataclasses.replace(broker.settings, allow_http_loopback=True),
                            clock=broker.clock)
     app = create_app(replica, background=False, migrate=False)
-    await ops.create_tenant(replica, TENANT)
-    await login_admin.create_upstream(replica, TENANT, {
+    await ops.create_tenant(replica, tenant)
+    await login_admin.create_upstream(replica, tenant, {
         "name": OIDC, "kind": "oidc", "display_name": "Corp (OIDC)",
         "domains": ["corp.example"],
         "mapping": {"claims": {"department": "department"}},
         "oidc": {"issuer": oidc_idp.issuer, "client_id": "tessera", "client_secret": RP_SECRET,
                  "client_auth": "client_secret_basic",
                  "scopes": ["openid", "email", "profile", "groups"]}})
+    return replica, app
+
+
+@pytest.fixture(scope="session")
+async def login(broker: Broker, oidc_idp: OidcIdp, saml_idp: SamlIdp) -> AsyncIterator[Login]:
+    """The session broker's replica with loopback IdPs allowed, and the tenant ``login-corp``
+    federating the OIDC and the SAML IdP."""
+    replica, app = await _replica(broker, TENANT, oidc_idp)
     created = await login_admin.create_upstream(replica, TENANT, {
         "name": SAML, "kind": "saml", "display_name": "Corp (SAML)",
         "domains": ["saml.example"],
@@ -106,6 +121,15 @@ async def login(broker: Broker, oidc_idp: OidcIdp, saml_idp: SamlIdp) -> AsyncIt
         assert sp.status_code == 200, sp.text
         saml_idp.add_sp_metadata(sp.content)
     yield Login(replica, app, TENANT, oidc_idp, saml_idp)
+    await replica.close()
+
+
+@pytest.fixture(scope="session")
+async def oidc_login(broker: Broker, oidc_idp: OidcIdp) -> AsyncIterator[Login]:
+    """Like ``login`` with the tenant ``login-oidc``, which federates only the OIDC IdP: for
+    tests of the OpenID Provider side that need no SAML IdP (and so no ``xmlsec1``)."""
+    replica, app = await _replica(broker, OIDC_ONLY_TENANT, oidc_idp)
+    yield Login(replica, app, OIDC_ONLY_TENANT, oidc_idp, None)
     await replica.close()
 
 

@@ -119,7 +119,7 @@ async def code_for(login: Login, req: AuthRequest, browser: httpx.AsyncClient,
         async with login.idp_browser() as idp:
             callback = await login_at_idp(idp, location, user)
         location = redirected_to(await follow_local(browser, callback))
-    elif location.startswith(login.saml_idp.base_url):
+    elif login.saml is not None and location.startswith(login.saml.base_url):
         async with login.idp_browser() as idp:
             acs, fields = await saml_login(idp, location, user)
         location = redirected_to(await submit_acs(browser, acs, fields))
