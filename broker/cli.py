@@ -1,4 +1,6 @@
-"""The ``tessera`` command line: serve, and manage tenants, clients, keys and the audit chain."""
+"""The ``tessera`` command line: init, serve, and manage tenants, clients, keys and the audit
+chain. Every command proves it holds the database's master key before it writes anything
+(``broker.deployment``); only ``init`` and ``serve`` initialise an empty database."""
 
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ from typing import Any
 from adapters.errors import OAuthError
 from broker import cli_anomaly, cli_api_keys, cli_legacy_apps, cli_runtime, login_admin
 from broker import management as ops
-from broker.config import Settings
+from broker.config import Settings, StartupError
+from broker.deployment import Mode, open_deployment
 from broker.runtime import Broker
-from tenants.migrate import upgrade
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
@@ -33,12 +35,14 @@ def _print(args: argparse.Namespace, value: Any, columns: Sequence[str] = ()) ->
 
 
 async def _with_broker(fn: Callable[[Broker], Awaitable[Any]]) -> Any:
+    """``fn`` on a broker over the initialised database whose master key this process holds
+    (checked, then migrated, before ``fn`` runs); ``StartupError`` otherwise."""
     settings = Settings.load()
     if not settings.base_url:
         settings = settings.with_base_url(DEFAULT_HOST, DEFAULT_PORT)
-    broker = Broker.build(settings)
+    opened = await open_deployment(settings, Mode.USE)
+    broker = Broker.build(opened.settings)
     try:
-        await upgrade(broker.engine)
         return await fn(broker)
     finally:
         await broker.close()
@@ -243,6 +247,31 @@ def cmd_id_token(args: argparse.Namespace) -> int:
 
 def cmd_admin_token(_args: argparse.Namespace) -> int:
     print(Settings.load().admin_token_value())
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Initialise an empty database (schema, master key check value; the master key and admin
+    token files unless given); on an initialised one: verify the key and migrate."""
+    opened = asyncio.run(open_deployment(Settings.load(), Mode.INIT, admin_token=True))
+    settings = opened.settings
+    report = {
+        "database": settings.database_shown(),
+        "initialised": opened.initialised,
+        "master_key": opened.key_source,
+        "master_key_id": opened.key_id,
+        "admin_token": opened.admin_token_source,
+        "created": [str(f) for f in opened.created],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    elif opened.initialised:
+        print(f"initialised the tessera database {report['database']}\n"
+              f"  master key:  {report['master_key']} (id {opened.key_id})\n"
+              f"  admin token: {report['admin_token']}")
+    else:
+        print(f"the tessera database {report['database']} is already initialised; its master "
+              f"key (id {opened.key_id}) checked, the schema is current")
     return 0
 
 
@@ -504,12 +533,21 @@ def parser() -> argparse.ArgumentParser:
 
     tok = sub.add_parser("admin-token", help="print the admin API bearer token")
     tok.set_defaults(func=cmd_admin_token)
+
+    init = sub.add_parser("init", help="initialise an empty database: schema, master key and "
+                          "admin token (files next to the SQLite file unless given)")
+    init.add_argument("--json", action="store_true")
+    init.set_defaults(func=cmd_init)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except StartupError as exc:  # wrong or missing key, no database: one line, nothing written
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

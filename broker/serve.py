@@ -1,9 +1,9 @@
-"""``tessera serve``: migrate, bootstrap the demo, serve with Hypercorn, shut down gracefully."""
+"""``tessera serve``: open the deployment (initialise an empty database, or prove the master key
+and migrate), bootstrap the demo, serve with Hypercorn, shut down gracefully."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import gc
 import json
 import os
@@ -21,9 +21,9 @@ from broker import hypercorn_tls
 from broker import management as ops
 from broker.app import create_app
 from broker.config import Settings
+from broker.deployment import Mode, Opened, open_deployment
 from broker.endpoints.demo import demo_audience
 from broker.runtime import Broker, TenantView
-from tenants.migrate import upgrade
 from tenants.settings import TenantSettings
 
 DEMO_TENANT, DEMO_CLIENT = "demo", "demo-agent"
@@ -36,17 +36,21 @@ def _write_private(file: Path, value: dict[str, Any]) -> None:
         json.dump(value, fh)
 
 
-def _read_saved(file: Path) -> dict[str, Any] | None:
-    if not file.exists():
+def _read_saved(file: Path | None) -> dict[str, Any] | None:
+    if file is None or not file.exists():
         return None
-    saved = json.loads(file.read_text())
+    try:
+        saved = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
     return saved if isinstance(saved, dict) else None
 
 
 async def bootstrap_demo(broker: Broker) -> dict[str, Any] | None:
     """On first start (no tenants at all) create tenant ``demo`` and client ``demo-agent``;
-    keep its one-time secret in the demo file (0600) so later starts can show it again."""
-    file = Path(broker.settings.demo_file)
+    keep its one-time secret in the demo file (0600, next to the SQLite file; on PostgreSQL
+    only where ``TESSERA_DEMO_FILE`` names one) so later starts can show it again."""
+    file = broker.settings.demo_path()
     if not broker.settings.demo:
         return None
     if not await ops.list_tenants(broker):
@@ -59,13 +63,18 @@ async def bootstrap_demo(broker: Broker) -> dict[str, Any] | None:
         )
         saved = {"tenant": DEMO_TENANT, "client_id": DEMO_CLIENT,
                  "client_secret": client["client_secret"]}
-        await asyncio.to_thread(_write_private, file, saved)
+        if file is not None:
+            await asyncio.to_thread(_write_private, file, saved)
         return saved
     return await asyncio.to_thread(_read_saved, file)
 
 
-def banner(broker: Broker, demo: dict[str, Any] | None) -> str:
+def banner(broker: Broker, demo: dict[str, Any] | None, opened: Opened | None = None) -> str:
     lines = [f"tessera listening on {broker.settings.base_url}"]
+    if opened is not None:
+        lines.append(f"  database:           {broker.settings.database_shown()}"
+                     + (" (initialised now)" if opened.initialised else ""))
+        lines.append(f"  master key:         {opened.key_source} (id {opened.key_id})")
     if demo:
         issuer = broker.issuer(demo["tenant"])
         lines += [
@@ -79,8 +88,8 @@ def banner(broker: Broker, demo: dict[str, Any] | None) -> str:
             "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])') && "
             f"curl -s -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/whoami",
         ]
-    lines.append(f"  admin API token:    in {broker.settings.admin_token_file}"
-                 if not broker.settings.admin_token else "  admin API token:    from settings")
+    if opened is not None:
+        lines.append(f"  admin API token:    {opened.admin_token_source}")
     return "\n".join(lines)
 
 
@@ -103,12 +112,12 @@ def tune_gc() -> None:
 
 
 async def prepare(settings: Settings) -> Broker:
-    """Migrate the schema and bootstrap the demo; print the banner. Returns the broker."""
-    broker = Broker.build(settings)
-    await upgrade(broker.engine)
+    """Open the deployment (``StartupError`` before anything is written when this process
+    does not hold its master key) and bootstrap the demo; print the banner."""
+    opened = await open_deployment(settings, Mode.INIT, admin_token=True)
+    broker = Broker.build(opened.settings)
     demo = await bootstrap_demo(broker)
-    settings.admin_token_value()  # create the admin token file on first start
-    print(banner(broker, demo), flush=True)
+    print(banner(broker, demo, opened), flush=True)
     return broker
 
 
@@ -158,14 +167,16 @@ def serve_workers(
     worker is a full replica sharing only the database and the master key."""
     hypercorn_tls.install(strict=bool(ca_certs))  # the check; broker.asgi installs per worker
 
-    async def _prepare() -> None:
-        await (await prepare(settings)).close()
+    async def _prepare() -> Settings:
+        broker = await prepare(settings)
+        await broker.close()
+        return broker.settings
 
-    asyncio.run(_prepare())
+    opened = asyncio.run(_prepare())
     os.environ["TESSERA_BASE_URL"] = settings.base_url
-    os.environ["TESSERA_MASTER_KEY"] = base64.urlsafe_b64encode(
-        settings.master_key_bytes()).decode().rstrip("=")
-    os.environ["TESSERA_ADMIN_TOKEN"] = settings.admin_token_value()
+    # the workers (broker.asgi) check the very key this process proved
+    os.environ["TESSERA_MASTER_KEY"] = opened.master_key
+    os.environ["TESSERA_ADMIN_TOKEN"] = opened.admin_token
     config = hypercorn_config(host, port, certfile, keyfile, ca_certs, client_cert)
     config.application_path = "broker.asgi:app"
     config.workers = workers

@@ -381,3 +381,14 @@ class RevocationCutoff(TenantOwned, Base):
     not_before: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class DeploymentFact(Base):
+    """Deployment-wide facts, not tenant-owned (``tenants.deployment``): the master key's
+    check values, ``master_key_check:<id>`` -> ``v1:<hex>``."""
+
+    __tablename__ = "deployment"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Float)

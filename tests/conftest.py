@@ -146,18 +146,20 @@ async def clocked_broker(broker: Broker) -> AsyncIterator[tuple[Broker, OffsetCl
     await other.close()
 
 
-@pytest.fixture
-def cli(tmp_path: Any) -> Any:
-    """``cli(*args, check=True, **env)``: the ``tessera`` command of THIS checkout (whatever copy
-    is installed) on a SQLite file of its own; ``cli.db`` and ``cli.tmp`` name the files."""
-    env = {**os.environ, "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
-           "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
-           "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token"),
-           "PYTHONPATH": str(REPO_ROOT)}
+def cli_runner(tmp_path: Path) -> Any:
+    """``run(*args, check=True, cwd=None, **env)``: the ``tessera`` command of THIS checkout
+    (whatever copy is installed) on a SQLite file of its own, with no TESSERA_* variable of the
+    calling environment; ``run.db`` and ``run.tmp`` name the files."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env.update({"TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+                "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+                "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token"),
+                "PYTHONPATH": str(REPO_ROOT)})
 
-    def run(*args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, check: bool = True, cwd: Path | None = None,
+            **extra_env: str) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "broker.cli", *args],
-                              env={**env, **extra_env}, cwd=tmp_path, capture_output=True,
+                              env={**env, **extra_env}, cwd=cwd or tmp_path, capture_output=True,
                               text=True, timeout=60)
         if check:
             assert proc.returncode == 0, proc.stderr
@@ -166,3 +168,18 @@ def cli(tmp_path: Any) -> Any:
     run.db = tmp_path / "cli.db"  # type: ignore[attr-defined]
     run.tmp = tmp_path  # type: ignore[attr-defined]
     return run
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Any:
+    """``cli(*args, check=True, **env)`` on a database ``tessera init`` has initialised (the
+    master key and admin token files beside it in ``cli.tmp``)."""
+    run = cli_runner(tmp_path)
+    run("init")
+    return run
+
+
+@pytest.fixture
+def bare_cli(tmp_path: Path) -> Any:
+    """Like ``cli`` on a directory where nothing is initialised yet."""
+    return cli_runner(tmp_path)

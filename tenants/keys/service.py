@@ -338,6 +338,9 @@ def _context(tenant_id: str, kid: str) -> bytes:
     return f"{tenant_id}|{kid}".encode()
 
 
+key_context = _context  # what a key's handle is bound to (``tenants.deployment`` checks it)
+
+
 async def _settings(session: AsyncSession, slot: str) -> TenantSettings:
     """A tenant's key settings; system slots (names starting with ``_``) use the defaults."""
     if slot.startswith("_"):

@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -65,6 +66,17 @@ class SoftwareBackend:
         nonce = os.urandom(12)
         handle = nonce + self._aead.encrypt(nonce, der, context)
         return GeneratedKey(public_jwk=dict(public), handle=handle)
+
+    def opens(self, handle: bytes, context: bytes) -> bool:
+        """Whether ``handle`` was wrapped under this master key for ``context`` (AES-GCM
+        authenticates: a wrong key fails, it never yields other bytes). Nothing is kept."""
+        if len(handle) <= 12:
+            return False
+        try:
+            self._aead.decrypt(handle[:12], handle[12:], context)
+        except InvalidTag:
+            return False
+        return True
 
     def _key(self, handle: bytes, context: bytes) -> PrivateKey:
         key = self._unwrapped.get(handle)
