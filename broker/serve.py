@@ -69,12 +69,11 @@ async def bootstrap_demo(broker: Broker) -> dict[str, Any] | None:
     return await asyncio.to_thread(_read_saved, file)
 
 
-def banner(broker: Broker, demo: dict[str, Any] | None, opened: Opened | None = None) -> str:
-    lines = [f"tessera listening on {broker.settings.base_url}"]
-    if opened is not None:
-        lines.append(f"  database:           {broker.settings.database_shown()}"
-                     + (" (initialised now)" if opened.initialised else ""))
-        lines.append(f"  master key:         {opened.key_source} (id {opened.key_id})")
+def banner(broker: Broker, demo: dict[str, Any] | None, opened: Opened) -> str:
+    lines = [f"tessera listening on {broker.settings.base_url}",
+             f"  database:           {broker.settings.database_shown()}"
+             + (" (initialised now)" if opened.initialised else ""),
+             f"  master key:         {opened.key_source} (id {opened.key_id})"]
     if demo:
         issuer = broker.issuer(demo["tenant"])
         lines += [
@@ -88,8 +87,7 @@ def banner(broker: Broker, demo: dict[str, Any] | None, opened: Opened | None = 
             "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])') && "
             f"curl -s -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/whoami",
         ]
-    if opened is not None:
-        lines.append(f"  admin API token:    {opened.admin_token_source}")
+    lines.append(f"  admin API token:    {opened.admin_token_source}")
     return "\n".join(lines)
 
 
@@ -172,11 +170,11 @@ def serve_workers(
         await broker.close()
         return broker.settings
 
-    opened = asyncio.run(_prepare())
+    proven = asyncio.run(_prepare())
     os.environ["TESSERA_BASE_URL"] = settings.base_url
     # the workers (broker.asgi) check the very key this process proved
-    os.environ["TESSERA_MASTER_KEY"] = opened.master_key
-    os.environ["TESSERA_ADMIN_TOKEN"] = opened.admin_token
+    os.environ["TESSERA_MASTER_KEY"] = proven.master_key
+    os.environ["TESSERA_ADMIN_TOKEN"] = proven.admin_token
     config = hypercorn_config(host, port, certfile, keyfile, ca_certs, client_cert)
     config.application_path = "broker.asgi:app"
     config.workers = workers
