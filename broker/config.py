@@ -32,7 +32,8 @@ MASTER_KEY_MIN_BYTES = 32
 MASTER_KEY_FILE_NAME = "tessera-master.key"
 ADMIN_TOKEN_FILE_NAME = "tessera-admin.token"
 DEMO_FILE_NAME = "tessera-demo-client.json"
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+# base64url; standard base64's + and / decode as they always did (``openssl rand -base64 32``)
+_BASE64URL = re.compile(r"[A-Za-z0-9_+/-]+={0,2}")
 
 
 class StartupError(Exception):
@@ -181,7 +182,8 @@ class Settings:
 
 
 def parse_master_key(text: str, source: str) -> bytes:
-    """base64url (padding optional) of at least 32 bytes; errors name ``source``, not the key."""
+    """base64url (padding optional; standard base64 too) of at least 32 bytes; errors name
+    ``source``, never the text."""
     value = text.strip()
     if not _BASE64URL.fullmatch(value):
         raise StartupError(f"the master key from {source} is not base64url text")

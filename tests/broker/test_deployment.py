@@ -117,7 +117,10 @@ def test_master_key_parsing() -> None:
                                            r"at least 32") as short_error:
         parse_master_key(short, "TESSERA_MASTER_KEY")
     assert short.rstrip("=") not in str(short_error.value)
-    for junk in ("", "   ", "not base64 at all!", text[:20] + "+/" + text[22:], "a=b" * 20):
+    standard = base64.b64encode(raw).decode()  # + and / (openssl rand -base64 32) as before
+    assert parse_master_key(standard, "x") == raw
+    for junk in ("", "   ", "not base64 at all!", text[:20] + "$" + text[21:], "a=b" * 20,
+                 text[:-1] + "\u00e9"):
         with pytest.raises(StartupError, match="is not base64url text") as junk_error:
             parse_master_key(junk, "/etc/tessera/key")
         assert "/etc/tessera/key" in str(junk_error.value)
