@@ -2,8 +2,9 @@
 state is one-use and bound to the browser, an IdP error ends the flow with ``access_denied``,
 IdP key rotation, an unknown user, a custom subject mapping, a disabled upstream.
 
-The IdP's client accepts redirect URIs at ``login-corp`` and ``login-other`` only, and
-``login-other`` belongs to test_id_token_userinfo.py (which creates it): the custom subject
+The IdP's client accepts redirect URIs at ``login-corp``, ``login-other`` and ``login-oidc``
+only; ``login-other`` belongs to test_id_token_userinfo.py (which creates it) and
+``login-oidc`` to the ``oidc_login`` fixture (the logout tests): the custom subject
 mapping is shown with the SAML IdP in a fresh tenant, the disabled upstream in a fresh tenant
 (its login never reaches the IdP)."""
 
