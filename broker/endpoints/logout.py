@@ -99,7 +99,8 @@ async def logout(request: Request) -> Response:
         return _finish(broker, tenant, params, target)
     session, _user = found
     if request.method == "POST" and (params.get("logout") == CONFIRM or "csrf" in params):
-        if not hmac.compare_digest(params.get("csrf") or "", csrf_token(session)):
+        if not hmac.compare_digest((params.get("csrf") or "").encode(),
+                                   csrf_token(session).encode()):
             return pages.error_page("invalid_request", "The sign-out form was not ours; "
                                     "nothing was signed out.")
         return await _end(broker, request, tenant, params, None, client_id, target, session)
