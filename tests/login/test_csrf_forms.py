@@ -22,29 +22,29 @@ def refused_page(r: httpx.Response) -> bool:
             and "invalid_request" in r.text and "location" not in r.headers)
 
 
-async def test_consent_csrf_of_any_text(oidc_login: Login) -> None:
-    third: TestClient = await new_client(oidc_login.broker, oidc_login.tenant,
+async def test_consent_csrf_of_any_text(login: Login) -> None:
+    third: TestClient = await new_client(login.broker, login.tenant,
                                          redirect_uris=[APP_REDIRECT], first_party=False)
-    async with oidc_login.browser() as browser:
+    async with login.browser() as browser:
         req = request(third)
-        _, fields = form_of(await sign_in(oidc_login, browser, req.url()))
+        _, fields = form_of(await sign_in(login, browser, req.url()))
         for csrf in HOSTILE:
-            r = await browser.post(f"/t/{oidc_login.tenant}/consent",
+            r = await browser.post(f"/t/{login.tenant}/consent",
                                    data={**fields, "csrf": csrf, "decision": "allow"})
             assert refused_page(r), (csrf, r.status_code)
-        location = redirected_to(await browser.post(f"/t/{oidc_login.tenant}/consent",
+        location = redirected_to(await browser.post(f"/t/{login.tenant}/consent",
                                                     data={**fields, "decision": "allow"}))
         assert location.startswith(APP_REDIRECT) and query(location)["code"]
 
 
-async def test_approvals_and_logout_csrf_of_any_text(oidc_login: Login) -> None:
-    app = await new_client(oidc_login.broker, oidc_login.tenant, redirect_uris=[APP_REDIRECT])
-    async with oidc_login.browser() as browser:
-        await login_tokens(oidc_login, app, request_for(app), browser)
+async def test_approvals_and_logout_csrf_of_any_text(login: Login) -> None:
+    app = await new_client(login.broker, login.tenant, redirect_uris=[APP_REDIRECT])
+    async with login.browser() as browser:
+        await login_tokens(login, app, request_for(app), browser)
         for csrf in HOSTILE:
-            r = await browser.post(f"/t/{oidc_login.tenant}/approvals/some-id/approve",
+            r = await browser.post(f"/t/{login.tenant}/approvals/some-id/approve",
                                    data={"csrf": csrf})
             assert refused_page(r), (csrf, r.status_code)
-            r = await browser.post(f"/t/{oidc_login.tenant}/logout",
+            r = await browser.post(f"/t/{login.tenant}/logout",
                                    data={"csrf": csrf, "logout": "confirm"})
             assert refused_page(r), (csrf, r.status_code)

@@ -29,12 +29,6 @@ BYE = "https://app.example/bye"
 CROSS_SITE = {"Sec-Fetch-Site": "cross-site", "Referer": "https://evil.example/"}
 
 
-@pytest.fixture(scope="session")
-def login(oidc_login: Login) -> Login:
-    """Logout needs only the OIDC IdP: the tenant ``login-oidc``."""
-    return oidc_login
-
-
 @pytest.fixture(scope="module")
 async def app(login: Login) -> TestClient:
     return await new_client(login.broker, login.tenant, redirect_uris=[APP_REDIRECT],
