@@ -5,6 +5,7 @@ verifies the assertion signatures here too, independently of pysaml2's own check
 from __future__ import annotations
 
 import base64
+import shutil
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -256,6 +257,39 @@ async def test_sp_refuses_altered_or_foreign_signatures(idp: SamlIdp, sp: Saml2C
     with pytest.raises(Exception, match=r"[Ss]ignature"):
         pinned.parse_authn_request_response(form["SAMLResponse"], BINDING_HTTP_POST,
                                             outstanding={req_id: "/"})
+
+
+@pytest.mark.skipif(shutil.which("xmlsec1") is None,
+                    reason="xmlsec1 not installed: apt install xmlsec1 (pysaml2's stock backend, "
+                           "a cross-check of the in-process one)")
+async def test_stock_xmlsec1_backend_agrees(idp: SamlIdp, http: httpx.AsyncClient) -> None:
+    """pysaml2's own backend (the ``xmlsec1`` program) judges the in-process signatures as
+    python-xmlsec does: it accepts the IdP's Response (signed Response and Assertion) and
+    refuses it altered after signing."""
+    config = SPConfig().load({
+        "entityid": SP_ENTITY_ID,
+        "service": {"sp": {
+            "endpoints": {"assertion_consumer_service": [(ACS_URL, BINDING_HTTP_POST)]},
+            "want_assertions_signed": True, "want_response_signed": True,
+            "allow_unsolicited": False, "authn_requests_signed": False,
+        }},
+        "allow_unknown_attributes": True,
+        "metadata": {"inline": [idp.metadata_xml().decode()]},
+        "xmlsec_binary": shutil.which("xmlsec1"),
+    })
+    stock = Saml2Client(config=config)
+    assert type(stock.sec.crypto).__name__ == "CryptoBackendXmlSec1"
+    idp.next_response_overrides = {"sign_response": True}
+    req_id, url = authn_redirect(stock, idp)
+    _, form = await saml_login(http, url, "alice")
+    parsed = stock.parse_authn_request_response(form["SAMLResponse"], BINDING_HTTP_POST,
+                                                outstanding={req_id: "/"})
+    assert parsed.ava["mail"] == ["alice@example.com"]
+    xml = base64.b64decode(form["SAMLResponse"])
+    altered = base64.b64encode(xml.replace(b"alice@example.com", b"mallory@example.com"))
+    with pytest.raises(Exception, match=r"[Ss]ignature"):
+        stock.parse_authn_request_response(altered.decode(), BINDING_HTTP_POST,
+                                           outstanding={req_id: "/"})
 
 
 @pytest.mark.parametrize(("override", "xpath", "attribute", "expected", "pysaml2_rejects"), [
