@@ -264,8 +264,9 @@ def _idp_metadata(config: IdPConfig) -> bytes:
     if extensions is None:
         extensions = etree.Element(f"{{{MD_NS}}}Extensions")
         root.insert(0, extensions)
-    for elem in extensions.iter(f"{{{ALG_NS}}}DigestMethod", f"{{{ALG_NS}}}SigningMethod"):
-        extensions.remove(elem)
+    for elem in list(extensions.iter(f"{{{ALG_NS}}}DigestMethod",
+                                     f"{{{ALG_NS}}}SigningMethod")):
+        elem.getparent().remove(elem)
     for name, algorithm in (("DigestMethod", DIGEST_SHA256), ("SigningMethod", SIG_RSA_SHA256)):
         etree.SubElement(extensions, f"{{{ALG_NS}}}{name}", Algorithm=algorithm,
                          nsmap={"alg": ALG_NS})
