@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters import subjects
 from adapters.dpop import jwk_thumbprint
 from broker import id_jag
 from broker import management as ops
@@ -154,7 +155,9 @@ async def test_oidc_login_to_id_jag(corp: Login, domains: Domains) -> None:
     assert body["token_type"] == "DPoP" and body["scope"] == "read"
     _, at = jwt_parts(body["access_token"])
     assert at["iss"] == d.remote.issuer and at["aud"] == API
-    assert at["sub"] == idt["sub"] and at["client_id"] == d.remote.client_id
+    # the user stays the IdP tenant's: pairwise sub at the resource tenant, sub_id says whose
+    assert at["sub"] == subjects.foreign_sub(d.remote.tenant, d.agent.issuer, idt["sub"])
+    assert at["client_id"] == d.remote.client_id
     assert at["sub_id"] == {"format": "iss_sub", "iss": d.agent.issuer, "sub": idt["sub"]}
     assert at["cnf"] == jag["cnf"]
 
@@ -175,8 +178,9 @@ async def test_saml_login_to_id_jag(corp_with_saml: Login, domains: Domains) -> 
         body = await redeem(browser, d, issued["access_token"])
     assert body["token_type"] == "Bearer" and body["scope"] == "read write"
     _, at = jwt_parts(body["access_token"])
-    assert at["sub"] == idt["sub"] and at["aud"] == API
-    assert at["sub_id"]["iss"] == d.agent.issuer
+    assert at["sub"] == subjects.foreign_sub(d.remote.tenant, d.agent.issuer, idt["sub"])
+    assert at["aud"] == API
+    assert at["sub_id"] == {"format": "iss_sub", "iss": d.agent.issuer, "sub": idt["sub"]}
 
 
 async def test_tokens_of_the_login_are_not_subject_tokens(corp: Login, domains: Domains) -> None:

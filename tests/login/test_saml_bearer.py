@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from sqlalchemy import select
 
+from adapters import subjects
 from adapters.dpop import jwk_thumbprint
 from adapters.saml_assertion import SAML, build_assertion, build_response, sign
 from adapters.saml_upstream import (
@@ -341,7 +342,8 @@ async def test_exchange_saml2_for_id_jag_redeemed_at_another_tenant(
     assert redeemed.status_code == 200, redeemed.text
     assert redeemed.json()["token_type"] == "DPoP" and redeemed.json()["scope"] == "read"
     _, at = jwt_parts(redeemed.json()["access_token"])
-    assert at["sub"] == jag["sub"] and at["aud"] == API and at["acr"] == AUTHN_CLASS
+    assert at["sub"] == subjects.foreign_sub(d.remote.tenant, ISSUER, jag["sub"])
+    assert at["aud"] == API and at["acr"] == AUTHN_CLASS
     assert at["sub_id"] == {"format": "iss_sub", "iss": ISSUER, "sub": jag["sub"]}
     replay = await exchange(http, d.agent, assertion, requested_token_type=id_jag.ID_JAG,
                             audience=d.remote.issuer)
