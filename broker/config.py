@@ -19,7 +19,7 @@ import os
 import re
 import secrets
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,13 @@ class Settings:
     log_level: str = "info"
     # RFC 9440: peers (IPs/CIDRs) whose Client-Cert header is believed; comma-separated in env
     trusted_proxies: tuple[str, ...] = ()
+    # where new signing keys are made: "software" | "pkcs11" (existing keys keep their backend)
+    key_backend: str = "software"
+    pkcs11_module: str = ""  # path of the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so
+    pkcs11_token_label: str = ""  # one token per deployment
+    pkcs11_pin: str = field(default="", repr=False)  # user PIN; or pkcs11_pin_file
+    pkcs11_pin_file: str = ""
+    pkcs11_sessions: int = 4  # PKCS#11 session pool size
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
