@@ -192,7 +192,9 @@ class _Pool:
         self._lock = lock
         self.token_label = token_label
         self.__pin = pin
-        self._slots = threading.BoundedSemaphore(size)
+        self._size = size
+        self._open = 0  # working sessions of the current login, idle or in use
+        self._returned = threading.Condition(lock)
         self._idle: list[_Session] = []
         self._token: pkcs11.Token | None = None
         self._anchor: pkcs11.Session | None = None
@@ -229,25 +231,30 @@ class _Pool:
     def session(self) -> Iterator[_Session]:
         """A session for this thread alone; back to the pool afterwards, closed if it failed
         or belongs to a login that was reset meanwhile."""
-        self._slots.acquire()
-        try:
-            with self._lock:
+        with self._lock:
+            self.login()
+            while not self._idle and self._open >= self._size:
+                self._returned.wait()
                 self.login()
+            if self._idle:
+                taken = self._idle.pop()
+            else:
                 assert self._token is not None
-                taken = (self._idle.pop() if self._idle
-                         else _Session(self._token.open(rw=True), self._generation))
-            healthy = False
-            try:
-                yield taken
-                healthy = True
-            finally:
-                with self._lock:
-                    if healthy and taken.generation == self._generation:
-                        self._idle.append(taken)
-                    else:
-                        _close(taken.session)
+                taken = _Session(self._token.open(rw=True), self._generation)
+                self._open += 1
+        healthy = False
+        try:
+            yield taken
+            healthy = True
         finally:
-            self._slots.release()
+            with self._lock:
+                current = taken.generation == self._generation
+                if healthy and current:
+                    self._idle.append(taken)
+                else:
+                    _close(taken.session)
+                    self._open -= current
+                self._returned.notify()
 
     def idle_sessions(self) -> list[_Session]:
         return list(self._idle)
@@ -259,6 +266,8 @@ class _Pool:
             for pooled in self._idle:
                 _close(pooled.session)
             self._idle.clear()
+            self._open = 0
+            self._returned.notify_all()
             if self._anchor is not None:
                 _close(self._anchor)
             self._anchor = self._token = None

@@ -309,6 +309,7 @@ def test_concurrent_signing_from_threads(hsm: Pkcs11Backend) -> None:
     for t in threads:
         t.join()
     assert not errors and len(results) == 8 * 150
+    assert 1 <= len(hsm._pool.idle_sessions()) <= 4  # the pool never opened more than its size
     for data, raw in results:
         public.verify(encode_dss_signature(int.from_bytes(raw[:32], "big"),
                                            int.from_bytes(raw[32:], "big")),
