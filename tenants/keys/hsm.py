@@ -290,8 +290,12 @@ class Pkcs11Backend:
         self._lock = lock
         self._pool = _Pool(lib, lock, config.token_label, config.pin, config.sessions)
         self._public: dict[bytes, PublicKey] = {}
-        with lock:
-            self._pool.login()  # fail at start: wrong module, token or PIN
+        try:
+            with lock:
+                self._pool.login()  # fail at start: wrong module, token or PIN
+        except p11e.PKCS11Error as exc:
+            raise HsmError(f"PKCS#11 token {self.token_label!r}: cannot open a session "
+                           f"({type(exc).__name__})") from exc
 
     def __repr__(self) -> str:
         return f"<Pkcs11Backend token={self.token_label!r}>"
