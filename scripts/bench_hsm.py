@@ -97,6 +97,7 @@ def library_figures(config: Pkcs11Config, seconds: float) -> dict[str, float]:
         params = session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: P256_PARAMS}, local=True)
         _, key = params.generate_keypair(store=False)
+        assert isinstance(key, pkcs11.types.SignMixin)
         figures["python-pkcs11"] = throughput(
             lambda d: key.sign(hashlib.sha256(d).digest(), mechanism=Mechanism.ECDSA), 1,
             seconds)

@@ -60,6 +60,8 @@ from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from pkcs11 import Attribute, CertificateType, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11e
+from pkcs11._pkcs11 import lib as Pkcs11Lib
+from pkcs11.types import Key, SignMixin
 
 from tenants.keys.backend import SUPPORTED_SIGNING_ALGS, GeneratedKey
 from tenants.keys.backends import Pkcs11Config
@@ -140,11 +142,11 @@ def decode_handle(handle: bytes) -> tuple[str, bytes]:
 
 
 # -- module, pool, sessions ------------------------------------------------------------------
-_MODULES: dict[str, tuple[pkcs11.lib, threading.RLock]] = {}
+_MODULES: dict[str, tuple[Pkcs11Lib, threading.RLock]] = {}
 _MODULES_LOCK = threading.Lock()
 
 
-def _module(path: str) -> tuple[pkcs11.lib, threading.RLock]:
+def _module(path: str) -> tuple[Pkcs11Lib, threading.RLock]:
     """The loaded module and its call lock; one per process and path (python-pkcs11 itself
     loads and initialises a module once per path)."""
     with _MODULES_LOCK:
@@ -165,13 +167,14 @@ class _Session:
     def __init__(self, session: pkcs11.Session, generation: int) -> None:
         self.session = session
         self.generation = generation
-        self.keys: dict[bytes, pkcs11.PrivateKey] = {}
+        self.keys: dict[bytes, SignMixin] = {}
 
-    def private_key(self, cka_id: bytes) -> pkcs11.PrivateKey:
+    def private_key(self, cka_id: bytes) -> SignMixin:
         key = self.keys.get(cka_id)
         if key is None:
             found = self.session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=cka_id)
-            assert isinstance(found, pkcs11.PrivateKey)
+            if not isinstance(found, SignMixin):
+                raise HsmError("the token's object for this key does not sign")
             if len(self.keys) >= _KEY_CACHE_SIZE:
                 self.keys.clear()
             key = self.keys[cka_id] = found
@@ -186,7 +189,7 @@ def _close(session: pkcs11.Session) -> None:
 class _Pool:
     """The token's login (one anchor session) and up to ``size`` working sessions."""
 
-    def __init__(self, lib: pkcs11.lib, lock: threading.RLock, token_label: str, pin: str,
+    def __init__(self, lib: Pkcs11Lib, lock: threading.RLock, token_label: str, pin: str,
                  size: int) -> None:
         self._lib = lib
         self._lock = lock
@@ -374,6 +377,7 @@ class Pkcs11Backend:
                     local=True)
                 pub, priv = params.generate_keypair(**common)
             _check_private(priv)
+            assert isinstance(priv, SignMixin)
             s.keys[cka_id] = priv
             return _public_key(alg, pub)
 
@@ -485,7 +489,7 @@ class Pkcs11Backend:
                  removed)
 
 
-def _check_private(key: pkcs11.PrivateKey) -> None:
+def _check_private(key: Key) -> None:
     """Refuse a key the token would let out: it must be sensitive and never extractable."""
     flags = {a: key[a] for a in (Attribute.SENSITIVE, Attribute.EXTRACTABLE,
                                  Attribute.ALWAYS_SENSITIVE, Attribute.NEVER_EXTRACTABLE,
@@ -521,7 +525,7 @@ def _unwrap_point(point: bytes, size: int) -> bytes:
     raise HsmError("unexpected CKA_EC_POINT encoding")
 
 
-def _public_key(alg: str, obj: pkcs11.PublicKey) -> PublicKey:
+def _public_key(alg: str, obj: Key) -> PublicKey:
     if alg == "ES256":
         point = _unwrap_point(bytes(obj[Attribute.EC_POINT]), 65)
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
@@ -545,17 +549,19 @@ def _jwk(public: PublicKey) -> dict[str, Any]:
 
 # -- private keys in the token, as ``cryptography`` sees them (to sign a certificate) ----------
 RawSign = Callable[[bytes], bytes]
+Buffer = bytes | bytearray | memoryview
 
 
 class _EcInToken(ec.EllipticCurvePrivateKey):
     def __init__(self, public: ec.EllipticCurvePublicKey, sign: RawSign) -> None:
         self._pub, self._sign = public, sign
 
-    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+    def sign(self, data: Buffer,
+             signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         if not (isinstance(signature_algorithm, ec.ECDSA)
                 and isinstance(signature_algorithm.algorithm, hashes.SHA256)):
             raise ValueError("the token key signs ECDSA with SHA-256 only")
-        raw = self._sign(data)
+        raw = self._sign(bytes(data))
         return encode_dss_signature(int.from_bytes(raw[:32], "big"),
                                     int.from_bytes(raw[32:], "big"))
 
@@ -592,10 +598,10 @@ class _RsaInToken(rsa.RSAPrivateKey):
     def __init__(self, public: rsa.RSAPublicKey, sign: RawSign) -> None:
         self._pub, self._sign = public, sign
 
-    def sign(self, data: bytes, pad: AsymmetricPadding, algorithm: Any) -> bytes:
+    def sign(self, data: Buffer, pad: AsymmetricPadding, algorithm: Any) -> bytes:
         if not (isinstance(pad, PKCS1v15) and isinstance(algorithm, hashes.SHA256)):
             raise ValueError("the token key signs PKCS#1 v1.5 with SHA-256 only")
-        return self._sign(data)
+        return self._sign(bytes(data))
 
     def public_key(self) -> rsa.RSAPublicKey:
         return self._pub
@@ -626,8 +632,8 @@ class _Ed25519InToken(ed25519.Ed25519PrivateKey):
     def __init__(self, public: ed25519.Ed25519PublicKey, sign: RawSign) -> None:
         self._pub, self._sign = public, sign
 
-    def sign(self, data: bytes) -> bytes:
-        return self._sign(data)
+    def sign(self, data: Buffer) -> bytes:
+        return self._sign(bytes(data))
 
     def public_key(self) -> ed25519.Ed25519PublicKey:
         return self._pub
