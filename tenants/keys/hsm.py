@@ -34,8 +34,11 @@ concurrent calls, and SoftHSM2 then runs without its mutexes (two signing thread
 Calls are synchronous and short (about 0.2 ms for ES256 on SoftHSM2) and python-pkcs11 releases
 the GIL while the token works. A call that fails because the login or session is gone
 (CKR_USER_NOT_LOGGED_IN, CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_DEVICE_REMOVED,
-CKR_TOKEN_NOT_PRESENT, CKR_DEVICE_ERROR, a key handle or object gone) drops every session,
-logs in again (re-initialising the module when the device went away) and is retried once.
+CKR_TOKEN_NOT_PRESENT, CKR_DEVICE_ERROR, a key handle or object gone) finalises and initialises
+the module again, logs in again and is retried once; the first thread to see the failure does
+that for all. Sessions and object handles from before are then never used or closed again (the
+module may have given their numbers to new ones): each carries the module generation it was
+opened in, checked under the lock before every call.
 
 The PIN is kept by the pool only; no log line, repr or exception text carries it.
 """
@@ -98,10 +101,6 @@ _RELOGIN: tuple[type[Exception], ...] = (
     # a private key is invisible to a session that is not logged in
     p11e.NoSuchKey,
 )
-# ... and the device itself went away: initialise the module again first.
-_REINITIALISE: tuple[type[Exception], ...] = (
-    p11e.DeviceRemoved, p11e.TokenNotPresent, p11e.TokenNotRecognised,
-)
 
 
 class HsmError(RuntimeError):
@@ -142,13 +141,33 @@ def decode_handle(handle: bytes) -> tuple[str, bytes]:
 
 
 # -- module, pool, sessions ------------------------------------------------------------------
-_MODULES: dict[str, tuple[Pkcs11Lib, threading.RLock]] = {}
+class _Module:
+    """A loaded PKCS#11 module: its call lock and its generation. A recovery finalises and
+    initialises the module again (closing every session of the process and its login) and
+    counts a generation: sessions and object handles of an older one are never used or closed
+    again, since the module may have given their numbers to new ones."""
+
+    def __init__(self, lib: Pkcs11Lib) -> None:
+        self.lib = lib
+        self.lock = threading.RLock()
+        self.generation = 0
+
+    def recover(self, seen: int) -> None:
+        """Start a new generation, unless one was started since ``seen`` (call with the lock)."""
+        if seen != self.generation:
+            return
+        self.generation += 1
+        with suppress(p11e.PKCS11Error):
+            self.lib.reinitialize()
+
+
+_MODULES: dict[str, _Module] = {}
 _MODULES_LOCK = threading.Lock()
 
 
-def _module(path: str) -> tuple[Pkcs11Lib, threading.RLock]:
-    """The loaded module and its call lock; one per process and path (python-pkcs11 itself
-    loads and initialises a module once per path)."""
+def _module(path: str) -> _Module:
+    """The loaded module; one per process and path (python-pkcs11 itself loads and initialises
+    a module once per path)."""
     with _MODULES_LOCK:
         found = _MODULES.get(path)
         if found is None:
@@ -157,7 +176,7 @@ def _module(path: str) -> tuple[Pkcs11Lib, threading.RLock]:
             except p11e.PKCS11Error as exc:
                 raise HsmError(f"cannot load the PKCS#11 module {path!r} "
                                f"({type(exc).__name__})") from exc
-            found = _MODULES[path] = (lib, threading.RLock())
+            found = _MODULES[path] = _Module(lib)
         return found
 
 
@@ -186,33 +205,46 @@ def _close(session: pkcs11.Session) -> None:
         session.close()
 
 
-class _Pool:
-    """The token's login (one anchor session) and up to ``size`` working sessions."""
+class _Stale(Exception):
+    """A session of an older module generation: not to be used."""
 
-    def __init__(self, lib: Pkcs11Lib, lock: threading.RLock, token_label: str, pin: str,
-                 size: int) -> None:
-        self._lib = lib
-        self._lock = lock
+
+class _Pool:
+    """The token's login (one anchor session) and up to ``size`` working sessions, all of one
+    module generation; everything of an older generation is dropped, never closed."""
+
+    def __init__(self, module: _Module, token_label: str, pin: str, size: int) -> None:
+        self._module = module
         self.token_label = token_label
         self.__pin = pin
         self._size = size
-        self._open = 0  # working sessions of the current login, idle or in use
-        self._returned = threading.Condition(lock)
+        self._open = 0  # working sessions of this generation, idle or in use
+        self._returned = threading.Condition(module.lock)
         self._idle: list[_Session] = []
         self._token: pkcs11.Token | None = None
         self._anchor: pkcs11.Session | None = None
-        self._generation = 0
+        self._generation = module.generation
         self.mechanisms: frozenset[Mechanism] = frozenset()
 
     def __repr__(self) -> str:
         return f"<PKCS#11 session pool for token {self.token_label!r}>"
 
+    def _current(self) -> None:
+        """Forget sessions of an older generation (the module closed them)."""
+        if self._generation != self._module.generation:
+            self._generation = self._module.generation
+            self._idle.clear()
+            self._open = 0
+            self._token = self._anchor = None
+            self._returned.notify_all()
+
     def login(self) -> None:
         """Open the anchor session and log in, unless done (call with the module lock)."""
+        self._current()
         if self._anchor is not None:
             return
         try:
-            token = self._lib.get_token(token_label=self.token_label)
+            token = self._module.lib.get_token(token_label=self.token_label)
         except (p11e.NoSuchToken, p11e.MultipleTokensReturned) as exc:
             raise HsmError(f"PKCS#11 token {self.token_label!r}: not found exactly once in the "
                            f"module ({type(exc).__name__})") from None
@@ -232,9 +264,9 @@ class _Pool:
 
     @contextmanager
     def session(self) -> Iterator[_Session]:
-        """A session for this thread alone; back to the pool afterwards, closed if it failed
-        or belongs to a login that was reset meanwhile."""
-        with self._lock:
+        """A session for this thread alone; back to the pool afterwards if it worked, closed
+        if it failed, dropped if its generation has passed."""
+        with self._module.lock:
             self.login()
             while not self._idle and self._open >= self._size:
                 self._returned.wait()
@@ -250,37 +282,34 @@ class _Pool:
             yield taken
             healthy = True
         finally:
-            with self._lock:
-                current = taken.generation == self._generation
-                if healthy and current:
-                    self._idle.append(taken)
-                else:
-                    _close(taken.session)
-                    self._open -= current
+            with self._module.lock:
+                if taken.generation == self._module.generation == self._generation:
+                    if healthy:
+                        self._idle.append(taken)
+                    else:
+                        _close(taken.session)
+                        self._open -= 1
                 self._returned.notify()
+
+    def check(self, session: _Session) -> None:
+        """Raise ``_Stale`` for a session of a passed generation (call with the module lock)."""
+        if session.generation != self._module.generation:
+            raise _Stale
 
     def idle_sessions(self) -> list[_Session]:
         return list(self._idle)
 
-    def reset(self, *, reinitialise: bool) -> None:
-        """Drop every session and the login; the next ``session()`` logs in again."""
-        with self._lock:
-            self._generation += 1
+    def close(self) -> None:
+        """Close this pool's sessions and log out (the process's login to the token ends)."""
+        with self._module.lock:
+            self._current()
             for pooled in self._idle:
                 _close(pooled.session)
             self._idle.clear()
             self._open = 0
-            self._returned.notify_all()
             if self._anchor is not None:
                 _close(self._anchor)
-            self._anchor = self._token = None
-            if reinitialise:
-                with suppress(p11e.PKCS11Error):
-                    self._lib.reinitialize()
-
-    def close(self) -> None:
-        """Close the sessions and log out (the process's login to this token ends)."""
-        self.reset(reinitialise=False)
+            self._token = self._anchor = None
 
 
 # -- the backend -----------------------------------------------------------------------------
@@ -288,13 +317,13 @@ class Pkcs11Backend:
     name = "pkcs11"
 
     def __init__(self, config: Pkcs11Config) -> None:
-        lib, lock = _module(config.module)
+        self._module = _module(config.module)
         self.token_label = config.token_label
-        self._lock = lock
-        self._pool = _Pool(lib, lock, config.token_label, config.pin, config.sessions)
+        self._lock = self._module.lock
+        self._pool = _Pool(self._module, config.token_label, config.pin, config.sessions)
         self._public: dict[bytes, PublicKey] = {}
         try:
-            with lock:
+            with self._lock:
                 self._pool.login()  # fail at start: wrong module, token or PIN
         except p11e.PKCS11Error as exc:
             raise HsmError(f"PKCS#11 token {self.token_label!r}: cannot open a session "
@@ -308,23 +337,34 @@ class Pkcs11Backend:
 
     # -- plumbing
     def _run(self, what: str, op: Callable[[_Session], T]) -> T:
-        """``op`` on a pooled session under the module lock; one retry after logging in again
-        when the session or login was lost."""
-        for attempt in (1, 2):
+        """``op`` on a pooled session under the module lock. When the session or the login was
+        lost, the module is initialised again (once for all threads that saw it) and ``op`` is
+        retried once; a session that turns out stale before ``op`` ran is just replaced."""
+        failures, stale = 0, 0
+        while True:
+            seen: int | None = None
             try:
                 with self._pool.session() as session, self._lock:
+                    self._pool.check(session)
+                    seen = session.generation
                     return op(session)
+            except _Stale:
+                stale += 1
+                if stale > 3:
+                    raise HsmError(f"PKCS#11 token {self.token_label!r}: {what} failed: the "
+                                   "module keeps being re-initialised") from None
             except _RELOGIN as exc:
-                if attempt == 2:
+                failures += 1
+                if failures == 2:
                     raise HsmError(f"PKCS#11 token {self.token_label!r}: {what} failed after "
                                    f"logging in again ({type(exc).__name__})") from exc
-                log.warning("PKCS#11 token %r: %s failed (%s); logging in again",
-                            self.token_label, what, type(exc).__name__)
-                self._pool.reset(reinitialise=isinstance(exc, _REINITIALISE))
+                log.warning("PKCS#11 token %r: %s failed (%s); initialising the module and "
+                            "logging in again", self.token_label, what, type(exc).__name__)
+                with self._lock:
+                    self._module.recover(self._module.generation if seen is None else seen)
             except p11e.PKCS11Error as exc:
                 raise HsmError(f"PKCS#11 token {self.token_label!r}: {what} failed "
                                f"({type(exc).__name__})") from exc
-        raise AssertionError("unreachable")
 
     def _key_id(self, handle: bytes, context: bytes) -> bytes:
         token_label, cka_id = decode_handle(handle)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -52,6 +53,7 @@ from tenants.keys.backends import Pkcs11Config, key_backends  # noqa: E402
 from tenants.keys.hsm import (  # noqa: E402
     HsmError,
     Pkcs11Backend,
+    _Stale,
     encode_handle,
     key_id,
     key_label,
@@ -348,6 +350,77 @@ def test_logs_in_again_when_its_sessions_are_closed_under_it(
     assert PIN not in caplog.text
 
 
+def test_concurrent_signers_survive_the_login_ending_under_them(hsm: Pkcs11Backend) -> None:
+    """A lost login is renewed once for all threads: a thread holding a session of the old
+    login gets a fresh one instead of failing or tearing the new login down again. The login
+    is ended ten times, each time only after every thread has signed since the last (the
+    backend retries once: it rides out one loss at a time, not a burst)."""
+    context = b"acme|storm"
+    generated = hsm.generate("ES256", context=context)
+    errors: list[BaseException] = []
+    signed = [0] * 6
+    done = threading.Event()
+
+    def signer(n: int) -> None:
+        try:
+            while not done.is_set():
+                hsm.sign("ES256", generated.handle, b"x", context=context)
+                signed[n] += 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=signer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    generation = hsm._module.generation
+    try:
+        for _ in range(10):
+            # two more signatures each: the first may have started before the last loss
+            seen = list(signed)
+            deadline = time.monotonic() + 30
+            while any(a < b + 2 for a, b in zip(signed, seen, strict=True)) and not errors:
+                assert time.monotonic() < deadline, "signers made no progress"
+                time.sleep(0.005)
+            if errors:
+                break
+            with hsm._lock:  # the module's calls are serialised; so is this one
+                hsm._pool.login()  # the current login's anchor session
+                anchor = hsm._pool._anchor
+                assert anchor is not None
+                anchor.close()  # C_Logout: every session of the process loses the login
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    # one recovery per loss, not one per thread that saw it
+    assert hsm._module.generation == generation + 10
+
+
+def test_sessions_of_a_passed_login_are_neither_used_nor_closed(hsm: Pkcs11Backend) -> None:
+    """After the module is initialised again it hands out session numbers anew (SoftHSM2
+    starts over): a session object from before may carry the number of a live session now.
+    The backend must not run an operation on it, nor close it (closing would end the live
+    one)."""
+    context = b"acme|stale"
+    generated = hsm.generate("ES256", context=context)
+    with pytest.raises(RuntimeError, match="failed on purpose"), \
+            hsm._pool.session() as stale:
+        with hsm._lock:
+            stale.private_key(key_id(context))
+            hsm._module.recover(hsm._module.generation)  # what a lost login leads to
+        hsm.sign("ES256", generated.handle, b"x", context=context)  # a new login, new sessions
+        live = [p.session.handle for p in hsm._pool.idle_sessions()]
+        assert stale.session.handle in [*live, hsm._pool._anchor.handle]  # the number reused
+        with hsm._lock, pytest.raises(_Stale):
+            hsm._pool.check(stale)  # what _run does before every operation
+        raise RuntimeError("failed on purpose")  # the pool closes a failed session...
+    # ... unless it is stale: the live session with its number still works, no new recovery
+    generation = hsm._module.generation
+    hsm.sign("ES256", generated.handle, b"x", context=context)
+    assert hsm._module.generation == generation
+
+
 def test_a_key_gone_from_the_token_fails_after_one_retry(hsm: Pkcs11Backend) -> None:
     context = b"acme|gone"
     generated = hsm.generate("ES256", context=context)
@@ -380,7 +453,8 @@ def test_the_pin_appears_in_no_log_repr_or_error(
     backend = Pkcs11Backend(config)
     generated = backend.generate("ES256", context=b"acme|pin")
     backend.sign("ES256", generated.handle, b"x", context=b"acme|pin")
-    backend._pool.reset(reinitialise=False)
+    with backend._lock:  # what a lost session leads to: the module initialised again
+        backend._module.recover(backend._module.generation)
     backend.sign("ES256", generated.handle, b"x", context=b"acme|pin")
     assert PIN not in repr(backend) and PIN not in repr(backend._pool)
     settings = hsm_settings("sqlite+aiosqlite:///unused.db")
