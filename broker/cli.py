@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +276,48 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the schema to head (serialised across replicas), or with ``--check`` say where it
+    stands: exit 0 at head, 1 behind (nothing written, no master key needed)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tenants import migrate as migrations
+    from tenants.db import create_engine
+
+    settings = Settings.load()
+    path = settings.sqlite_path()
+    if path is not None and not path.exists():
+        raise StartupError(f"no tessera database at {path}; run `tessera init` or "
+                           "`tessera serve` first")
+
+    async def where() -> migrations.SchemaStatus:
+        engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
+        try:
+            return await migrations.status(engine)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StartupError(f"cannot use the database {settings.database_shown()}: "
+                               f"{type(exc).__name__}") from None
+        finally:
+            await engine.dispose()
+
+    before = asyncio.run(where())
+    if not args.check and before.current is not None and not before.at_head:
+        asyncio.run(open_deployment(settings, Mode.MIGRATE))
+    after = before if args.check else asyncio.run(where())
+    report = {"database": settings.database_shown(), "before": before.current,
+              "current": after.current, "head": after.head, "at_head": after.at_head}
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    elif args.check or before.at_head:
+        print(after.describe())
+    else:
+        print(f"migrated {report['database']} from {before.current} to {after.current}")
+    if before.current is None:
+        raise StartupError(f"no tessera schema in {settings.database_shown()}; run `tessera "
+                           "init` first")
+    return 0 if after.at_head else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from broker.serve import event_loop_factory, serve, serve_workers
 
@@ -289,6 +332,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     client_cert = args.client_cert or ("optional" if args.ca_certs else None)
     settings = Settings.load().with_base_url(args.host, args.port,
                                              "https" if args.certfile else "http")
+    if args.no_migrate:
+        settings = replace(settings, auto_migrate=False)
     if args.workers > 1:
         return serve_workers(settings, args.host, args.port, args.workers, args.certfile,
                              args.keyfile, ca_certs=args.ca_certs, client_cert=client_cert)
@@ -317,6 +362,9 @@ def parser() -> argparse.ArgumentParser:
                        "optional)")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (replicas; use PostgreSQL for more than one)")
+    serve.add_argument("--no-migrate", action="store_true",
+                       help="refuse a schema that is behind instead of migrating it (run "
+                       "`tessera migrate` yourself)")
     serve.set_defaults(func=cmd_serve)
 
     tenant = sub.add_parser("tenant", help="manage tenants")
@@ -538,6 +586,12 @@ def parser() -> argparse.ArgumentParser:
                           "admin token (files next to the SQLite file unless given)")
     init.add_argument("--json", action="store_true")
     init.set_defaults(func=cmd_init)
+    mig = sub.add_parser("migrate", help="bring the database schema to this version's head "
+                         "(serialised across replicas)")
+    mig.add_argument("--check", action="store_true",
+                     help="only say where the schema stands: exit 0 at head, 1 behind")
+    mig.add_argument("--json", action="store_true")
+    mig.set_defaults(func=cmd_migrate)
     return p
 
 

@@ -55,6 +55,7 @@ class Settings:
     max_body_bytes: int = 65_536
     allow_http_loopback: bool = False  # dev/tests: partners' http://127.0.0.1 issuers and JWKS
     log_level: str = "info"
+    auto_migrate: bool = True  # serve and broker.asgi migrate a schema that is behind
     # RFC 9440: peers (IPs/CIDRs) whose Client-Cert header is believed; comma-separated in env
     trusted_proxies: tuple[str, ...] = ()
     # where new signing keys are made: "software" | "pkcs11" (existing keys keep their backend)

@@ -9,9 +9,17 @@ deployment is initialised.
                (mode 0600, next to the SQLite file by default), the SQLite file too (0600),
                the schema migrated and the key's check value recorded. An initialised
                database is verified and migrated like Mode.USE.
-  Mode.USE     every other CLI command: an initialised database only; verify, then migrate.
+  Mode.USE     every other CLI command: an initialised database only; verify; a schema that
+               is not at head is refused ("run `tessera migrate`"), never migrated in passing.
   Mode.WORKER  ``broker.asgi`` (the workers of ``serve --workers``, other process managers):
-               an initialised database only; verify; migrations are the starting process's job.
+               an initialised database only; verify; migrate when ``auto_migrate`` (the
+               default), else refuse a schema that is not at head.
+  Mode.MIGRATE ``tessera migrate``: an initialised database only; verify, then migrate.
+
+Migrations are serialised across replicas (``tenants.migrate``), so several processes starting
+at once on one database is safe. ``tessera serve --no-migrate`` and ``TESSERA_AUTO_MIGRATE=
+false`` leave migrating to an explicit ``tessera migrate``; a database migrated by a newer
+tessera is refused by every mode.
 
 Verifying: the key's check value (``tenants.deployment``) must be one the database holds. A
 database from before check values has none; there the key must open every live signing key,
@@ -46,6 +54,7 @@ from tenants import deployment
 from tenants.db import create_engine
 from tenants.deployment import Found, KeyCheck, Proof
 from tenants.keys.software import SoftwareBackend
+from tenants.migrate import status as migrate_status
 from tenants.migrate import upgrade
 
 T = TypeVar("T")
@@ -55,6 +64,16 @@ class Mode(enum.Enum):
     INIT = "init"
     USE = "use"
     WORKER = "worker"
+    MIGRATE = "migrate"
+
+
+def _migrates(mode: Mode, settings: Settings) -> bool:
+    """Whether a process in ``mode`` brings a schema that is behind to head."""
+    if mode is Mode.MIGRATE:
+        return True
+    if mode is Mode.USE:
+        return False
+    return settings.auto_migrate
 
 
 @dataclass(frozen=True)
@@ -115,7 +134,13 @@ async def _verify(settings: Settings, found: Found, mode: Mode, want_token: bool
                                    f"TESSERA_ADMIN_TOKEN_FILE; {_where(settings)})") from None
             source = _token_source(settings)
         # proven: now this process may write
-        if mode is not Mode.WORKER:
+        schema = await _guard(settings, migrate_status(engine))
+        if not schema.known:
+            raise StartupError(f"{schema.describe()} (database {settings.database_shown()})")
+        if not schema.at_head:
+            if not _migrates(mode, settings):
+                raise StartupError(f"{schema.describe()}: run `tessera migrate` first "
+                                   f"(database {settings.database_shown()})")
             await _guard(settings, upgrade(engine))
             found = await _guard(settings, deployment.inspect_database(engine))
         if not found.checks and found.can_record:

@@ -16,7 +16,9 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from hypercorn.run import run as hypercorn_run
+from sqlalchemy.exc import SQLAlchemyError
 
+from adapters.errors import OAuthError
 from broker import hypercorn_tls
 from broker import management as ops
 from broker.app import create_app
@@ -49,12 +51,19 @@ def _read_saved(file: Path | None) -> dict[str, Any] | None:
 async def bootstrap_demo(broker: Broker) -> dict[str, Any] | None:
     """On first start (no tenants at all) create tenant ``demo`` and client ``demo-agent``;
     keep its one-time secret in the demo file (0600, next to the SQLite file; on PostgreSQL
-    only where ``TESSERA_DEMO_FILE`` names one) so later starts can show it again."""
+    only where ``TESSERA_DEMO_FILE`` names one). The answer carries ``created`` (True only for
+    the start that made it: only that one prints the secret). Replicas starting together on an
+    empty database race here; the one that loses finds the demo made and goes on."""
     file = broker.settings.demo_path()
     if not broker.settings.demo:
         return None
     if not await ops.list_tenants(broker):
-        await ops.create_tenant(broker, DEMO_TENANT, display_name="Demo tenant")
+        try:
+            await ops.create_tenant(broker, DEMO_TENANT, display_name="Demo tenant")
+        except (OAuthError, SQLAlchemyError):
+            if any(t["id"] == DEMO_TENANT for t in await ops.list_tenants(broker)):
+                return None  # another replica made it just now
+            raise
         issuer = broker.issuer(DEMO_TENANT)
         view = TenantView(DEMO_TENANT, issuer, TenantSettings())
         client = await ops.create_client(
@@ -65,8 +74,11 @@ async def bootstrap_demo(broker: Broker) -> dict[str, Any] | None:
                  "client_secret": client["client_secret"]}
         if file is not None:
             await asyncio.to_thread(_write_private, file, saved)
-        return saved
-    return await asyncio.to_thread(_read_saved, file)
+        return {**saved, "created": True, "file": str(file) if file else None}
+    saved = await asyncio.to_thread(_read_saved, file)
+    if saved is None:
+        return None
+    return {**saved, "created": False, "file": str(file)}
 
 
 def banner(broker: Broker, demo: dict[str, Any] | None, opened: Opened) -> str:
@@ -80,9 +92,19 @@ def banner(broker: Broker, demo: dict[str, Any] | None, opened: Opened) -> str:
             f"  demo issuer:        {issuer}",
             f"  discovery:          {issuer}/.well-known/openid-configuration",
             f"  demo client_id:     {demo['client_id']}",
-            f"  demo client_secret: {demo['client_secret']}",
+        ]
+        # the secret is shown once, by the start that created it; later starts say where it is
+        secret = demo["client_secret"] if demo["created"] else "$DEMO_SECRET"
+        if demo["created"]:
+            lines.append(f"  demo client_secret: {secret}   (shown once; also in "
+                         f"{demo['file'] or 'nowhere else'})")
+        else:
+            lines.append(f"  demo client_secret: in {demo['file']} (0600): "
+                         f"DEMO_SECRET=$(python3 -c 'import json; print(json.load(open("
+                         f"\"{demo['file']}\"))[\"client_secret\"])')")
+        lines += [
             "  get a token and call the demo resource with it:",
-            f"    TOKEN=$(curl -s -u '{demo['client_id']}:{demo['client_secret']}' "
+            f"    TOKEN=$(curl -s -u \"{demo['client_id']}:{secret}\" "
             f"-d grant_type=client_credentials {issuer}/token | python3 -c "
             "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])') && "
             f"curl -s -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/whoami",
@@ -172,6 +194,7 @@ def serve_workers(
 
     proven = asyncio.run(_prepare())
     os.environ["TESSERA_BASE_URL"] = settings.base_url
+    os.environ["TESSERA_AUTO_MIGRATE"] = "true" if settings.auto_migrate else "false"
     # the workers (broker.asgi) check the very key this process proved
     os.environ["TESSERA_MASTER_KEY"] = proven.master_key
     os.environ["TESSERA_ADMIN_TOKEN"] = proven.admin_token

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from broker import management as ops
 from broker.app import create_app
@@ -183,3 +184,32 @@ def cli(tmp_path: Path) -> Any:
 def bare_cli(tmp_path: Path) -> Any:
     """Like ``cli`` on a directory where nothing is initialised yet."""
     return cli_runner(tmp_path)
+
+
+@pytest.fixture
+def empty_postgres() -> Any:
+    """A database of its own (CREATE DATABASE needs the CREATEDB privilege; .ci/run grants
+    it), dropped afterwards."""
+    if POSTGRES_URL is None:
+        pytest.skip("needs TESSERA_TEST_POSTGRES_URL (PostgreSQL)")
+    import asyncio
+
+    import asyncpg  # the driver tessera uses; a plain connection for CREATE DATABASE
+
+    url = make_url(POSTGRES_URL)
+    name = f"tessera_replicas_{secrets.token_hex(4)}"
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    except asyncpg.InsufficientPrivilegeError:
+        pytest.skip("the test role may not CREATE DATABASE (grant CREATEDB, as .ci/run does)")
+    yield url.set(database=name).render_as_string(hide_password=False)
+    asyncio.run(run(f'DROP DATABASE "{name}" WITH (FORCE)'))

@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from broker.runtime import Broker
 from tenants import deployment
 from tenants.db import create_engine
 from tenants.migrate import alembic_config
-from tests.conftest import BASE_URL, POSTGRES_URL, REPO_ROOT
+from tests.conftest import BASE_URL, REPO_ROOT
 from tests.interop.conftest import free_port
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -292,10 +293,13 @@ async def test_upgrade_from_a_database_without_a_check_value(tmp_path: Path) -> 
             await open_deployment(wrong, refusing)
     assert snapshot(data / "tessera.db") == legacy
 
-    # a worker (no migrations) proves the key but cannot record it yet: still 0008
-    await open_deployment(settings, Mode.WORKER)
+    # the right key, but a process that does not migrate: refused ("run `tessera migrate`"),
+    # the key proven and nothing written, not even the check value
+    for no_migration in (Mode.USE, Mode.WORKER):
+        with pytest.raises(StartupError, match="run `tessera migrate` first"):
+            await open_deployment(replace(settings, auto_migrate=False), no_migration)
     assert snapshot(data / "tessera.db") == legacy
-    opened = await open_deployment(settings, Mode.USE)  # migrates, then records
+    opened = await open_deployment(settings, Mode.MIGRATE)  # migrates, then records
     upgraded = snapshot(data / "tessera.db")
     check = deployment.key_check(parse_master_key(right, "x"))
     assert upgraded["@revision"] == ("0009",) and opened.key_id == check.key_id
@@ -337,7 +341,7 @@ async def test_upgrade_of_an_empty_database_records_the_first_key(tmp_path: Path
     await open_deployment(settings, Mode.INIT)
     downgrade_to_0008(data / "tessera.db")  # migrated, no tenant, no key: nothing to prove
     other = data_settings(tmp_path, master_key=new_key())
-    opened = await open_deployment(other, Mode.USE)
+    opened = await open_deployment(other, Mode.MIGRATE)
     assert snapshot(data / "tessera.db")["@checks"] == [
         ("master_key_check:1", deployment.key_check(
             parse_master_key(other.master_key, "x")).value)]
@@ -453,10 +457,13 @@ def test_cli_refuses_an_uninitialised_database(bare_cli: Any) -> None:
     assert sorted(p.name for p in bare_cli.tmp.iterdir()) == []  # nothing invented
 
 
-@pytest.mark.skipif(not POSTGRES_URL, reason="TESSERA_TEST_POSTGRES_URL is not set")
-def test_postgres_needs_a_named_key(bare_cli: Any) -> None:
+@pytest.mark.postgres
+def test_postgres_needs_a_named_key(bare_cli: Any, empty_postgres: str) -> None:
+    init = bare_cli("init", check=False, TESSERA_DATABASE_URL=empty_postgres,
+                    TESSERA_MASTER_KEY=new_key(), TESSERA_ADMIN_TOKEN="t" * 32)
+    assert init.returncode == 0, init.stderr
     line = one_line_error(bare_cli("tenant", "list", check=False,
-                                   TESSERA_DATABASE_URL=str(POSTGRES_URL),
+                                   TESSERA_DATABASE_URL=empty_postgres,
                                    TESSERA_MASTER_KEY_FILE=""))
     assert "set TESSERA_MASTER_KEY or TESSERA_MASTER_KEY_FILE" in line
     assert list(bare_cli.tmp.iterdir()) == []
@@ -537,6 +544,7 @@ def test_asgi_entry_point_checks_the_key(cli: Any) -> None:
     the database's master key."""
     def load(**env: str) -> subprocess.CompletedProcess[str]:
         environ = clean_env(**{"TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{cli.db}",
+                               "TESSERA_BASE_URL": "http://127.0.0.1:8000",
                                "TESSERA_ADMIN_TOKEN_FILE": str(cli.tmp / "admin.token"), **env})
         return subprocess.run([sys.executable, "-c", "import broker.asgi"], cwd=cli.tmp,
                               env=environ, capture_output=True, text=True, timeout=60)
@@ -548,6 +556,9 @@ def test_asgi_entry_point_checks_the_key(cli: Any) -> None:
                                TESSERA_DATABASE_URL=f"sqlite+aiosqlite:///{cli.tmp}/none.db"))
     assert line.startswith("error: no tessera database at ")
     assert not (cli.tmp / "none.db").exists()
+    line = one_line_error(load(TESSERA_MASTER_KEY_FILE=str(cli.tmp / "master.key"),
+                               TESSERA_BASE_URL=""))
+    assert line.startswith("error: TESSERA_BASE_URL is not set")
     ok = load(TESSERA_MASTER_KEY_FILE=str(cli.tmp / "master.key"))
     assert ok.returncode == 0, ok.stderr
     assert snapshot(cli.db) == before
