@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -333,7 +332,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.load().with_base_url(args.host, args.port,
                                              "https" if args.certfile else "http")
     if args.no_migrate:
-        settings = replace(settings, auto_migrate=False)
+        settings = settings.replace(auto_migrate=False)
     if args.workers > 1:
         return serve_workers(settings, args.host, args.port, args.workers, args.certfile,
                              args.keyfile, ca_certs=args.ca_certs, client_cert=client_cert)

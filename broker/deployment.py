@@ -33,7 +33,7 @@ import enum
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -149,7 +149,7 @@ async def _verify(settings: Settings, found: Found, mode: Mode, want_token: bool
                 raise _mismatch(settings, check, found)
     finally:
         await engine.dispose()
-    resolved = replace(settings, master_key=encode_master_key(master), admin_token=token)
+    resolved = settings.replace(master_key=encode_master_key(master), admin_token=token)
     return Opened(resolved, check.key_id, settings.master_key_source(), initialised=False,
                   admin_token_source=source)
 
@@ -237,7 +237,7 @@ async def _initialise(settings: Settings, path: Path | None, want_token: bool,
             for file in created:
                 if file != path:
                     file.unlink(missing_ok=True)
-    resolved = replace(settings, master_key=encode_master_key(master), admin_token=token)
+    resolved = settings.replace(master_key=encode_master_key(master), admin_token=token)
     return Opened(resolved, check.key_id, settings.master_key_source(), initialised=True,
                   created=tuple(created),
                   admin_token_source=_token_source(settings) if want_token else "")

@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -38,7 +37,7 @@ CC = {"grant_type": "client_credentials"}
 @pytest.fixture(scope="module")
 async def proxied(broker: Broker) -> AsyncIterator[Broker]:
     """A replica of the test broker that trusts proxies in 10.0.0.0/8 (and one address)."""
-    settings = replace(broker.settings, trusted_proxies=("10.0.0.0/8", "2001:db8::1"))
+    settings = broker.settings.replace(trusted_proxies=("10.0.0.0/8", "2001:db8::1"))
     other = Broker.build(settings, clock=OffsetClock())
     yield other
     await other.close()

@@ -6,7 +6,6 @@ broker, which redeems it (RFC 7523 jwt-bearer). Who the user is and how they aut
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -68,7 +67,7 @@ def corp_saml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SamlIdp]:
 @pytest.fixture(scope="module")
 async def corp(broker: Broker, corp_oidc: OidcIdp) -> AsyncIterator[Login]:
     """A replica allowed to reach loopback IdPs, and the tenant federating the OIDC IdP."""
-    replica = Broker.build(dataclasses.replace(broker.settings, allow_http_loopback=True),
+    replica = Broker.build(broker.settings.replace(allow_http_loopback=True),
                            clock=broker.clock)
     login = Login(replica, create_app(replica, background=False, migrate=False), CORP,
                   corp_oidc)

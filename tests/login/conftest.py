@@ -155,7 +155,7 @@ async def federate_saml(login: Login, idp: SamlIdp) -> Login:
 @pytest.fixture(scope="session")
 async def loopback_replica(broker: Broker) -> AsyncIterator[tuple[Broker, object]]:
     """A replica of the session broker that may reach IdPs on loopback, and its app."""
-    replica = Broker.build(dataclasses.replace(broker.settings, allow_http_loopback=True),
+    replica = Broker.build(broker.settings.replace(allow_http_loopback=True),
                            clock=broker.clock)
     yield replica, create_app(replica, background=False, migrate=False)
     await replica.close()
