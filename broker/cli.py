@@ -1,4 +1,6 @@
-"""The ``tessera`` command line: serve, and manage tenants, clients, keys and the audit chain."""
+"""The ``tessera`` command line: init, serve, and manage tenants, clients, keys and the audit
+chain. Every command proves it holds the database's master key before it writes anything
+(``broker.deployment``); only ``init`` and ``serve`` initialise an empty database."""
 
 from __future__ import annotations
 
@@ -35,10 +37,10 @@ from broker.admin.services import (
     upstreams,
     webhooks,
 )
-from broker.config import Settings
+from broker.config import Settings, StartupError
+from broker.deployment import Mode, open_deployment
 from broker.runtime import Broker
 from tenants.audit import acting_as
-from tenants.migrate import upgrade
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 ACTOR = "cli"  # audit events of the local command line name it
@@ -64,12 +66,14 @@ def _print(args: argparse.Namespace, value: Any, columns: Sequence[str] = ()) ->
 
 
 async def _with_broker(fn: Callable[[Broker], Awaitable[Any]]) -> Any:
+    """``fn`` on a broker over the initialised database whose master key this process holds
+    (checked, then migrated, before ``fn`` runs); ``StartupError`` otherwise."""
     settings = Settings.load()
     if not settings.base_url:
         settings = settings.with_base_url(DEFAULT_HOST, DEFAULT_PORT)
-    broker = Broker.build(settings)
+    opened = await open_deployment(settings, Mode.USE)
+    broker = Broker.build(opened.settings)
     try:
-        await upgrade(broker.engine)
         return await fn(broker)
     finally:
         await broker.close()
@@ -425,6 +429,73 @@ def cmd_admin_token(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Initialise an empty database (schema, master key check value; the master key and admin
+    token files unless given); on an initialised one: verify the key and migrate."""
+    opened = asyncio.run(open_deployment(Settings.load(), Mode.INIT, admin_token=True))
+    settings = opened.settings
+    report = {
+        "database": settings.database_shown(),
+        "initialised": opened.initialised,
+        "master_key": opened.key_source,
+        "master_key_id": opened.key_id,
+        "admin_token": opened.admin_token_source,
+        "created": [str(f) for f in opened.created],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    elif opened.initialised:
+        print(f"initialised the tessera database {report['database']}\n"
+              f"  master key:  {report['master_key']} (id {opened.key_id})\n"
+              f"  admin token: {report['admin_token']}")
+    else:
+        print(f"the tessera database {report['database']} is already initialised; its master "
+              f"key (id {opened.key_id}) checked, the schema is current")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the schema to head (serialised across replicas), or with ``--check`` say where it
+    stands: exit 0 at head, 1 behind (nothing written, no master key needed)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tenants import migrate as migrations
+    from tenants.db import create_engine
+
+    settings = Settings.load()
+    path = settings.sqlite_path()
+    if path is not None and not path.exists():
+        raise StartupError(f"no tessera database at {path}; run `tessera init` or "
+                           "`tessera serve` first")
+
+    async def where() -> migrations.SchemaStatus:
+        engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
+        try:
+            return await migrations.status(engine)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StartupError(f"cannot use the database {settings.database_shown()}: "
+                               f"{type(exc).__name__}") from None
+        finally:
+            await engine.dispose()
+
+    before = asyncio.run(where())
+    if not args.check and before.current is not None and not before.at_head:
+        asyncio.run(open_deployment(settings, Mode.MIGRATE))
+    after = before if args.check else asyncio.run(where())
+    report = {"database": settings.database_shown(), "before": before.current,
+              "current": after.current, "head": after.head, "at_head": after.at_head}
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    elif args.check or before.at_head:
+        print(after.describe())
+    else:
+        print(f"migrated {report['database']} from {before.current} to {after.current}")
+    if before.current is None:
+        raise StartupError(f"no tessera schema in {settings.database_shown()}; run `tessera "
+                           "init` first")
+    return 0 if after.at_head else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from broker.serve import event_loop_factory, serve, serve_workers
 
@@ -439,6 +510,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     client_cert = args.client_cert or ("optional" if args.ca_certs else None)
     settings = Settings.load().with_base_url(args.host, args.port,
                                              "https" if args.certfile else "http")
+    if args.no_migrate:
+        settings = settings.replace(auto_migrate=False)
     if args.workers > 1:
         return serve_workers(settings, args.host, args.port, args.workers, args.certfile,
                              args.keyfile, ca_certs=args.ca_certs, client_cert=client_cert)
@@ -501,6 +574,9 @@ def parser() -> argparse.ArgumentParser:
                        "optional)")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (replicas; use PostgreSQL for more than one)")
+    serve.add_argument("--no-migrate", action="store_true",
+                       help="refuse a schema that is behind instead of migrating it (run "
+                       "`tessera migrate` yourself)")
     serve.set_defaults(func=cmd_serve)
 
     tenant = sub.add_parser("tenant", help="manage tenants")
@@ -757,12 +833,27 @@ def parser() -> argparse.ArgumentParser:
 
     tok = sub.add_parser("admin-token", help="print the admin API bearer token")
     tok.set_defaults(func=cmd_admin_token)
+
+    init = sub.add_parser("init", help="initialise an empty database: schema, master key and "
+                          "admin token (files next to the SQLite file unless given)")
+    init.add_argument("--json", action="store_true")
+    init.set_defaults(func=cmd_init)
+    mig = sub.add_parser("migrate", help="bring the database schema to this version's head "
+                         "(serialised across replicas)")
+    mig.add_argument("--check", action="store_true",
+                     help="only say where the schema stands: exit 0 at head, 1 behind")
+    mig.add_argument("--json", action="store_true")
+    mig.set_defaults(func=cmd_migrate)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except StartupError as exc:  # wrong or missing key, no database: one line, nothing written
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -63,6 +63,20 @@ def consent(client_name: str, action: str, hidden: dict[str, str], scopes: Itera
         "<button name=decision value=deny>Deny</button></form>"))
 
 
+def logout_confirm(tenant_name: str, action: str, hidden: dict[str, str],
+                   confirm: str) -> HTMLResponse:
+    """Asks before a logout nobody can vouch for (no ``id_token_hint``): the form POSTs back
+    with the hidden fields (a CSRF token bound to the session among them)."""
+    fields = "".join(f"<input type=hidden name='{escape(k)}' value='{escape(v)}'>"
+                     for k, v in hidden.items())
+    return page("Sign out?", (
+        f"<p>Do you want to sign out of <strong>{escape(tenant_name)}</strong> at tessera?</p>"
+        f"<form method=post action='{escape(action)}'>{fields}"
+        f"<button name=logout value='{escape(confirm)}'>Sign out</button></form>"
+        "<p class=muted>If you did not ask to sign out, close this page: you stay signed "
+        "in.</p>"))
+
+
 def logged_out() -> HTMLResponse:
     return page("Signed out", "<p>You are signed out of this organisation at tessera.</p>")
 

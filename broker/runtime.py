@@ -28,8 +28,8 @@ from tenants import agents, ciba, pending, revocations, token_state
 from tenants.db import create_engine, session_factory
 from tenants.hotpath import HotPath
 from tenants.journal import Journal
+from tenants.keys.backends import key_backends
 from tenants.keys.service import KeyService
-from tenants.keys.software import SoftwareBackend
 from tenants.models import (
     Client,
     DetailType,
@@ -156,13 +156,17 @@ class Broker:
                                  headers={"User-Agent": "tessera"})
         fetch = FetchPolicy(allow_http_loopback=settings.allow_http_loopback)
         remote_keys = RemoteKeys(http, clock, fetch)
+        key_backend, older_backends = key_backends(
+            settings.key_backend, master, module=settings.pkcs11_module,
+            token_label=settings.pkcs11_token_label, pin=settings.pkcs11_pin,
+            pin_file=settings.pkcs11_pin_file, sessions=settings.pkcs11_sessions)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             hot=hot,
             clock=clock,
-            keys=KeyService(sessions, SoftwareBackend(master), clock),
+            keys=KeyService(sessions, key_backend, clock, others=older_backends),
             journal=Journal(hot, clock),
             hasher=SecretHasher(master),
             nonces=DPoPNonces(nonce_secret, clock),

@@ -1,9 +1,9 @@
-"""``tessera serve``: migrate, bootstrap the demo, serve with Hypercorn, shut down gracefully."""
+"""``tessera serve``: open the deployment (initialise an empty database, or prove the master key
+and migrate), bootstrap the demo, serve with Hypercorn, shut down gracefully."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import gc
 import json
 import os
@@ -16,14 +16,16 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from hypercorn.run import run as hypercorn_run
+from sqlalchemy.exc import SQLAlchemyError
 
+from adapters.errors import OAuthError
 from broker import hypercorn_tls
 from broker import management as ops
 from broker.app import create_app
 from broker.config import Settings
+from broker.deployment import Mode, Opened, open_deployment
 from broker.endpoints.demo import demo_audience
 from broker.runtime import Broker, TenantView
-from tenants.migrate import upgrade
 from tenants.settings import TenantSettings
 
 DEMO_TENANT, DEMO_CLIENT = "demo", "demo-agent"
@@ -36,21 +38,32 @@ def _write_private(file: Path, value: dict[str, Any]) -> None:
         json.dump(value, fh)
 
 
-def _read_saved(file: Path) -> dict[str, Any] | None:
-    if not file.exists():
+def _read_saved(file: Path | None) -> dict[str, Any] | None:
+    if file is None or not file.exists():
         return None
-    saved = json.loads(file.read_text())
+    try:
+        saved = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
     return saved if isinstance(saved, dict) else None
 
 
 async def bootstrap_demo(broker: Broker) -> dict[str, Any] | None:
     """On first start (no tenants at all) create tenant ``demo`` and client ``demo-agent``;
-    keep its one-time secret in the demo file (0600) so later starts can show it again."""
-    file = Path(broker.settings.demo_file)
+    keep its one-time secret in the demo file (0600, next to the SQLite file; on PostgreSQL
+    only where ``TESSERA_DEMO_FILE`` names one). The answer carries ``created`` (True only for
+    the start that made it: only that one prints the secret). Replicas starting together on an
+    empty database race here; the one that loses finds the demo made and goes on."""
+    file = broker.settings.demo_path()
     if not broker.settings.demo:
         return None
     if not await ops.list_tenants(broker):
-        await ops.create_tenant(broker, DEMO_TENANT, display_name="Demo tenant")
+        try:
+            await ops.create_tenant(broker, DEMO_TENANT, display_name="Demo tenant")
+        except (OAuthError, SQLAlchemyError):
+            if any(t["id"] == DEMO_TENANT for t in await ops.list_tenants(broker)):
+                return None  # another replica made it just now
+            raise
         issuer = broker.issuer(DEMO_TENANT)
         view = TenantView(DEMO_TENANT, issuer, TenantSettings())
         client = await ops.create_client(
@@ -59,28 +72,44 @@ async def bootstrap_demo(broker: Broker) -> dict[str, Any] | None:
         )
         saved = {"tenant": DEMO_TENANT, "client_id": DEMO_CLIENT,
                  "client_secret": client["client_secret"]}
-        await asyncio.to_thread(_write_private, file, saved)
-        return saved
-    return await asyncio.to_thread(_read_saved, file)
+        if file is not None:
+            await asyncio.to_thread(_write_private, file, saved)
+        return {**saved, "created": True, "file": str(file) if file else None}
+    saved = await asyncio.to_thread(_read_saved, file)
+    if saved is None:
+        return None
+    return {**saved, "created": False, "file": str(file)}
 
 
-def banner(broker: Broker, demo: dict[str, Any] | None) -> str:
-    lines = [f"tessera listening on {broker.settings.base_url}"]
+def banner(broker: Broker, demo: dict[str, Any] | None, opened: Opened) -> str:
+    lines = [f"tessera listening on {broker.settings.base_url}",
+             f"  database:           {broker.settings.database_shown()}"
+             + (" (initialised now)" if opened.initialised else ""),
+             f"  master key:         {opened.key_source} (id {opened.key_id})"]
     if demo:
         issuer = broker.issuer(demo["tenant"])
         lines += [
             f"  demo issuer:        {issuer}",
             f"  discovery:          {issuer}/.well-known/openid-configuration",
             f"  demo client_id:     {demo['client_id']}",
-            f"  demo client_secret: {demo['client_secret']}",
+        ]
+        # the secret is shown once, by the start that created it; later starts say where it is
+        secret = demo["client_secret"] if demo["created"] else "$DEMO_SECRET"
+        if demo["created"]:
+            lines.append(f"  demo client_secret: {secret}   (shown once; also in "
+                         f"{demo['file'] or 'nowhere else'})")
+        else:
+            lines.append(f"  demo client_secret: in {demo['file']} (0600): "
+                         f"DEMO_SECRET=$(python3 -c 'import json; print(json.load(open("
+                         f"\"{demo['file']}\"))[\"client_secret\"])')")
+        lines += [
             "  get a token and call the demo resource with it:",
-            f"    TOKEN=$(curl -s -u '{demo['client_id']}:{demo['client_secret']}' "
+            f"    TOKEN=$(curl -s -u \"{demo['client_id']}:{secret}\" "
             f"-d grant_type=client_credentials {issuer}/token | python3 -c "
             "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])') && "
             f"curl -s -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/whoami",
         ]
-    lines.append(f"  admin API token:    in {broker.settings.admin_token_file}"
-                 if not broker.settings.admin_token else "  admin API token:    from settings")
+    lines.append(f"  admin API token:    {opened.admin_token_source}")
     return "\n".join(lines)
 
 
@@ -103,12 +132,12 @@ def tune_gc() -> None:
 
 
 async def prepare(settings: Settings) -> Broker:
-    """Migrate the schema and bootstrap the demo; print the banner. Returns the broker."""
-    broker = Broker.build(settings)
-    await upgrade(broker.engine)
+    """Open the deployment (``StartupError`` before anything is written when this process
+    does not hold its master key) and bootstrap the demo; print the banner."""
+    opened = await open_deployment(settings, Mode.INIT, admin_token=True)
+    broker = Broker.build(opened.settings)
     demo = await bootstrap_demo(broker)
-    settings.admin_token_value()  # create the admin token file on first start
-    print(banner(broker, demo), flush=True)
+    print(banner(broker, demo, opened), flush=True)
     return broker
 
 
@@ -158,14 +187,17 @@ def serve_workers(
     worker is a full replica sharing only the database and the master key."""
     hypercorn_tls.install(strict=bool(ca_certs))  # the check; broker.asgi installs per worker
 
-    async def _prepare() -> None:
-        await (await prepare(settings)).close()
+    async def _prepare() -> Settings:
+        broker = await prepare(settings)
+        await broker.close()
+        return broker.settings
 
-    asyncio.run(_prepare())
+    proven = asyncio.run(_prepare())
     os.environ["TESSERA_BASE_URL"] = settings.base_url
-    os.environ["TESSERA_MASTER_KEY"] = base64.urlsafe_b64encode(
-        settings.master_key_bytes()).decode().rstrip("=")
-    os.environ["TESSERA_ADMIN_TOKEN"] = settings.admin_token_value()
+    os.environ["TESSERA_AUTO_MIGRATE"] = "true" if settings.auto_migrate else "false"
+    # the workers (broker.asgi) check the very key this process proved
+    os.environ["TESSERA_MASTER_KEY"] = proven.master_key
+    os.environ["TESSERA_ADMIN_TOKEN"] = proven.admin_token
     config = hypercorn_config(host, port, certfile, keyfile, ca_certs, client_cert)
     config.application_path = "broker.asgi:app"
     config.workers = workers

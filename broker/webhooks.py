@@ -26,7 +26,8 @@ import httpx
 from broker.runtime import Broker, TenantView
 from registry.remote_keys import RemoteKeyError
 from tenants import webhook_secrets
-from tenants.models import Tenant
+from tenants.models import WebhookSecret
+from tenants.scope import scoped
 
 log = logging.getLogger("tessera.webhooks")
 TIMEOUT = 5.0
@@ -44,8 +45,8 @@ async def signing_secrets(broker: Broker, tenant_id: str) -> list[str]:
     """The secrets that sign the tenant's events now: current first, then the previous one
     during a rotation's overlap."""
     async with broker.sessions() as session:
-        row = await session.get(Tenant, tenant_id)
-    stored = webhook_secrets.signing(row, broker.sealer, now=broker.clock.now()) if row else []
+        row = await scoped(session, tenant_id).get(WebhookSecret)
+    stored = webhook_secrets.signing(row, broker.sealer, now=broker.clock.now())
     return stored or [derived_secret(broker, tenant_id)]
 
 

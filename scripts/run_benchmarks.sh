@@ -15,6 +15,9 @@ cd "$work"
 if [ "$backend" = postgres ]; then
   : "${TESSERA_BENCH_POSTGRES_URL:?set TESSERA_BENCH_POSTGRES_URL}"
   export TESSERA_DATABASE_URL=$TESSERA_BENCH_POSTGRES_URL
+  # PostgreSQL has no "next to the database": name where serve creates the secrets
+  export TESSERA_MASTER_KEY_FILE="$work/tessera-master.key"
+  export TESSERA_ADMIN_TOKEN_FILE="$work/tessera-admin.token" TESSERA_DEMO_FILE="$work/demo.json"
   python - <<'PY'
 import asyncio, os
 from sqlalchemy import text

@@ -24,14 +24,21 @@ class Tenant(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[float] = mapped_column(Float)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # the key of the Tessera-Signature on webhooks: sealed under the master key, shown to the
-    # administrator once (``revealed``); after a rotation the previous one also signs until
-    # ``webhook_previous_valid_until``
-    webhook_secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
-    webhook_secret_revealed: Mapped[bool] = mapped_column(Boolean, default=False)
-    webhook_previous_secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
-    webhook_previous_valid_until: Mapped[float | None] = mapped_column(Float, nullable=True)
-    webhook_secret_rotated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class WebhookSecret(TenantOwned, Base):
+    """The key of a tenant's Tessera-Signature on webhooks: sealed under the master key, shown
+    to the administrator once (``revealed``); after a rotation the previous one also signs
+    until ``previous_valid_until``. No row: the secret derived from the master key (tenants
+    from before secrets were stored)."""
+
+    __tablename__ = "webhook_secrets"
+
+    sealed: Mapped[str] = mapped_column(Text)
+    revealed: Mapped[bool] = mapped_column(Boolean, default=False)
+    previous_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_valid_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rotated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Client(TenantOwned, Base):
@@ -392,4 +399,15 @@ class RevocationCutoff(TenantOwned, Base):
     subject: Mapped[str] = mapped_column(String(512), primary_key=True)
     not_before: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class DeploymentFact(Base):
+    """Deployment-wide facts, not tenant-owned (``tenants.deployment``): the master key's
+    check values, ``master_key_check:<id>`` -> ``v1:<hex>``."""
+
+    __tablename__ = "deployment"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[float] = mapped_column(Float)

@@ -1,18 +1,20 @@
 """A tenant's webhook signing secret (the key of ``Tessera-Signature``, ``broker.webhooks``).
 
-Stored sealed under the master key (``tenants.secrets.Sealer``, bound to the tenant), made
-when the tenant is created, shown to the administrator once (``reveal``), replaced by
-``rotate``: the previous secret keeps signing beside the new one until the overlap ends, so a
-receiver can switch at leisure (it checks any ``v1`` against the secret it holds). Tenants
-created before secrets were stored use the one derived from the master key until the first
-reveal or rotation stores it (``adopt``): nothing changes for their receivers meanwhile.
+Stored sealed under the master key (``tenants.secrets.Sealer``, bound to the tenant) in its
+own row (``WebhookSecret``), made when the tenant is created, shown to the administrator once
+(``reveal``), replaced by ``rotate``: the previous secret keeps signing beside the new one
+until the overlap ends, so a receiver can switch at leisure (it checks any ``v1`` against the
+secret it holds). A tenant created before secrets were stored has no row and uses the secret
+derived from the master key until its first reveal or rotation stores that one (``adopt``):
+nothing changes for its receivers meanwhile.
 """
 
 from __future__ import annotations
 
 import secrets
 
-from tenants.models import Tenant
+from tenants.models import WebhookSecret
+from tenants.scope import TenantScope
 from tenants.secrets import Sealer
 
 DAY = 86_400
@@ -28,47 +30,50 @@ def new_secret() -> str:
     return PREFIX + secrets.token_urlsafe(32)
 
 
-def seal_new(tenant: Tenant, sealer: Sealer) -> None:
+def create(scope: TenantScope, sealer: Sealer) -> WebhookSecret:
     """A fresh, not yet revealed secret for a new tenant."""
-    tenant.webhook_secret_sealed = sealer.seal(new_secret(), _context(tenant.id))
-    tenant.webhook_secret_revealed = False
+    return scope.add(WebhookSecret(sealed=sealer.seal(new_secret(), _context(scope.tenant_id)),
+                                   revealed=False))
 
 
-def adopt(tenant: Tenant, sealer: Sealer, legacy: str) -> None:
-    """Store the derived secret of a tenant from before stored secrets (no-op otherwise)."""
-    if tenant.webhook_secret_sealed is None:
-        tenant.webhook_secret_sealed = sealer.seal(legacy, _context(tenant.id))
+async def adopt(scope: TenantScope, sealer: Sealer, legacy: str) -> WebhookSecret:
+    """The tenant's row; a tenant from before stored secrets gets one holding ``legacy`` (the
+    derived secret its receivers already use), not yet revealed."""
+    row = await scope.get(WebhookSecret)
+    if row is None:
+        row = scope.add(WebhookSecret(sealed=sealer.seal(legacy, _context(scope.tenant_id)),
+                                      revealed=False))
+    return row
 
 
-def reveal(tenant: Tenant, sealer: Sealer) -> str | None:
+def reveal(row: WebhookSecret, sealer: Sealer) -> str | None:
     """The current secret if it was never shown (and from now on it has been); else None."""
-    if tenant.webhook_secret_revealed or tenant.webhook_secret_sealed is None:
+    if row.revealed:
         return None
-    tenant.webhook_secret_revealed = True
-    return sealer.open(tenant.webhook_secret_sealed, _context(tenant.id))
+    row.revealed = True
+    return sealer.open(row.sealed, _context(row.tenant_id))
 
 
-def rotate(tenant: Tenant, sealer: Sealer, *, now: float, overlap_seconds: int) -> str:
+def rotate(row: WebhookSecret, sealer: Sealer, *, now: float, overlap_seconds: int) -> str:
     """A new secret, returned this once; the current one signs too for ``overlap_seconds``."""
     if not 0 <= overlap_seconds <= MAX_OVERLAP:
         raise ValueError(f"overlap_seconds: 0..{MAX_OVERLAP}")
     secret = new_secret()
-    keep = overlap_seconds > 0 and tenant.webhook_secret_sealed is not None
-    tenant.webhook_previous_secret_sealed = tenant.webhook_secret_sealed if keep else None
-    tenant.webhook_previous_valid_until = now + overlap_seconds if keep else None
-    tenant.webhook_secret_sealed = sealer.seal(secret, _context(tenant.id))
-    tenant.webhook_secret_revealed = True
-    tenant.webhook_secret_rotated_at = now
+    keep = overlap_seconds > 0
+    row.previous_sealed = row.sealed if keep else None
+    row.previous_valid_until = now + overlap_seconds if keep else None
+    row.sealed = sealer.seal(secret, _context(row.tenant_id))
+    row.revealed, row.rotated_at = True, now
     return secret
 
 
-def signing(tenant: Tenant, sealer: Sealer, *, now: float) -> list[str]:
+def signing(row: WebhookSecret | None, sealer: Sealer, *, now: float) -> list[str]:
     """The secrets that sign an event now: the current one, and the previous one inside its
     overlap window; empty when none is stored (the caller uses the derived one)."""
-    out: list[str] = []
-    if tenant.webhook_secret_sealed is not None:
-        out.append(sealer.open(tenant.webhook_secret_sealed, _context(tenant.id)))
-    until = tenant.webhook_previous_valid_until
-    if out and tenant.webhook_previous_secret_sealed and until is not None and now < until:
-        out.append(sealer.open(tenant.webhook_previous_secret_sealed, _context(tenant.id)))
+    if row is None:
+        return []
+    out = [sealer.open(row.sealed, _context(row.tenant_id))]
+    until = row.previous_valid_until
+    if row.previous_sealed and until is not None and now < until:
+        out.append(sealer.open(row.previous_sealed, _context(row.tenant_id)))
     return out

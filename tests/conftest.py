@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from broker.app import create_app
 from broker.config import Settings
@@ -146,18 +147,20 @@ async def clocked_broker(broker: Broker) -> AsyncIterator[tuple[Broker, OffsetCl
     await other.close()
 
 
-@pytest.fixture
-def cli(tmp_path: Any) -> Any:
-    """``cli(*args, check=True, **env)``: the ``tessera`` command of THIS checkout (whatever copy
-    is installed) on a SQLite file of its own; ``cli.db`` and ``cli.tmp`` name the files."""
-    env = {**os.environ, "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
-           "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
-           "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token"),
-           "PYTHONPATH": str(REPO_ROOT)}
+def cli_runner(tmp_path: Path) -> Any:
+    """``run(*args, check=True, cwd=None, **env)``: the ``tessera`` command of THIS checkout
+    (whatever copy is installed) on a SQLite file of its own, with no TESSERA_* variable of the
+    calling environment; ``run.db`` and ``run.tmp`` name the files."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env.update({"TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+                "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+                "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token"),
+                "PYTHONPATH": str(REPO_ROOT)})
 
-    def run(*args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, check: bool = True, cwd: Path | None = None,
+            **extra_env: str) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "broker.cli", *args],
-                              env={**env, **extra_env}, cwd=tmp_path, capture_output=True,
+                              env={**env, **extra_env}, cwd=cwd or tmp_path, capture_output=True,
                               text=True, timeout=60)
         if check:
             assert proc.returncode == 0, proc.stderr
@@ -166,3 +169,47 @@ def cli(tmp_path: Any) -> Any:
     run.db = tmp_path / "cli.db"  # type: ignore[attr-defined]
     run.tmp = tmp_path  # type: ignore[attr-defined]
     return run
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Any:
+    """``cli(*args, check=True, **env)`` on a database ``tessera init`` has initialised (the
+    master key and admin token files beside it in ``cli.tmp``)."""
+    run = cli_runner(tmp_path)
+    run("init")
+    return run
+
+
+@pytest.fixture
+def bare_cli(tmp_path: Path) -> Any:
+    """Like ``cli`` on a directory where nothing is initialised yet."""
+    return cli_runner(tmp_path)
+
+
+@pytest.fixture
+def empty_postgres() -> Any:
+    """A database of its own (CREATE DATABASE needs the CREATEDB privilege; .ci/run grants
+    it), dropped afterwards."""
+    if POSTGRES_URL is None:
+        pytest.skip("needs TESSERA_TEST_POSTGRES_URL (PostgreSQL)")
+    import asyncio
+
+    import asyncpg  # the driver tessera uses; a plain connection for CREATE DATABASE
+
+    url = make_url(POSTGRES_URL)
+    name = f"tessera_replicas_{secrets.token_hex(4)}"
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    except asyncpg.InsufficientPrivilegeError:
+        pytest.skip("the test role may not CREATE DATABASE (grant CREATEDB, as .ci/run does)")
+    yield url.set(database=name).render_as_string(hide_password=False)
+    asyncio.run(run(f'DROP DATABASE "{name}" WITH (FORCE)'))

@@ -146,7 +146,8 @@ async def decide_form(request: Request, broker: Broker, tenant: TenantView) -> R
     session, user = found
     try:
         form = await read_form(request, 16 * 1024)
-        if not hmac.compare_digest(form.get("csrf") or "", _csrf(session, handle)):
+        if not hmac.compare_digest((form.get("csrf") or "").encode(),  # bytes: any input
+                                   _csrf(session, handle).encode()):
             raise InvalidRequest("The approval form was not ours.")
         await decide(broker, tenant, handle, DECISIONS[action], user, "page")
     except OAuthError as exc:

@@ -54,7 +54,7 @@ async def consent(request: Request) -> Response:
             {"flow": flow.handle, "csrf": _csrf(flow)},
             [SCOPE_WORDS.get(s, f"use {s}") for s in req.scope],
             [rar.describe(d, types) for d in req.authorization_details])
-    if not hmac.compare_digest(form.get("csrf") or "", _csrf(flow)):
+    if not hmac.compare_digest((form.get("csrf") or "").encode(), _csrf(flow).encode()):
         return pages.error_page("invalid_request", "The consent form was not ours.")
     if form.get("decision") != "allow":
         return await login_flow.deny(broker, tenant, flow, found[1].id)

@@ -37,3 +37,7 @@ class KeyBackend(Protocol):
         """A self-signed X.509 certificate (DER) of the key, for SAML metadata and KeyInfo.
         Deterministic: the same inputs give the same octets on every replica."""
         ...
+
+    def destroy(self, handle: bytes, *, context: bytes) -> None:
+        """The key has retired: erase what the backend holds of it (idempotent)."""
+        ...

@@ -11,13 +11,21 @@ through the backend, and ``certificate`` is the key's self-signed X.509 certific
 the backend with the private key (deterministic, cached here). A JWS signing input is base64url
 text and a canonical SignedInfo is XML starting with ``<``, so one key serving both formats
 cannot have a signature of one taken for the other.
+
+Backends: new keys are made in the service's backend (``software`` or ``pkcs11``); each row
+records the backend holding its key (``signing_keys.backend``) and signing goes to that one, so
+a deployment moved to an HSM keeps signing and verifying with its software keys until rotation
+retires them. A key's certificate is made when the key is generated, before its row is
+committed (a PKCS#11 token keeps an ES256 key's certificate, see ``hsm``). A retired key's
+material is erased: the row's handle is blanked and the backend destroys what it holds.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +41,8 @@ from tenants.models import SigningKey, Tenant
 from tenants.settings import TenantSettings
 
 PUBLISHED = ("next", "active", "retiring")
+log = logging.getLogger("tessera.keys")
+_Erased = tuple[str, str, bytes]  # kid, backend, handle of a key just retired
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class KeyView:
     activated_at: float | None
     retire_after: float | None
     created_at: float = 0.0
+    backend: str = "software"
 
     def jwk(self) -> dict[str, Any]:
         return {**self.public_jwk, "kid": self.kid, "use": "sig", "alg": self.alg}
@@ -94,9 +105,12 @@ class KeyService:
         clock: Clock,
         *,
         cache_ttl: float = 10.0,
+        others: Iterable[KeyBackend] = (),
     ) -> None:
+        """``backend`` makes new keys; ``others`` hold keys made before (they still sign)."""
         self._sessions = sessions
         self._backend = backend
+        self._backends = {b.name: b for b in (*others, backend)}
         self._clock = clock
         self._cache_ttl = cache_ttl
         self._cache: dict[str, _TenantKeys] = {}
@@ -120,7 +134,7 @@ class KeyService:
             ).scalars().all()
         keys = [
             KeyView(r.kid, r.alg, r.state, r.public_jwk, r.private_blob, r.activated_at,
-                    r.retire_after, r.created_at)
+                    r.retire_after, r.created_at, r.backend)
             for r in rows
             if not (r.state == "retiring" and r.retire_after is not None and r.retire_after < now)
         ]
@@ -147,6 +161,13 @@ class KeyService:
         return key
 
     # -- signing -------------------------------------------------------------------------
+    def _backend_of(self, key: KeyView) -> KeyBackend:
+        backend = self._backends.get(key.backend)
+        if backend is None:
+            raise RuntimeError(f"key {key.kid!r} is held by the {key.backend!r} key backend, "
+                               "which this process has not configured")
+        return backend
+
     async def _active(self, tenant_id: str) -> KeyView:
         active = (await self._load(tenant_id)).active
         if active is None:
@@ -159,7 +180,7 @@ class KeyService:
     async def sign(self, tenant_id: str, header: dict[str, Any], claims: dict[str, Any]) -> str:
         active = await self._active(tenant_id)
         data = jose.signing_input({**header, "alg": active.alg, "kid": active.kid}, claims)
-        signature = self._backend.sign(
+        signature = self._backend_of(active).sign(
             active.alg, active.handle, data, context=_context(tenant_id, active.kid)
         )
         return jose.compact(data, signature)
@@ -167,7 +188,7 @@ class KeyService:
     async def raw_signer(self, tenant_id: str) -> RawSigner:
         """The active key with its certificate, for signatures that are not JWS."""
         active = await self._active(tenant_id)
-        backend, context = self._backend, _context(tenant_id, active.kid)
+        backend, context = self._backend_of(active), _context(tenant_id, active.kid)
 
         def sign(data: bytes) -> bytes:
             return backend.sign(active.alg, active.handle, data, context=context)
@@ -193,7 +214,7 @@ class KeyService:
     def _certificate(self, tenant_id: str, key: KeyView) -> str:
         cached = self._certs.get((tenant_id, key.kid))
         if cached is None:
-            der = self._backend.certificate(
+            der = self._backend_of(key).certificate(
                 key.alg, key.handle, context=_context(tenant_id, key.kid),
                 common_name=f"tessera {tenant_id}", not_before=key.created_at - 300,
                 not_after=key.created_at + CERT_VALIDITY)
@@ -210,6 +231,10 @@ class KeyService:
     def _new_row(self, tenant_id: str, alg: str, state: str, now: float) -> SigningKey:
         kid = secrets.token_urlsafe(12)
         generated = self._backend.generate(alg, context=_context(tenant_id, kid))
+        # the certificate now, while no other replica knows the key (see ``hsm``)
+        self._certificate(tenant_id, KeyView(kid, alg, state, generated.public_jwk,
+                                             generated.handle, None, None, now,
+                                             self._backend.name))
         return SigningKey(
             tenant_id=tenant_id, kid=kid, alg=alg, state=state, backend=self._backend.name,
             public_jwk=generated.public_jwk, private_blob=generated.handle, created_at=now,
@@ -239,12 +264,15 @@ class KeyService:
 
     async def rotate(self, tenant_id: str, *, reason: str = "manual") -> Rotation:
         """Promote ``next``, demote ``active`` to ``retiring``, publish a new ``next``."""
+        erased: list[_Erased] = []
         async with self._sessions() as session, session.begin():
-            rotation = await self._rotate(session, tenant_id, reason)
+            rotation = await self._rotate(session, tenant_id, reason, erased)
         self.invalidate(tenant_id)
+        self._erase(tenant_id, erased)
         return rotation
 
-    async def _rotate(self, session: AsyncSession, tenant_id: str, reason: str) -> Rotation:
+    async def _rotate(self, session: AsyncSession, tenant_id: str, reason: str,
+                      erased: list[_Erased]) -> Rotation:
         now = self._clock.now()
         settings = await _settings(session, tenant_id)
         rows = (
@@ -274,7 +302,7 @@ class KeyService:
         nxt.state, nxt.activated_at = "active", now
         fresh = self._new_row(tenant_id, settings.key_alg, "next", now)
         session.add(fresh)
-        retired = await self._retire_expired(session, tenant_id, now)
+        retired = await self._retire_expired(session, tenant_id, now, erased)
         rotation = Rotation(tenant_id, nxt.kid, active.kid if active else None, fresh.kid,
                             retired)
         await audit.record(session, tenant_id, [audit.Event(
@@ -285,8 +313,10 @@ class KeyService:
         return rotation
 
     async def _retire_expired(
-        self, session: AsyncSession, tenant_id: str, now: float
+        self, session: AsyncSession, tenant_id: str, now: float, erased: list[_Erased]
     ) -> tuple[str, ...]:
+        """Retire keys whose tokens have all expired; ``erased`` gets copies of their rows,
+        for ``_erase`` once the transaction has committed."""
         rows = (
             await session.execute(
                 select(SigningKey).where(
@@ -296,8 +326,22 @@ class KeyService:
             )
         ).scalars().all()
         for row in rows:
+            erased.append((row.kid, row.backend, row.private_blob))
             row.state, row.private_blob = "retired", b""
         return tuple(r.kid for r in rows)
+
+    def _erase(self, tenant_id: str, retired: list[_Erased]) -> None:
+        """Have the backends destroy what they hold of retired keys (their rows say retired;
+        a key a backend fails to destroy is only an orphan, logged)."""
+        for kid, name, handle in retired:
+            backend = self._backends.get(name)
+            if backend is None or not handle:
+                continue
+            try:
+                backend.destroy(handle, context=_context(tenant_id, kid))
+            except Exception as exc:  # the retirement itself stands
+                log.warning("key %s of %s retired, its %s material not destroyed (%s)",
+                            kid, tenant_id, name, type(exc).__name__)
 
     async def tick(self) -> list[Rotation]:
         """One pass of the schedule: rotate every active tenant whose key is due, retire
@@ -328,14 +372,19 @@ class KeyService:
                 except RuntimeError:
                     continue  # another replica rotated first
             else:
+                erased: list[_Erased] = []
                 async with self._sessions() as session, session.begin():
-                    if await self._retire_expired(session, slot, now):
+                    if await self._retire_expired(session, slot, now, erased):
                         self.invalidate(slot)
+                self._erase(slot, erased)
         return done
 
 
 def _context(tenant_id: str, kid: str) -> bytes:
     return f"{tenant_id}|{kid}".encode()
+
+
+key_context = _context  # what a key's handle is bound to (``tenants.deployment`` checks it)
 
 
 async def _settings(session: AsyncSession, slot: str) -> TenantSettings:

@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -42,7 +43,8 @@ class SoftwareBackend:
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"tessera key wrap v1"
         ).derive(master_key)
         self._aead = AESGCM(wrap_key)
-        self._unwrapped: dict[bytes, PrivateKey] = {}
+        # by (handle, context): a handle presented for another row must unwrap (and fail) again
+        self._unwrapped: dict[tuple[bytes, bytes], PrivateKey] = {}
 
     def generate(self, alg: str, *, context: bytes) -> GeneratedKey:
         key: PrivateKey
@@ -66,8 +68,19 @@ class SoftwareBackend:
         handle = nonce + self._aead.encrypt(nonce, der, context)
         return GeneratedKey(public_jwk=dict(public), handle=handle)
 
+    def opens(self, handle: bytes, context: bytes) -> bool:
+        """Whether ``handle`` was wrapped under this master key for ``context`` (AES-GCM
+        authenticates: a wrong key fails, it never yields other bytes). Nothing is kept."""
+        if len(handle) <= 12:
+            return False
+        try:
+            self._aead.decrypt(handle[:12], handle[12:], context)
+        except InvalidTag:
+            return False
+        return True
+
     def _key(self, handle: bytes, context: bytes) -> PrivateKey:
-        key = self._unwrapped.get(handle)
+        key = self._unwrapped.get((handle, context))
         if key is None:
             der = self._aead.decrypt(handle[:12], handle[12:], context)
             loaded = serialization.load_der_private_key(der, password=None)
@@ -75,7 +88,7 @@ class SoftwareBackend:
                               | rsa.RSAPrivateKey):
                 raise ValueError("unsupported key material")
             key = loaded
-            self._unwrapped[handle] = key
+            self._unwrapped[(handle, context)] = key
         return key
 
     def sign(self, alg: str, handle: bytes, data: bytes, *, context: bytes) -> bytes:
@@ -110,4 +123,9 @@ class SoftwareBackend:
         return cert.public_bytes(serialization.Encoding.DER)
 
     def forget(self, handle: bytes) -> None:
-        self._unwrapped.pop(handle, None)
+        for cached in [k for k in self._unwrapped if k[0] == handle]:
+            self._unwrapped.pop(cached, None)
+
+    def destroy(self, handle: bytes, *, context: bytes) -> None:
+        """The wrapped key lives in its row (blanked on retirement); drop the unwrapped copy."""
+        self._unwrapped.pop((handle, context), None)

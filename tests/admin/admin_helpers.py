@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import datetime as dt
 import threading
 import time
@@ -90,7 +89,7 @@ def loopback_replica(broker: Broker) -> tuple[Broker, OffsetClock]:
     """Another replica of ``broker`` that may call http://127.0.0.1 (development setting),
     with a clock of its own."""
     clock = OffsetClock()
-    settings = dataclasses.replace(broker.settings, allow_http_loopback=True)
+    settings = broker.settings.replace(allow_http_loopback=True)
     return Broker.build(settings, clock=clock), clock
 
 

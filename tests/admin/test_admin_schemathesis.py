@@ -75,7 +75,10 @@ def test_schemathesis_finds_nothing(server: Server) -> None:
          "--config-file", str(HERE / "schemathesis.toml"), "--no-color", "run",
          f"{server.base_url}/admin/v1/openapi.json",
          "--header", f"Authorization: Bearer {server.admin_token}",
-         "--checks", ",".join(CHECKS), "--max-examples", str(MAX_EXAMPLES), "--workers", "2",
+         "--checks", ",".join(CHECKS), "--max-examples", str(MAX_EXAMPLES),
+         # one worker: Schemathesis' threads meet CPython 3.11's ast.parse race (gh-106905,
+         # a spurious "AST constructor recursion depth mismatch" inside Hypothesis)
+         "--workers", "1",
          "--request-timeout", "20"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     report = proc.stdout[-20_000:] + proc.stderr[-5_000:]

@@ -154,6 +154,7 @@ def test_cli_runtime_control(tmp_path):
             assert proc.returncode == 0, proc.stderr
         return proc
 
+    cli("init")  # commands work only on an initialised database
     cli("tenant", "create", "acme")
     client = json.loads(cli("client", "create", "--tenant", "acme", "--name", "bot",
                             "--json").stdout)["client_id"]

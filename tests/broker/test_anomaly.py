@@ -75,7 +75,7 @@ class Replica:
 @pytest.fixture
 async def replica(broker: Broker) -> AsyncIterator[Replica]:
     """A replica that may deliver webhooks to http://127.0.0.1 (same database and clock)."""
-    other = Broker.build(dataclasses.replace(broker.settings, allow_http_loopback=True),
+    other = Broker.build(broker.settings.replace(allow_http_loopback=True),
                          clock=broker.clock)
     app = create_app(other, background=False, migrate=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),

@@ -4,9 +4,6 @@ audit trail."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -66,19 +63,12 @@ async def _audit(broker: Broker, tenant: str) -> list[dict[str, Any]]:
     return list(await ops.export_audit(broker, tenant))
 
 
-def test_cli_add_from_fields_and_from_metadata(tmp_path) -> None:
-    env = {**os.environ, "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
-           "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
-           "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token")}
+def test_cli_add_from_fields_and_from_metadata(cli, tmp_path) -> None:
+    def run(*args: str) -> Any:
+        return json.loads(cli(*args, "--json").stdout)
 
-    def cli(*args: str) -> Any:
-        proc = subprocess.run([sys.executable, "-m", "broker.cli", *args, "--json"], env=env,
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
-
-    cli("tenant", "create", "acme")
-    added = cli("legacy-app", "add", "--tenant", "acme", "--entity-id", APP, "--acs", ACS,
+    run("tenant", "create", "acme")
+    added = run("legacy-app", "add", "--tenant", "acme", "--entity-id", APP, "--acs", ACS,
                 "--name-id-format", "emailAddress", "--attribute", "mail=email",
                 "--attribute", "memberOf=groups")
     assert added["attribute_mapping"] == {"mail": "email", "memberOf": "groups"}
@@ -89,8 +79,8 @@ def test_cli_add_from_fields_and_from_metadata(tmp_path) -> None:
         '"urn:oasis:names:tc:SAML:2.0:protocol"><md:AssertionConsumerService Binding="urn:'
         'oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://other.example/acs" '
         'index="0"/></md:SPSSODescriptor></md:EntityDescriptor>')
-    from_md = cli("legacy-app", "add", "--tenant", "acme", "--metadata-file", str(metadata))
+    from_md = run("legacy-app", "add", "--tenant", "acme", "--metadata-file", str(metadata))
     assert from_md["acs_urls"] == ["https://other.example/acs"]
-    listed = cli("legacy-app", "list", "--tenant", "acme")
+    listed = run("legacy-app", "list", "--tenant", "acme")
     assert sorted(a["entity_id"] for a in listed) == [APP, "https://other.example/sp"]
-    assert cli("legacy-app", "disable", "--tenant", "acme", APP)["status"] == "disabled"
+    assert run("legacy-app", "disable", "--tenant", "acme", APP)["status"] == "disabled"

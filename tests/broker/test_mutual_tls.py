@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,7 +37,7 @@ CC = {"grant_type": "client_credentials"}
 @pytest.fixture(scope="module")
 async def proxied(broker: Broker) -> AsyncIterator[Broker]:
     """A replica of the test broker that trusts proxies in 10.0.0.0/8 (and one address)."""
-    settings = replace(broker.settings, trusted_proxies=("10.0.0.0/8", "2001:db8::1"))
+    settings = broker.settings.replace(trusted_proxies=("10.0.0.0/8", "2001:db8::1"))
     other = Broker.build(settings, clock=OffsetClock())
     yield other
     await other.close()
@@ -476,33 +474,26 @@ async def test_admin_api_registers_mtls_clients(http, tenant):
     assert r.status_code == 400
 
 
-def test_cli_creates_mtls_clients(tmp_path):
-    env = {**os.environ, "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
-           "TESSERA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
-           "TESSERA_ADMIN_TOKEN_FILE": str(tmp_path / "admin.token")}
-
-    def cli(*args: str) -> dict[str, Any]:
-        proc = subprocess.run([sys.executable, "-m", "broker.cli", *args, "--json"], env=env,
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
+def test_cli_creates_mtls_clients(cli, tmp_path):
+    def run(*args: str) -> Any:
+        return json.loads(cli(*args, "--json").stdout)
 
     tenant = unique("t")
-    cli("tenant", "create", tenant)
-    spiffe = cli("client", "create", "--tenant", tenant, "--name", "planner",
+    run("tenant", "create", tenant)
+    spiffe = run("client", "create", "--tenant", tenant, "--name", "planner",
                  "--auth-method", "tls_client_auth", "--tls-san-uri", SPIFFE_ID, "--tls-bound")
     assert spiffe["tls_client_auth_san_uri"] == SPIFFE_ID
     assert spiffe["tls_client_certificate_bound_access_tokens"] is True
     assert spiffe["client_secret"] is None
-    dn = cli("client", "create", "--tenant", tenant, "--name", "billing",
+    dn = run("client", "create", "--tenant", tenant, "--name", "billing",
              "--auth-method", "tls_client_auth", "--tls-subject-dn", SUBJECT_DN)
     assert dn["tls_client_auth_subject_dn"] == SUBJECT_DN
-    dns = cli("client", "create", "--tenant", tenant, "--name", "dns",
+    dns = run("client", "create", "--tenant", tenant, "--name", "dns",
               "--auth-method", "tls_client_auth", "--tls-san-dns", DNS_NAME)
     assert dns["tls_client_auth_san_dns"] == DNS_NAME
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(PKI.self_signed.jwks()))
-    self_signed = cli("client", "create", "--tenant", tenant, "--name", "self",
+    self_signed = run("client", "create", "--tenant", tenant, "--name", "self",
                       "--auth-method", "self_signed_tls_client_auth", "--jwks-file", str(jwks))
     assert self_signed["token_endpoint_auth_method"] == "self_signed_tls_client_auth"
 

@@ -1,43 +1,38 @@
 """The approvals page in a real headless browser (Debian's chromium driven by Playwright): a
 CIBA request waits; the approver's browser opens /t/{tenant}/approvals, is sent to log in at
 the tenant's upstream IdP (oidc-provider), comes back to the page, sees the request with its
-binding message and clicks Approve; the agent's next poll gets the tokens. Skips where
-chromium or the ``playwright`` package is missing."""
+binding message and clicks Approve; the agent's next poll gets the tokens. Skips, before
+starting anything, where the ``chromium`` program is missing (``.ci/run`` installs it)."""
 
 from __future__ import annotations
 
 import shutil
 import time
-from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.interop.conftest import LoginTenant
 
-pytestmark = pytest.mark.interop
-
 CIBA = "urn:openid:params:grant-type:ciba"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None,
+                       reason="chromium not installed: apt install chromium"),
+]
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def _playwright() -> Any:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not shutil.which("chromium") and not shutil.which(CHROMIUM):
-        pytest.skip("chromium is not installed")
-    return sync_api
-
-
 def test_approve_in_browser(login_tenant: LoginTenant) -> None:
-    sync_api = _playwright()
     client = login_tenant.server.create_client(login_tenant.name, name="ciba agent")
     auth = (client["client_id"], client["client_secret"])
     issuer = login_tenant.issuer
     with httpx.Client(timeout=10.0) as http:
         # alice must be a user of the tenant: the browser logs her in first (no request yet)
-        with sync_api.sync_playwright() as pw:
+        with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             try:
                 page = browser.new_page()

@@ -6,7 +6,6 @@ broker, which redeems it (RFC 7523 jwt-bearer). Who the user is and how they aut
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters import subjects
 from adapters.dpop import jwk_thumbprint
 from broker import id_jag
 from broker.app import create_app
@@ -23,7 +23,15 @@ from tests import admin_ops as ops
 from tests.broker.helpers import jwt_parts
 from tests.conftest import TestClient, new_client, new_tenant, unique
 from tests.dpop_client import new_key, public_jwk
-from tests.login.conftest import IDP_CLAIMS, SAML, SAML_USERS, USERS, Login, oidc_redirect
+from tests.login.conftest import (
+    IDP_CLAIMS,
+    SAML,
+    SAML_USERS,
+    USERS,
+    Login,
+    federate_saml,
+    oidc_redirect,
+)
 from tests.login.flow import APP_REDIRECT, dpop, federate, login_tokens, request_for
 from tests.peers.oidc_idp import OidcIdp, start_oidc_idp
 from tests.peers.saml_idp import SamlIdp, start_saml_idp
@@ -57,16 +65,22 @@ def corp_saml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SamlIdp]:
 
 
 @pytest.fixture(scope="module")
-async def corp(broker: Broker, corp_oidc: OidcIdp, corp_saml: SamlIdp
-               ) -> AsyncIterator[Login]:
-    """A replica allowed to reach loopback IdPs, and the tenant federating both of them."""
-    replica = Broker.build(dataclasses.replace(broker.settings, allow_http_loopback=True),
+async def corp(broker: Broker, corp_oidc: OidcIdp) -> AsyncIterator[Login]:
+    """A replica allowed to reach loopback IdPs, and the tenant federating the OIDC IdP."""
+    replica = Broker.build(broker.settings.replace(allow_http_loopback=True),
                            clock=broker.clock)
     login = Login(replica, create_app(replica, background=False, migrate=False), CORP,
-                  corp_oidc, corp_saml)
+                  corp_oidc)
     await federate(login, RP_SECRET)
     yield login
     await replica.close()
+
+
+@pytest.fixture(scope="module")
+async def corp_with_saml(corp: Login, corp_saml: SamlIdp) -> Login:
+    """The enterprise tenant federating the SAML IdP too (only the SAML test starts it; the
+    other tests name their upstream, so the added one changes nothing for them)."""
+    return await federate_saml(corp, corp_saml)
 
 
 @dataclass
@@ -140,13 +154,15 @@ async def test_oidc_login_to_id_jag(corp: Login, domains: Domains) -> None:
     assert body["token_type"] == "DPoP" and body["scope"] == "read"
     _, at = jwt_parts(body["access_token"])
     assert at["iss"] == d.remote.issuer and at["aud"] == API
-    assert at["sub"] == idt["sub"] and at["client_id"] == d.remote.client_id
+    # the user stays the IdP tenant's: pairwise sub at the resource tenant, sub_id says whose
+    assert at["sub"] == subjects.foreign_sub(d.remote.tenant, d.agent.issuer, idt["sub"])
+    assert at["client_id"] == d.remote.client_id
     assert at["sub_id"] == {"format": "iss_sub", "iss": d.agent.issuer, "sub": idt["sub"]}
     assert at["cnf"] == jag["cnf"]
 
 
-async def test_saml_login_to_id_jag(corp: Login, domains: Domains) -> None:
-    d = domains
+async def test_saml_login_to_id_jag(corp_with_saml: Login, domains: Domains) -> None:
+    d, corp = domains, corp_with_saml
     req = request_for(d.agent, idp=SAML, scope="openid email profile")
     async with corp.browser() as browser:
         tokens = await login_tokens(corp, d.agent, req, browser, user="carol")
@@ -161,8 +177,9 @@ async def test_saml_login_to_id_jag(corp: Login, domains: Domains) -> None:
         body = await redeem(browser, d, issued["access_token"])
     assert body["token_type"] == "Bearer" and body["scope"] == "read write"
     _, at = jwt_parts(body["access_token"])
-    assert at["sub"] == idt["sub"] and at["aud"] == API
-    assert at["sub_id"]["iss"] == d.agent.issuer
+    assert at["sub"] == subjects.foreign_sub(d.remote.tenant, d.agent.issuer, idt["sub"])
+    assert at["aud"] == API
+    assert at["sub_id"] == {"format": "iss_sub", "iss": d.agent.issuer, "sub": idt["sub"]}
 
 
 async def test_tokens_of_the_login_are_not_subject_tokens(corp: Login, domains: Domains) -> None:

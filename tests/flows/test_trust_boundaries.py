@@ -18,7 +18,7 @@ import base64
 import datetime as dt
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -262,7 +262,7 @@ async def test_on_behalf_of_a_dpop_bound_token_needs_its_key(http, broker, tenan
 @pytest.fixture
 async def via_proxy(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
     """The app behind a TLS-terminating proxy whose Client-Cert header it believes."""
-    proxied = Broker.build(replace(broker.settings, trusted_proxies=("10.0.0.0/8",)),
+    proxied = Broker.build(broker.settings.replace(trusted_proxies=("10.0.0.0/8",)),
                            clock=OffsetClock())
     app = create_app(proxied, background=False, migrate=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=PROXY),

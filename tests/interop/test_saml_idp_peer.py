@@ -1,6 +1,6 @@
 """The pysaml2 IdP peer (tests/peers/saml_idp.py) on its own, without tessera: a pysaml2 SP
 (``Saml2Client``) sends AuthnRequests through it and checks what comes back, and python-xmlsec
-verifies the assertion signatures independently of pysaml2's ``xmlsec1`` calls."""
+verifies the assertion signatures here too, independently of pysaml2's own checks."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ import xmlsec
 from cryptography.utils import CryptographyDeprecationWarning
 from lxml import etree
 
+from tests.peers.pysaml2_xmlsec import python_xmlsec_config, use_python_xmlsec
 from tests.peers.saml_idp import SamlIdp, SamlLoginError, saml_login, start_saml_idp
+from tests.peers.saml_sps import key_and_cert
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", CryptographyDeprecationWarning)
@@ -59,8 +61,10 @@ def sp_metadata(entity_id: str = SP_ENTITY_ID) -> bytes:
 </md:EntityDescriptor>""".encode()
 
 
-def sp_client(idp: SamlIdp, entity_id: str = SP_ENTITY_ID) -> Saml2Client:
-    config = SPConfig().load({
+def sp_client(idp: SamlIdp, entity_id: str = SP_ENTITY_ID,
+              idp_metadata: bytes | None = None) -> Saml2Client:
+    """pysaml2's SP trusting ``idp`` by its metadata (or by ``idp_metadata`` instead)."""
+    config = SPConfig().load(python_xmlsec_config({
         "entityid": entity_id,
         "service": {"sp": {
             "endpoints": {"assertion_consumer_service": [(ACS_URL, BINDING_HTTP_POST)]},
@@ -68,10 +72,9 @@ def sp_client(idp: SamlIdp, entity_id: str = SP_ENTITY_ID) -> Saml2Client:
             "allow_unsolicited": False, "authn_requests_signed": False,
         }},
         "allow_unknown_attributes": True,
-        "metadata": {"inline": [idp.metadata_xml().decode()]},
-        "xmlsec_binary": shutil.which("xmlsec1"),
-    })
-    return Saml2Client(config=config)
+        "metadata": {"inline": [(idp_metadata or idp.metadata_xml()).decode()]},
+    }))
+    return use_python_xmlsec(Saml2Client(config=config))
 
 
 def authn_redirect(client: Saml2Client, idp: SamlIdp, relay_state: str = "rs-42",
@@ -226,6 +229,67 @@ async def test_unsigned_override(idp: SamlIdp, sp: Saml2Client, http: httpx.Asyn
     req_id, url = authn_redirect(sp, idp)
     _, form = await saml_login(http, url, "alice")
     verify_with_xmlsec(response_xml(form).find("saml:Assertion", NS), idp.cert_pem)
+
+
+async def test_sp_refuses_altered_or_foreign_signatures(idp: SamlIdp, sp: Saml2Client,
+                                                        http: httpx.AsyncClient) -> None:
+    """The SP's signature check (python-xmlsec in process, tests/peers/pysaml2_xmlsec.py) can
+    fail: an assertion changed after signing, and a signature by the key in the Response's
+    KeyInfo when the SP's metadata names another certificate, are refused."""
+    req_id, url = authn_redirect(sp, idp)
+    _, form = await saml_login(http, url, "alice")
+    xml = base64.b64decode(form["SAMLResponse"])
+    assert xml.count(b"alice@example.com") == 1
+    altered = base64.b64encode(xml.replace(b"alice@example.com", b"mallory@example.com"))
+    with pytest.raises(Exception, match=r"[Ss]ignature"):
+        sp.parse_authn_request_response(altered.decode(), BINDING_HTTP_POST,
+                                        outstanding={req_id: "/"})
+    assert sp_accepts(sp, form, req_id)  # the Response as signed
+
+    metadata = etree.fromstring(idp.metadata_xml())
+    other = "".join(key_and_cert("not the IdP")[1].splitlines()[1:-1])
+    for cert in metadata.iter(f"{{{DS}}}X509Certificate"):
+        cert.text = other
+    pinned = sp_client(idp, idp_metadata=etree.tostring(metadata))
+    req_id, url = authn_redirect(pinned, idp)
+    _, form = await saml_login(http, url, "alice")
+    verify_with_xmlsec(response_xml(form).find("saml:Assertion", NS), idp.cert_pem)
+    with pytest.raises(Exception, match=r"[Ss]ignature"):
+        pinned.parse_authn_request_response(form["SAMLResponse"], BINDING_HTTP_POST,
+                                            outstanding={req_id: "/"})
+
+
+@pytest.mark.skipif(shutil.which("xmlsec1") is None,
+                    reason="xmlsec1 not installed: apt install xmlsec1 (pysaml2's stock backend, "
+                           "a cross-check of the in-process one)")
+async def test_stock_xmlsec1_backend_agrees(idp: SamlIdp, http: httpx.AsyncClient) -> None:
+    """pysaml2's own backend (the ``xmlsec1`` program) judges the in-process signatures as
+    python-xmlsec does: it accepts the IdP's Response (signed Response and Assertion) and
+    refuses it altered after signing."""
+    config = SPConfig().load({
+        "entityid": SP_ENTITY_ID,
+        "service": {"sp": {
+            "endpoints": {"assertion_consumer_service": [(ACS_URL, BINDING_HTTP_POST)]},
+            "want_assertions_signed": True, "want_response_signed": True,
+            "allow_unsolicited": False, "authn_requests_signed": False,
+        }},
+        "allow_unknown_attributes": True,
+        "metadata": {"inline": [idp.metadata_xml().decode()]},
+        "xmlsec_binary": shutil.which("xmlsec1"),
+    })
+    stock = Saml2Client(config=config)
+    assert type(stock.sec.crypto).__name__ == "CryptoBackendXmlSec1"
+    idp.next_response_overrides = {"sign_response": True}
+    req_id, url = authn_redirect(stock, idp)
+    _, form = await saml_login(http, url, "alice")
+    parsed = stock.parse_authn_request_response(form["SAMLResponse"], BINDING_HTTP_POST,
+                                                outstanding={req_id: "/"})
+    assert parsed.ava["mail"] == ["alice@example.com"]
+    xml = base64.b64decode(form["SAMLResponse"])
+    altered = base64.b64encode(xml.replace(b"alice@example.com", b"mallory@example.com"))
+    with pytest.raises(Exception, match=r"[Ss]ignature"):
+        stock.parse_authn_request_response(altered.decode(), BINDING_HTTP_POST,
+                                           outstanding={req_id: "/"})
 
 
 @pytest.mark.parametrize(("override", "xpath", "attribute", "expected", "pysaml2_rejects"), [

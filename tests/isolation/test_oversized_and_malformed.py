@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from broker.runtime import Broker
 from tenants.models import AuditEvent, ReplayRecord, RevokedToken
-from tests.conftest import ADMIN_TOKEN, new_client, new_tenant
+from tests.conftest import ADMIN_TOKEN, REPO_ROOT, new_client, new_tenant
 from tests.conftest import TestClient as Registered
 from tests.dpop_client import make_proof, new_key
 
@@ -354,7 +354,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
     env.update(TESSERA_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db",
-               TESSERA_ADMIN_TOKEN=ADMIN_TOKEN)
+               TESSERA_ADMIN_TOKEN=ADMIN_TOKEN,
+               PYTHONPATH=str(REPO_ROOT))  # this checkout, whatever copy is installed
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen(  # `tessera serve` (the console script runs broker.cli:main)
         [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -16,7 +16,7 @@ from joserfc.jwk import Key
 from tests import admin_ops as ops
 from tests.conftest import BASE_URL, TestClient
 from tests.dpop_client import make_proof
-from tests.login.conftest import OIDC, SAML, Login
+from tests.login.conftest import OIDC, Login, federate_oidc, federate_saml
 from tests.peers.oidc_idp import login_at_idp
 from tests.peers.saml_idp import saml_login
 
@@ -118,7 +118,7 @@ async def code_for(login: Login, req: AuthRequest, browser: httpx.AsyncClient,
         async with login.idp_browser() as idp:
             callback = await login_at_idp(idp, location, user)
         location = redirected_to(await follow_local(browser, callback))
-    elif location.startswith(login.saml_idp.base_url):
+    elif login.saml is not None and location.startswith(login.saml.base_url):
         async with login.idp_browser() as idp:
             acs, fields = await saml_login(idp, location, user)
         location = redirected_to(await submit_acs(browser, acs, fields))
@@ -172,19 +172,9 @@ async def introspect(http: httpx.AsyncClient, caller: TestClient, value: str) ->
 
 async def federate(login: Login, rp_secret: str) -> None:
     """Create ``login.tenant`` federating ``login.oidc_idp`` (as its client ``tessera`` with
-    ``rp_secret``) and ``login.saml_idp``, the way the ``login`` fixture sets up login-corp."""
+    ``rp_secret``) and, if ``login`` has one, its running SAML IdP, with the upstream names
+    and domains of the ``login`` and ``login_saml`` fixtures."""
     await ops.create_tenant(login.broker, login.tenant)
-    await ops.create_upstream(login.broker, login.tenant, {
-        "name": OIDC, "kind": "oidc", "display_name": "Corp (OIDC)",
-        "domains": ["corp.example"], "mapping": {"claims": {"department": "department"}},
-        "oidc": {"issuer": login.oidc_idp.issuer, "client_id": "tessera",
-                 "client_secret": rp_secret, "client_auth": "client_secret_basic",
-                 "scopes": ["openid", "email", "profile", "groups"]}})
-    created = await ops.create_upstream(login.broker, login.tenant, {
-        "name": SAML, "kind": "saml", "display_name": "Corp (SAML)",
-        "domains": ["saml.example"],
-        "saml": {"metadata_xml": login.saml_idp.metadata_xml().decode()}})
-    async with login.browser() as http:
-        sp = await http.get(created["sp_metadata_url"].removeprefix(BASE_URL))
-        assert sp.status_code == 200, sp.text
-        login.saml_idp.add_sp_metadata(sp.content)
+    await federate_oidc(login, rp_secret)
+    if login.saml is not None:
+        await federate_saml(login, login.saml)

@@ -14,7 +14,7 @@ from tenants.models import AuditEvent, Grant, LoginSession, PendingRequest, Revo
 from tests import admin_ops as ops
 from tests.broker.helpers import last_event
 from tests.conftest import OffsetClock, TestClient, new_client
-from tests.login.conftest import OIDC, SAML, Login
+from tests.login.conftest import OIDC, PLACEHOLDER_SAML_SSO, SAML, Login
 from tests.login.flow import APP_REDIRECT, AuthRequest, follow_local, query, redirected_to
 from tests.peers.oidc_idp import login_at_idp
 
@@ -200,7 +200,7 @@ async def test_hints_pick_the_upstream(login: Login, app: TestClient, hint: str)
     async with login.browser() as browser:
         target = redirected_to(await follow_local(
             browser, AuthRequest(login.tenant, app.client_id, extra=extra).url()))
-    expected = login.oidc_idp.issuer if hint == "login_hint" else login.saml_idp.base_url
+    expected = login.oidc_idp.issuer if hint == "login_hint" else PLACEHOLDER_SAML_SSO
     assert target.startswith(expected), target
 
 

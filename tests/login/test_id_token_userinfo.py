@@ -167,17 +167,17 @@ async def test_userinfo_with_a_revoked_token(login: Login, app: TestClient,
 # -- users linked just in time ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-async def fresh(login: Login) -> TestClient:
+async def fresh(login_saml: Login) -> TestClient:
     """A tenant of its own federating the session's SAML IdP: no user has logged in there."""
-    tenant = await new_tenant(login.broker)
-    created = await login_admin.create_upstream(login.broker, tenant, {
+    tenant = await new_tenant(login_saml.broker)
+    created = await login_admin.create_upstream(login_saml.broker, tenant, {
         "name": SAML, "kind": "saml", "display_name": "Corp (SAML)",
-        "saml": {"metadata_xml": login.saml_idp.metadata_xml().decode()}})
-    async with login.browser() as http:
+        "saml": {"metadata_xml": login_saml.saml_idp.metadata_xml().decode()}})
+    async with login_saml.browser() as http:
         sp = await http.get(created["sp_metadata_url"].removeprefix(BASE_URL))
         assert sp.status_code == 200, sp.text
-    login.saml_idp.add_sp_metadata(sp.content)
-    return await new_client(login.broker, tenant, redirect_uris=[APP_REDIRECT])
+    login_saml.saml_idp.add_sp_metadata(sp.content)
+    return await new_client(login_saml.broker, tenant, redirect_uris=[APP_REDIRECT])
 
 
 async def users_of(login: Login, tenant: str) -> list[dict[str, Any]]:
@@ -192,27 +192,28 @@ async def make_stale(login: Login, tenant: str, sub: str) -> None:
         user.last_login_at = 0.0
 
 
-async def test_jit_user_created_once_and_refreshed(login: Login, fresh: TestClient) -> None:
-    assert await users_of(login, fresh.tenant) == []
+async def test_jit_user_created_once_and_refreshed(login_saml: Login, fresh: TestClient) -> None:
+    assert await users_of(login_saml, fresh.tenant) == []
     req = request_for(fresh, idp=SAML)
-    async with login.browser() as b:
-        first = await login_tokens(login, fresh, req, b, user="carol")
+    async with login_saml.browser() as b:
+        first = await login_tokens(login_saml, fresh, req, b, user="carol")
         sub = (await verified(b, fresh.issuer, first["id_token"])).claims["sub"]
-    [created] = await users_of(login, fresh.tenant)
+    [created] = await users_of(login_saml, fresh.tenant)
     assert created["sub"] == sub and created["email"] == "carol@saml.example"
     assert created["name"] == "Carol Danvers" and created["groups"] == ["pilots"]
-    await make_stale(login, fresh.tenant, sub)
-    async with login.browser() as b:  # a new browser: a second login at the IdP
-        second = await login_tokens(login, fresh, request_for(fresh, idp=SAML), b, user="carol")
+    await make_stale(login_saml, fresh.tenant, sub)
+    async with login_saml.browser() as b:  # a new browser: a second login at the IdP
+        second = await login_tokens(login_saml, fresh, request_for(fresh, idp=SAML), b,
+                                    user="carol")
         info = await userinfo(b, fresh.issuer, second["access_token"])
         assert (await verified(b, fresh.issuer, second["id_token"])).claims["sub"] == sub
     assert info.json() == {"sub": sub, "name": "Carol Danvers", "email": "carol@saml.example",
                            "groups": ["pilots"]}
-    [updated] = await users_of(login, fresh.tenant)
+    [updated] = await users_of(login_saml, fresh.tenant)
     assert updated["sub"] == sub and updated["created_at"] == created["created_at"]
     assert updated["email"] == "carol@saml.example" and updated["last_login_at"] > 0
     # the same person is another user at another tenant
-    assert sub not in {u["sub"] for u in await users_of(login, login.tenant)}
+    assert sub not in {u["sub"] for u in await users_of(login_saml, login_saml.tenant)}
 
 
 async def test_oidc_relogin_refreshes_the_profile(login: Login, app: TestClient) -> None:

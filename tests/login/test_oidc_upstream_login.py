@@ -2,10 +2,10 @@
 state is one-use and bound to the browser, an IdP error ends the flow with ``access_denied``,
 IdP key rotation, an unknown user, a custom subject mapping, a disabled upstream.
 
-The IdP's client accepts redirect URIs at ``login-corp`` and ``login-other`` only, and
-``login-other`` belongs to test_id_token_userinfo.py (which creates it): the custom subject
-mapping is shown with the SAML IdP in a fresh tenant, the disabled upstream in a fresh tenant
-(its login never reaches the IdP)."""
+The IdP's client accepts redirect URIs at ``login-corp``, ``login-saml`` and ``login-other``
+only, and ``login-other`` belongs to test_id_token_userinfo.py (which creates it): the custom
+subject mapping is shown with the SAML IdP in a fresh tenant, the disabled upstream in a fresh
+tenant (its login never reaches the IdP)."""
 
 from __future__ import annotations
 
@@ -59,17 +59,17 @@ async def client(login: Login) -> TestClient:
 
 
 @pytest.fixture(scope="module")
-async def mail_client(login: Login) -> TestClient:
+async def mail_client(login_saml: Login) -> TestClient:
     """A fresh tenant whose SAML upstream links users by their ``mail`` attribute, trusted by
     the SAML IdP."""
-    tenant = await new_tenant(login.broker)
-    created = await login_admin.create_upstream(login.broker, tenant, {
+    tenant = await new_tenant(login_saml.broker)
+    created = await login_admin.create_upstream(login_saml.broker, tenant, {
         "name": SAML, "kind": "saml", "mapping": {"subject": "mail"},
-        "saml": {"metadata_xml": login.saml_idp.metadata_xml().decode()}})
-    async with login.browser() as browser:
+        "saml": {"metadata_xml": login_saml.saml_idp.metadata_xml().decode()}})
+    async with login_saml.browser() as browser:
         sp = await browser.get(created["sp_metadata_url"].removeprefix(BASE_URL))
-    login.saml_idp.add_sp_metadata(sp.content)
-    return await new_client(login.broker, tenant, redirect_uris=[APP_REDIRECT])
+    login_saml.saml_idp.add_sp_metadata(sp.content)
+    return await new_client(login_saml.broker, tenant, redirect_uris=[APP_REDIRECT])
 
 
 

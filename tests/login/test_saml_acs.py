@@ -26,7 +26,8 @@ from tenants.models import AuditEvent
 from tests.broker.helpers import jwt_parts
 from tests.conftest import BASE_URL, TestClient, new_client
 from tests.login.conftest import SAML as UPSTREAM
-from tests.login.conftest import TENANT, Login
+from tests.login.conftest import SAML_TENANT as TENANT
+from tests.login.conftest import Login
 from tests.login.flow import (
     APP_REDIRECT,
     AuthRequest,
@@ -47,6 +48,12 @@ SP_ENTITY = f"{ISSUER}/saml/{UPSTREAM}/metadata"
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 Browsers = Callable[[], httpx.AsyncClient]
+
+
+@pytest.fixture(scope="module")
+def login(login_saml: Login) -> Login:
+    """This module signs in through the running SAML IdP: its ``login`` is tenant login-saml."""
+    return login_saml
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """SAML 2.0 assertions in (RFC 7522 SAML bearer grant, RFC 8693 ``saml2`` subject token), end
-to end with the pysaml2 IdP that tenant login-corp federates as upstream corp-saml: the IdP
+to end with the pysaml2 IdP that tenant login-saml federates as upstream corp-saml: the IdP
 knows an extra SP whose entity ID is the tenant issuer and whose ACS is the token endpoint, so
 its signed Assertion is one a client could present. It becomes a DPoP-bound access token for
 the tenant's (just-in-time linked) user, and an ID-JAG redeemed at another tenant; signature,
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from sqlalchemy import select
 
+from adapters import subjects
 from adapters.dpop import jwk_thumbprint
 from adapters.saml_assertion import SAML, build_assertion, build_response, sign
 from adapters.saml_upstream import (
@@ -39,7 +40,8 @@ from tests.broker.helpers import jwt_parts
 from tests.conftest import BASE_URL, TestClient, new_client, new_tenant
 from tests.dpop_client import new_key, public_jwk
 from tests.login.conftest import SAML as UPSTREAM
-from tests.login.conftest import TENANT, Login
+from tests.login.conftest import SAML_TENANT as TENANT
+from tests.login.conftest import Login
 from tests.login.flow import (
     APP_REDIRECT,
     AuthRequest,
@@ -63,6 +65,12 @@ PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 API = "https://api.pricing.example"
 Key = tuple[bytes, bytes]
+
+
+@pytest.fixture(scope="module")
+def login(login_saml: Login) -> Login:
+    """This module signs in through the running SAML IdP: its ``login`` is tenant login-saml."""
+    return login_saml
 
 
 def fresh_key() -> Key:
@@ -298,7 +306,7 @@ class Domains:
 
 @pytest.fixture(scope="module")
 async def domains(login: Login) -> Domains:
-    """A resource tenant trusting login-corp, as in tests/flows/test_login_to_id_jag.py."""
+    """A resource tenant trusting login-saml, as in tests/flows/test_login_to_id_jag.py."""
     b = login.broker
     pricing = await new_tenant(b)
     agent = await new_client(b, TENANT, scopes=[], audiences=[])
@@ -334,7 +342,8 @@ async def test_exchange_saml2_for_id_jag_redeemed_at_another_tenant(
     assert redeemed.status_code == 200, redeemed.text
     assert redeemed.json()["token_type"] == "DPoP" and redeemed.json()["scope"] == "read"
     _, at = jwt_parts(redeemed.json()["access_token"])
-    assert at["sub"] == jag["sub"] and at["aud"] == API and at["acr"] == AUTHN_CLASS
+    assert at["sub"] == subjects.foreign_sub(d.remote.tenant, ISSUER, jag["sub"])
+    assert at["aud"] == API and at["acr"] == AUTHN_CLASS
     assert at["sub_id"] == {"format": "iss_sub", "iss": ISSUER, "sub": jag["sub"]}
     replay = await exchange(http, d.agent, assertion, requested_token_type=id_jag.ID_JAG,
                             audience=d.remote.issuer)

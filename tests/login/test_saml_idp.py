@@ -29,6 +29,13 @@ PERSISTENT = NAMEID_FORMATS["persistent"]
 
 
 @pytest.fixture(scope="module")
+def login(login_saml: Login) -> Login:
+    """This module's RS256 tenant signs users in through the running SAML IdP: its ``login``
+    is tenant login-saml (the OIDC IdP and that SAML IdP)."""
+    return login_saml
+
+
+@pytest.fixture(scope="module")
 async def rs_tenant(login: Login) -> str:
     return await rsa_tenant(login)
 

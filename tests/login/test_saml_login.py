@@ -20,6 +20,12 @@ from tests.peers.saml_idp import saml_login
 pytestmark = pytest.mark.interop
 
 
+@pytest.fixture(scope="module")
+def login(login_saml: Login) -> Login:
+    """This module signs in through the running SAML IdP: its ``login`` is tenant login-saml."""
+    return login_saml
+
+
 async def test_code_flow_through_saml_upstream(login: Login) -> None:
     client = await new_client(login.broker, login.tenant, redirect_uris=["https://app.example/cb"])
     req = AuthRequest(login.tenant, client.client_id, extra={"idp": SAML})

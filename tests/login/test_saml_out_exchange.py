@@ -21,9 +21,9 @@ from tenants import users
 from tenants.models import Client
 from tenants.scope import tenant_scope
 from tests.admin_ops import set_legacy_app_status
-from tests.conftest import TestClient, new_client
+from tests.conftest import TestClient, new_client, new_tenant
 from tests.login.conftest import Login
-from tests.login.legacy import idp_metadata, new_entity, register, rsa_tenant
+from tests.login.legacy import idp_metadata, new_entity, register
 from tests.peers.saml_sps import Pysaml2SP, ResponseLifetimeExceed, SamlifySP
 
 pytestmark = pytest.mark.interop
@@ -137,7 +137,7 @@ async def test_expired_assertion_refused_by_pysaml2(
 
 
 async def test_samlify_accepts_exchanged_assertion_and_refuses_others(login: Login) -> None:
-    tenant = await rsa_tenant(login)
+    tenant = await new_tenant(login.broker, key_alg="RS256")  # samlify verifies RSA only
     client, sub = await new_client(login.broker, tenant), await _user(login, tenant)
     entity, acs = new_entity()
     await register(login, tenant, entity, acs, name_id_format="emailAddress")

@@ -4,7 +4,8 @@ server on 127.0.0.1, with a username-only login form.
 Routes: ``GET /idp/metadata``; ``GET /sso/redirect`` / ``POST /sso/post`` (AuthnRequest in, login
 form out); ``POST /login`` (Response out, as an HTTP-POST binding auto-post page to the ACS URL in
 the SP's metadata). SPs must be registered with :meth:`SamlIdp.add_sp_metadata` first. Signing
-is RSA-SHA256 over SHA-256 digests, done by the ``xmlsec1`` binary.
+is RSA-SHA256 over SHA-256 digests, done in process by python-xmlsec (tests/peers/pysaml2_xmlsec.py:
+no ``xmlsec1`` program needed).
 
 Negative tests set :attr:`SamlIdp.next_response_overrides`; the next *successful* ``/login``
 consumes it (unknown keys give a 500 page). Keys:
@@ -23,7 +24,6 @@ import datetime as dt
 import hashlib
 import html
 import secrets
-import shutil
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -41,6 +41,8 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from tests.peers.pysaml2_xmlsec import python_xmlsec_config, use_python_xmlsec
+
 with warnings.catch_warnings():  # pysaml2 still imports CFB from its deprecated location
     warnings.simplefilter("ignore", CryptographyDeprecationWarning)
     from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
@@ -53,6 +55,7 @@ with warnings.catch_warnings():  # pysaml2 still imports CFB from its deprecated
 
 AUTHN_CLASS = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
 ALG_NS = "urn:oasis:names:tc:SAML:metadata:algsupport"
+MD_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
 OVERRIDE_KEYS = frozenset(
     {"sign_response", "sign_assertion", "audience", "in_response_to", "recipient", "expired"})
 
@@ -253,12 +256,20 @@ def _write_key_and_cert(workdir: Path) -> tuple[str, str]:
 
 
 def _idp_metadata(config: IdPConfig) -> bytes:
-    """pysaml2's metadata, advertising only the algorithms in use (pysaml2 lists all that
-    ``xmlsec1`` knows, MD5 and SHA-1 included)."""
+    """pysaml2's metadata, advertising the algorithms in use (SAML V2.0 Metadata Profile for
+    Algorithm Support: pysaml2 lists them only when it asks ``xmlsec1``, and then all it knows,
+    MD5 and SHA-1 included)."""
     root = etree.fromstring(create_metadata_string(None, config=config))
-    for elem in root.iter(f"{{{ALG_NS}}}DigestMethod", f"{{{ALG_NS}}}SigningMethod"):
-        if elem.get("Algorithm") not in (DIGEST_SHA256, SIG_RSA_SHA256):
-            elem.getparent().remove(elem)
+    extensions = root.find("md:Extensions", {"md": MD_NS})
+    if extensions is None:
+        extensions = etree.Element(f"{{{MD_NS}}}Extensions")
+        root.insert(0, extensions)
+    for elem in list(extensions.iter(f"{{{ALG_NS}}}DigestMethod",
+                                     f"{{{ALG_NS}}}SigningMethod")):
+        elem.getparent().remove(elem)
+    for name, algorithm in (("DigestMethod", DIGEST_SHA256), ("SigningMethod", SIG_RSA_SHA256)):
+        etree.SubElement(extensions, f"{{{ALG_NS}}}{name}", Algorithm=algorithm,
+                         nsmap={"alg": ALG_NS})
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
@@ -268,15 +279,12 @@ def start_saml_idp(workdir: Path, *, users: dict[str, dict[str, list[str]]],
     """Start the IdP on 127.0.0.1 (on a free port unless ``port``); ``users`` maps usernames to
     attributes (pysaml2 sends well-known names such as ``mail`` as ``urn:oid:`` names with a
     FriendlyName, others under their own name). Call ``stop()`` when done."""
-    xmlsec = shutil.which("xmlsec1")
-    if xmlsec is None:
-        raise RuntimeError("xmlsec1 is not on PATH: pysaml2 signs with it")
     workdir.mkdir(parents=True, exist_ok=True)
     key_pem, cert_pem = _write_key_and_cert(workdir)
     httpd = _IdpHTTPServer(("127.0.0.1", port or 0), _Handler)
     base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
     entity_id = f"{base_url}/idp/metadata"
-    config = IdPConfig().load({
+    config = IdPConfig().load(python_xmlsec_config({
         "entityid": entity_id,
         "service": {"idp": {
             "name": "tessera test IdP",
@@ -289,15 +297,14 @@ def start_saml_idp(workdir: Path, *, users: dict[str, dict[str, list[str]]],
             "want_authn_requests_signed": False,
         }},
         "key_file": str(workdir / "idp-key.pem"), "cert_file": str(workdir / "idp-cert.pem"),
-        "xmlsec_binary": xmlsec,
         # pysaml2 defaults to RSA-SHA1/SHA-1 (a process-wide singleton): set both explicitly
         "signing_algorithm": SIG_RSA_SHA256, "digest_algorithm": DIGEST_SHA256,
         "metadata": {},  # an empty store that add_sp_metadata fills
-    })
+    }))
     idp = SamlIdp(base_url=base_url, entity_id=entity_id, metadata_url=entity_id,
                   cert_pem=cert_pem, key_pem=key_pem, users=users, sign_response=sign_response,
                   sign_assertion=sign_assertion, _metadata=_idp_metadata(config),
-                  _server=Server(config=config), _httpd=httpd)
+                  _server=use_python_xmlsec(Server(config=config)), _httpd=httpd)
     httpd.idp = idp
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                      name="saml-idp", daemon=True).start()

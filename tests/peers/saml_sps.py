@@ -2,8 +2,9 @@
 
 * ``SamlifySP``: samlify (npm) through ``samlify_sp.mjs`` beside this file, one Node.js process
   per call (creates AuthnRequests, parses a SAMLResponse, prints what it extracted);
-* ``Pysaml2SP``: pysaml2's ``Saml2Client`` in process (signature checks by the ``xmlsec1``
-  binary, as pysaml2 does by default).
+* ``Pysaml2SP``: pysaml2's ``Saml2Client`` in process (signatures checked and made by
+  python-xmlsec in process, tests/peers/pysaml2_xmlsec.py, where pysaml2 would by default run
+  the ``xmlsec1`` program).
 
 Both are given tessera's IdP metadata as their only trust; neither runs an HTTP server: the
 ACS URL is an identifier, and the tests hand the SP the SAMLResponse that tessera's page would
@@ -31,6 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.interop.conftest import NPM_TIMEOUT, PEERS_DIR
 from tests.peers.oidc_idp import node_or_skip
+from tests.peers.pysaml2_xmlsec import python_xmlsec_config, use_python_xmlsec
 
 with warnings.catch_warnings():  # pysaml2 still imports CFB from its deprecated location
     warnings.simplefilter("ignore", CryptographyDeprecationWarning)
@@ -124,9 +126,6 @@ class Pysaml2SP:
     def __init__(self, workdir: Path, *, entity_id: str, acs: str, idp_metadata: str,
                  name_id_format: str | None = None, sign_requests: bool = False,
                  allow_unsolicited: bool = False) -> None:
-        xmlsec = shutil.which("xmlsec1")
-        if xmlsec is None:
-            pytest.skip("xmlsec1 is not on PATH: pysaml2 verifies with it")
         workdir.mkdir(parents=True, exist_ok=True)
         self.key_pem, self.cert_pem = key_and_cert("pysaml2 SP")
         (workdir / "sp-key.pem").write_text(self.key_pem)
@@ -140,14 +139,14 @@ class Pysaml2SP:
             sp["name_id_format"] = [name_id_format]
             sp["name_id_policy_format"] = name_id_format
         self.entity_id, self.acs = entity_id, acs
-        self.config = SPConfig().load({
+        self.config = SPConfig().load(python_xmlsec_config({
             "entityid": entity_id, "service": {"sp": sp},
             "metadata": {"inline": [idp_metadata]},
             "key_file": str(workdir / "sp-key.pem"), "cert_file": str(workdir / "sp-cert.pem"),
-            "xmlsec_binary": xmlsec, "accepted_time_diff": 5, "allow_unknown_attributes": True,
+            "accepted_time_diff": 5, "allow_unknown_attributes": True,
             "signing_algorithm": SIG_RSA_SHA256, "digest_algorithm": DIGEST_SHA256,
-        })
-        self.client = Saml2Client(config=self.config)
+        }))
+        self.client = use_python_xmlsec(Saml2Client(config=self.config))
         self.idp_entity_id = next(iter(self.client.metadata.identity_providers()))
 
     def metadata(self) -> str:

@@ -128,3 +128,12 @@ async def test_system_slot_keys_rotate_on_the_schedule(clocked_broker):
     rotated = [r for r in await broker.keys.tick() if r.tenant_id == slot]
     assert len(rotated) == 1 and rotated[0].retiring == active
     assert await _states(broker, slot) == ["active", "next", "retiring"]
+
+
+def test_software_handle_stays_bound_after_its_key_was_unwrapped():
+    """The unwrapped-key cache must not let a handle sign for another row once used."""
+    backend = SoftwareBackend(b"\x02" * 32)
+    generated = backend.generate("ES256", context=b"acme|k1")
+    assert len(backend.sign("ES256", generated.handle, b"x", context=b"acme|k1")) == 64
+    with pytest.raises(Exception):  # noqa: B017 - the AEAD refuses the other context
+        backend.sign("ES256", generated.handle, b"x", context=b"other|k1")

@@ -33,7 +33,7 @@ async def create_tenant(broker: Broker, body: TenantCreate) -> TenantOut:
             tenant = await directory.create_tenant(
                 session, body.name, display_name=body.display_name, settings=body.settings,
                 now=broker.clock.now())
-            webhook_secrets.seal_new(tenant, broker.sealer)
+            webhook_secrets.create(scoped(session, body.name), broker.sealer)
             await broker.keys.ensure(body.name, session)
     except directory.DirectoryError as exc:
         raise refused(exc) from exc
