@@ -110,6 +110,10 @@ async def test_managed_connection_rest_paths(http: httpx.AsyncClient, broker: Br
     assert r.status_code == 200, r.text
     one = f"{base}/{agent.client_id}/{quote(audience, safe='')}"
     assert (await http.get(one, headers=ADMIN)).json()["rules"] == {"read": "grant"}
+    r = await http.put(base, headers=ADMIN, json={  # the body names a client: a 400 naming it
+        "client_id": "ghost", "audience": audience, "remote_client_id": "remote"})
+    assert r.status_code == 400 and r.json()["field"] == "client_id", r.text
+    assert len((await http.get(base, headers=ADMIN)).json()) == 1
     r = await http.patch(one, headers=ADMIN, json={"rules": {"read": "approve", "pay": "deny"},
                                                   "approver": "group:finance"})
     assert r.status_code == 200, r.text

@@ -26,9 +26,11 @@ from tests.interop.conftest import _wait_healthy, free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
 MAX_EXAMPLES = 15
+# not ensure_resource_availability: it takes any 404 after a create for "the created object
+# is gone", and a revoke or a legacy app's disable names its target in the body (404 there is
+# "no such agent", not "no such tenant")
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_schema_conformance", "negative_data_rejection",
-          "ensure_resource_availability")
+          "response_schema_conformance", "negative_data_rejection")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from adapters.errors import NotFound
+from broker.admin.errors import InvalidField
 from broker.admin.models.connections import (
     ManagedConnectionOut,
     ManagedConnectionPatch,
@@ -52,8 +53,9 @@ async def put_managed_connection(broker: Broker, tenant: str,
     await existing_tenant(broker, tenant, change=True)
     now = broker.clock.now()
     async with tenant_scope(broker.sessions, tenant) as scope:
-        if await scope.get(Client, body.client_id) is None:
-            raise NotFound(f"no client {body.client_id!r} in tenant {tenant!r}")
+        if await scope.get(Client, body.client_id) is None:  # the body names it: a 400
+            raise InvalidField("client_id", f"no client {body.client_id!r} in tenant "
+                                            f"{tenant!r}")
         row = await scope.get(ManagedConnectionRow, body.client_id, body.audience)
         if row is None:
             row = scope.add(ManagedConnectionRow(client_id=body.client_id,
