@@ -29,6 +29,7 @@ from broker.endpoints import (
     token,
     userinfo,
 )
+from broker.request_context import RequestContextMiddleware
 from broker.runtime import Broker
 from tenants.migrate import upgrade
 
@@ -96,5 +97,6 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: http_error})
     app.add_middleware(ClientCertMiddleware, trusted_proxies=broker.settings.trusted_proxies)
+    app.add_middleware(RequestContextMiddleware)  # added last: the outermost
     app.state.broker = broker
     return app
