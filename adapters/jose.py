@@ -4,9 +4,10 @@ Signing is split in two so private keys never have to leave the key service: cal
 JWS signing input here, the key service signs the bytes, and ``compact`` joins the parts.
 
 Every header and claims set is read by ``adapters.json_reader`` (size, depth, finite numbers,
-no duplicate member names: RFC 7515 §5.2, RFC 7519 §4), and the NumericDate claims ``exp``,
-``iat``, ``nbf`` and ``auth_time`` (RFC 7519 §2) must be finite numbers in [0, 2**41) when
-present: a ``NaN`` never reaches a time comparison. Every defect raises ``JWTError``.
+no duplicate member names: RFC 7515 §5.2, RFC 7519 §4), and its registered members must have
+their registered types (``adapters.jwt_types``: ``exp``/``iat``/``nbf``/``auth_time`` finite
+numbers in [0, 2**41), ``cnf`` an object...): a ``NaN`` never reaches a time comparison, nor
+``"cnf": 5`` a ``.get``. Every defect raises ``JWTError``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import base64
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -25,13 +26,11 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
-from adapters import json_reader
+from adapters import json_reader, jwt_types
 
 ASYMMETRIC_ALGS = frozenset({"ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"})
 MAX_HEADER_BYTES = 8_192
 MAX_CLAIMS_BYTES = 65_536
-NUMERIC_DATES = ("exp", "iat", "nbf", "auth_time")
-MAX_NUMERIC_DATE = 2**41  # about the year 71 700: later is nonsense, and still fits a double
 
 
 class JWTError(Exception):
@@ -73,18 +72,19 @@ def _segment(token: str, index: int, limit: int, what: str) -> bytes:
 
 def _header(data: bytes) -> dict[str, Any]:
     try:
-        return json_reader.load_object(data, max_bytes=MAX_HEADER_BYTES)
-    except json_reader.JSONInputError as exc:
+        header = json_reader.load_object(data, max_bytes=MAX_HEADER_BYTES)
+        jwt_types.check(header, jwt_types.HEADER, "header parameter")
+    except ValueError as exc:  # JSONInputError is one
         raise JWTError(f"malformed JWT header: {exc}") from None
+    return header
 
 
 def _claims(data: bytes) -> dict[str, Any]:
     try:
         claims = json_reader.load_object(data, max_bytes=MAX_CLAIMS_BYTES)
-    except json_reader.JSONInputError as exc:
+        jwt_types.check(claims, jwt_types.CLAIMS, "claim")
+    except ValueError as exc:
         raise JWTError(f"malformed JWT claims: {exc}") from None
-    for name in NUMERIC_DATES:
-        numeric_date(claims, name)
     return claims
 
 
@@ -100,14 +100,13 @@ def unverified_claims(token: str) -> dict[str, Any]:
 
 def numeric_date(claims: Mapping[str, Any], name: str) -> int | float | None:
     """Claim ``name`` as an RFC 7519 §2 NumericDate: None when absent; ``JWTError`` unless a
-    finite number (not a boolean) in [0, ``MAX_NUMERIC_DATE``)."""
+    finite number (not a boolean) in [0, 2**41)."""
     if name not in claims:
         return None
     value = claims[name]
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not 0 <= value < MAX_NUMERIC_DATE):  # NaN fails every comparison: refused too
+    if not jwt_types.is_numeric_date(value):
         raise JWTError(f"{name} is not a number of seconds since 1970 (NumericDate)")
-    return value
+    return cast(int | float, value)
 
 
 def import_public_jwk(jwk: Mapping[str, Any]) -> Key:
