@@ -13,8 +13,10 @@ longer hunt), no deadline.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -26,9 +28,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joserfc.jwk import ECKey
+from starlette.routing import Route
 
 from broker import id_jag
 from broker import management as ops
+from broker.app import create_app
 from broker.endpoints import admin
 from broker.runtime import Broker
 from tests.conftest import ADMIN_TOKEN, TestClient, new_client, new_tenant
@@ -241,6 +245,14 @@ async def test_token_exchange_answers_any_subject_token(http, site, data, kind):
     assert_not_5xx(r)
 
 
+QUERY_PARAMS = ["response_type", "state", "nonce", "prompt", "max_age", "code_challenge",
+                "code_challenge_method", "request_uri", "request", "login_hint", "id_token_hint",
+                "post_logout_redirect_uri", "flow", "SAMLRequest", "SAMLResponse", "RelayState",
+                "SigAlg", "Signature", "sp", "sub", "csrf", "decision", "id", "upstream",
+                "binding_message", "login_hint_token", "requested_expiry", "acr_values",
+                "ui_locales", "claims", "response_mode", "iss", "error"]
+COOKIES = ["tessera_session=x", "tessera_flow=" + "a" * 40, "tessera_session=%ff%00",
+           "tessera_flow=;tessera_flow=b", "x=" + "[" * 500]
 PARAMS = ["grant_type", "scope", "resource", "audience", "assertion", "subject_token",
           "subject_token_type", "actor_token", "actor_token_type", "requested_token_type",
           "authorization_details", "code", "code_verifier", "redirect_uri", "refresh_token",
@@ -312,3 +324,43 @@ def test_the_admin_api_is_covered():
     assert len(WRITES) > 20
     assert ("POST", "/admin/v1/tenants") in WRITES
     assert deep(2) == b"[[]]"
+
+
+
+# -- every route: any query, any form ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def every_route(broker: Broker) -> list[tuple[str, str]]:
+    """(method, path template) of every route of the real app."""
+    app = create_app(broker, background=False, migrate=False)
+    return [(method, route.path) for route in app.routes
+            if isinstance(route, Route) and route.path != "/healthz"
+            for method in sorted((route.methods or set()) - {"HEAD"})]
+
+
+@PROPERTY
+@given(data=st.data(),
+       query=st.lists(st.tuples(st.sampled_from(PARAMS + QUERY_PARAMS) | st.text(max_size=8),
+                                param_values), max_size=6),
+       form=st.lists(st.tuples(st.sampled_from(PARAMS + QUERY_PARAMS) | st.text(max_size=8),
+                               param_values), max_size=6),
+       cookie=st.booleans(), auth=st.sampled_from(["none", "client", "admin"]))
+async def test_every_route_answers_any_request(http, site, every_route, data, query, form,
+                                               cookie, auth):
+    method, template = data.draw(st.sampled_from(every_route))
+    path = template
+    for name in re.findall(r"{(\w+)}", template):
+        value = site.tenant if name == "tenant" else data.draw(
+            st.text("abcdefghij0123456789-_.", min_size=1, max_size=12))
+        path = path.replace("{" + name + "}", value)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if cookie:
+        headers["Cookie"] = data.draw(st.sampled_from(COOKIES))
+    if auth == "admin":
+        headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+    elif auth == "client":
+        headers["Authorization"] = "Basic " + base64.b64encode(
+            ":".join(site.client.basic).encode()).decode()
+    r = await http.request(method, path, params=query, headers=headers,
+                           content=urlencode(form, quote_via=quote) if method == "POST" else None)
+    assert r.status_code < 500, (method, path, r.status_code, r.text[:300])
