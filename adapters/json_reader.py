@@ -14,9 +14,11 @@ through ``loads`` (or ``load_object``). On top of ``json.loads`` it refuses:
 * strings holding a lone UTF-16 surrogate (``"\\ud800"``), which no UTF-8 encoder can write.
 
 The depth check is cheap on the hot path: the number of ``[`` and ``{`` bounds the depth, so
-only a document with more brackets than ``max_depth`` (rare for a JWT) is scanned bracket by
-bracket, outside strings, iteratively. Every defect raises ``JSONInputError`` (a
-``ValueError``) with a short description that never quotes the input.
+only a document with more brackets than ``max_depth`` (rare for a JWT) is measured, with
+linear-time string operations only (no recursion, no Python loop per character): at worst
+(a 64 KiB document nested exactly ``max_depth`` deep throughout) about what parsing it costs.
+Every defect raises ``JSONInputError`` (a ``ValueError``) with a short description that never
+quotes the input.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from typing import Any, Final
 MAX_DEPTH: Final = 32
 MAX_BYTES: Final = 65_536
 
-# a JSON string (RFC 8259 §7) — linear: the alternatives never overlap
-_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET: Final = re.compile(r"[\[\]{}]")
+# A string once its escapes are gone (see ``_deeper_than``), or its unterminated rest: from a
+# quote this always matches, so ``sub`` never retries inside it: linear.
+_PLAIN_STRING: Final = re.compile(r'"[^"]*(?:"|\Z)')
+_BRACKETS_ONLY: Final = (bytes.maketrans(b"{}", b"[]"),  # one kind; every other byte deleted
+                         bytes(sorted(set(range(256)) - set(b"[]{}"))))
 _WHITESPACE: Final = " \t\n\r"  # RFC 8259 §2 ws
 
 
@@ -58,18 +62,28 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _deeper_than(text: str, limit: int) -> bool:
-    """Arrays/objects nested more than ``limit`` deep, outside strings (no recursion)."""
+    """Arrays/objects nested more than ``limit`` deep, outside strings. No recursion and no
+    Python loop per character: string operations cut out the strings and everything that is
+    not a bracket; then each round either finds a run of openers that is too deep already, or
+    removes the innermost level with one ``replace`` (``limit`` rounds at most).
+    Unbalanced brackets count as too deep: such a text is not JSON anyway."""
     if text.count("[") + text.count("{") <= limit:
         return False  # fast path: not enough brackets to be that deep
-    depth = 0
-    for match in _BRACKET.finditer(_STRING.sub("", text)):
-        if match[0] in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
+    # escapes go first (left to right, as a decoder pairs them), so no quote inside a string
+    # is left that could end it; then the strings; then every byte but the brackets
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
+    outside = _PLAIN_STRING.sub("", unescaped).encode("utf-8", "surrogatepass")
+    brackets = outside.translate(*_BRACKETS_ONLY).decode("ascii")
+    for allowed in range(limit, 0, -1):  # levels the remaining brackets may still nest
+        if not brackets:
+            return False
+        if "[" * (allowed + 1) in brackets:
+            return True
+        inner_removed = brackets.replace("[]", "")
+        if len(inner_removed) == len(brackets):
+            return True  # nothing closes
+        brackets = inner_removed
+    return bool(brackets)
 
 
 # built once: ``json.loads`` with hooks builds a decoder per call, which costs more than the parse

@@ -57,6 +57,34 @@ def test_deep_nesting_is_refused_quickly_without_recursion(levels: int, closed: 
     assert time.perf_counter() - started < 1.0
 
 
+@pytest.mark.parametrize("text", [
+    "[" * 33 + '"\\' * 30_000,  # an unterminated string of escaped quotes (no backtracking)
+    "[" * 33 + '"",' * 20_000,  # many strings
+    '{"a":"' + "[" * 60_000 + '"}',  # brackets in one long string
+    '{"a":[' * 10_000,  # keys between the brackets
+    "[" + ",".join(["[" * 31 + "]" * 31] * 900) + "]",  # exactly at the limit, all over
+])
+def test_depth_scan_stays_linear_on_adversarial_64KiB(text: str) -> None:
+    started = time.perf_counter()
+    try:
+        loads(text)
+    except JSONInputError:
+        pass
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize(("text", "depth"), [
+    (r'["\\", [[]]]', 3), (r'["\\\"[[[[", [1]]', 2), (r'{"a\"[[": {"b": [[{}]]}}', 5),
+    (r'["x\\\\", [[[]]]]', 4), (r'[{"k": "\u005b\u005b"}, [[]]]', 3),
+])
+def test_escapes_are_paired_like_the_decoder_pairs_them(text: str, depth: int) -> None:
+    assert loads(text + " ", max_depth=depth) == json.loads(text)
+    wrapped = "[" * 40 + text + "]" * 40  # over the fast path's count
+    assert loads(wrapped, max_depth=depth + 40) == json.loads(wrapped)
+    with pytest.raises(JSONInputError, match="nested deeper"):
+        loads(wrapped, max_depth=depth + 39)
+
+
 def test_brackets_inside_strings_do_not_count() -> None:
     text = json.dumps({"a": "[" * 100, "b": ["{" * 100, '\\"[[[['], "c": [[["]]]"]]]})
     assert loads(text)["a"] == "[" * 100
