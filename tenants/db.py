@@ -40,6 +40,7 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine
     # Overflow connections are closed when returned, and opening one costs a handshake.
     kwargs.setdefault("pool_size", 8)
     kwargs.setdefault("max_overflow", 8)
+    kwargs.setdefault("hide_parameters", True)  # a logged traceback never shows bound values
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         apply_sqlite_pragmas(engine.sync_engine)
