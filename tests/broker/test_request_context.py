@@ -11,9 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from broker.app import create_app
-from broker.request_context import LOGGER
+from broker.request_context import LOGGER, RequestContextMiddleware, request_id
 from broker.runtime import Broker
 from tests import server_errors
 from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
@@ -133,4 +137,40 @@ async def test_admin_token_never_logged_on_500(broken, server_error_records, cap
                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert r.status_code == 500
     assert ADMIN_TOKEN not in caplog.text
+    server_error_records.clear()
+
+
+def _small_app() -> Starlette:
+    """The middleware alone around two handlers (the real app has no handler that fails)."""
+
+    async def whoami(request: Request) -> Response:
+        return JSONResponse({"state": request.state.request_id, "context": request_id()})
+
+    async def fails_midway(_request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"partial"
+            raise RuntimeError("broke while streaming")
+        return StreamingResponse(body())
+
+    app = Starlette(routes=[Route("/whoami", whoami), Route("/midway", fails_midway)])
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+async def test_handlers_see_the_request_id():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_small_app()),
+                                 base_url=BASE_URL) as client:
+        r = await client.get("/whoami", headers={"X-Request-Id": "id-7"})
+        assert r.json() == {"state": "id-7", "context": "id-7"}
+        r = await client.get("/whoami")
+        assert r.json()["state"] == r.json()["context"] == r.headers["x-request-id"]
+    assert request_id() is None  # outside a request
+
+
+async def test_failure_after_the_answer_began_drops_the_connection(server_error_records):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_small_app()),
+                                 base_url=BASE_URL) as client:
+        with pytest.raises(RuntimeError, match="broke while streaming"):
+            await client.get("/midway")
+    assert len(server_error_records) == 1 and server_error_records[0].exc_info
     server_error_records.clear()
