@@ -37,13 +37,7 @@ from broker.endpoints import admin
 from broker.runtime import Broker
 from tests.conftest import ADMIN_TOKEN, TestClient, new_client, new_tenant
 from tests.dpop_client import make_proof, new_key
-from tests.isolation.test_hostile_json import (
-    ASSERTION_TYPE,
-    Signer,
-    b64,
-    deep,
-    ec_signer,
-)
+from tests.hostile_jwt import ASSERTION_TYPE, Signer, b64, ec_signer
 
 EXAMPLES = int(os.environ.get("TESSERA_PROPERTY_EXAMPLES", "150"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
@@ -327,7 +321,6 @@ def test_the_admin_api_is_covered():
     """Every admin write route is drawn from (and there are some)."""
     assert len(WRITES) > 20
     assert ("POST", "/admin/v1/tenants") in WRITES
-    assert deep(2) == b"[[]]"
 
 
 

@@ -15,16 +15,12 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey
 
 from broker import id_jag
@@ -33,41 +29,10 @@ from broker.runtime import Broker
 from tests.broker.helpers import assert_refused_wrote_only_audit, counts
 from tests.conftest import ADMIN_TOKEN, TestClient, new_client, new_tenant
 from tests.dpop_client import make_proof, new_key
+from tests.hostile_jwt import ASSERTION_TYPE, Signer, deep, ec_signer, jwt, obj
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DEEP = 100_000
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def deep(levels: int, *, closed: bool = True) -> bytes:
-    return b"[" * levels + (b"]" * levels if closed else b"")
-
-
-def obj(members: dict[str, Any]) -> bytes:
-    """A JSON object whose values may be raw JSON (bytes) spliced in as they are."""
-    parts = [json.dumps(k).encode() + b":" + (v if isinstance(v, bytes) else json.dumps(v).encode())
-             for k, v in members.items()]
-    return b"{" + b",".join(parts) + b"}"
-
-
-Signer = Callable[[bytes], bytes]
-
-
-def jwt(header: bytes, payload: bytes, sign: Signer | None = None) -> str:
-    data = f"{b64(header)}.{b64(payload)}".encode("ascii")
-    signature = sign(data) if sign else b"\x00" * 64
-    return f"{data.decode()}.{b64(signature)}"
-
-
-def ec_signer(key: ECKey) -> Signer:
-    def sign(data: bytes) -> bytes:
-        r, s = decode_dss_signature(key.get_op_key("sign").sign(data, ec.ECDSA(hashes.SHA256())))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    return sign
 
 
 # The defects, as (name, header members, claims members) over a valid header and claims set.
