@@ -151,8 +151,9 @@ async def site(broker: Broker) -> Site:
     pk = await new_client(broker, tenant, auth_method="private_key_jwt",
                           jwks={"keys": [key.as_dict(private=False)]})
     agent = await new_client(broker, acme, scopes=[], audiences=[])
-    await ops.add_trust_link(broker, acme, peer_tenant=tenant)
-    await ops.add_trust_link(broker, tenant, peer_tenant=acme, scope_ceiling=["read"])
+    await ops.add_trust_link(broker, acme, peer_tenant=tenant, send=True)
+    await ops.add_trust_link(broker, tenant, peer_tenant=acme, scope_ceiling=["read"],
+                             accept=True)
     await ops.put_managed_connection(
         broker, acme, client_id=agent.client_id, audience=broker.issuer(tenant),
         rules={"read": "grant"}, remote_client_id=client.client_id, resources=[],

@@ -254,8 +254,9 @@ class Jag:
 async def jag(broker: Broker) -> Jag:
     acme, pricing = await new_tenant(broker), await new_tenant(broker)
     remote = await new_client(broker, pricing, scopes=["read"], audiences=["https://api.x"])
-    await ops.add_trust_link(broker, acme, peer_tenant=pricing)
-    await ops.add_trust_link(broker, pricing, peer_tenant=acme, scope_ceiling=["read"])
+    await ops.add_trust_link(broker, acme, peer_tenant=pricing, send=True)
+    await ops.add_trust_link(broker, pricing, peer_tenant=acme, scope_ceiling=["read"],
+                             accept=True)
     signer = await broker.keys.raw_signer(acme)
     return Jag(acme, pricing, remote, signer.kid, signer.sign)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 import logging
 import os
@@ -575,8 +574,8 @@ async def test_a_tenant_moves_from_software_keys_to_the_token_by_rotation(
     software_kids = {k.kid for k in await before.keys.keys(tenant)}
     old_token = await before.keys.sign(tenant, {}, {"era": "software"})
 
-    after = Broker.build(dataclasses.replace(
-        software_settings, key_backend="pkcs11", pkcs11_module=SOFTHSM_MODULE,
+    after = Broker.build(software_settings.replace(
+        key_backend="pkcs11", pkcs11_module=SOFTHSM_MODULE,
         pkcs11_token_label=LABEL, pkcs11_pin=PIN), clock=clock)
     try:
         # the software keys still sign through the new process
