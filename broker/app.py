@@ -32,6 +32,7 @@ from broker.endpoints import (
     userinfo,
 )
 from broker.observe import ObserveMiddleware
+from broker.request_context import RequestContextMiddleware
 from broker.runtime import Broker
 from tenants.migrate import upgrade
 
@@ -98,5 +99,6 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
                     exception_handlers={HTTPException: http_error})
     app.add_middleware(ClientCertMiddleware, trusted_proxies=broker.settings.trusted_proxies)
     app.add_middleware(ObserveMiddleware)  # access log, metrics, 503 for database trouble
+    app.add_middleware(RequestContextMiddleware)  # added last: the outermost
     app.state.broker = broker
     return app

@@ -47,6 +47,7 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, *, connect_timeout: float = 5
     kwargs.setdefault("pool_size", 8)
     kwargs.setdefault("max_overflow", 8)
     kwargs.setdefault("pool_timeout", connect_timeout)
+    kwargs.setdefault("hide_parameters", True)  # a logged traceback never shows bound values
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": statement_timeout},
                                      **kwargs)

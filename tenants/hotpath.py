@@ -48,14 +48,15 @@ class HotPath:
         if self._sqlite:
             url = engine.url.set(drivername="sqlite")
             args = {"timeout": statement_timeout, "check_same_thread": False}
-            self._sync = create_sync_engine(url, connect_args=args, pool_size=4, max_overflow=4)
+            self._sync = create_sync_engine(url, connect_args=args, pool_size=4, max_overflow=4,
+                                            hide_parameters=True)
             apply_sqlite_pragmas(self._sync)
             # The writer's transactions take the write lock at BEGIN: a batch reads (the
             # audit head, directory epochs) and then writes, and must not read a snapshot
             # another process commits over before it writes.
             self._sync_writes = create_sync_engine(
-                url, connect_args={**args, "isolation_level": None}, pool_size=1, max_overflow=0
-            )
+                url, connect_args={**args, "isolation_level": None}, pool_size=1, max_overflow=0,
+                hide_parameters=True)
             apply_sqlite_pragmas(self._sync_writes)
             event.listen(self._sync_writes, "begin",
                          lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))

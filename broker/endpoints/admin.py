@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from adapters import json_reader
 from adapters.errors import InvalidRequest, InvalidToken, OAuthError
 from broker import login_admin
 from broker import management as ops
@@ -36,17 +36,15 @@ async def _body(request: Request) -> dict[str, Any]:
     if request.method not in ("POST", "PUT"):
         return {}
     raw = await request.body()
-    if len(raw) > request.app.state.broker.settings.max_body_bytes:
+    limit = request.app.state.broker.settings.max_body_bytes
+    if len(raw) > limit:
         raise InvalidRequest("request body too large")
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequest("body must be a JSON object") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("body must be a JSON object")
-    return body
+        return json_reader.load_object(raw, max_bytes=limit)
+    except json_reader.JSONInputError as exc:
+        raise InvalidRequest(f"body must be a JSON object: {exc}") from None
 
 
 def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitable[Response]]:

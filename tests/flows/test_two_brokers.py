@@ -23,6 +23,7 @@ from tenants.settings import TenantSettings
 from tests.broker.helpers import jwt_parts
 from tests.dpop_client import make_proof, new_key
 from tests.interop.conftest import _wait_healthy, free_port
+from tests.server_errors import watch_server_log
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,6 +61,7 @@ def _start(workdir: Path) -> Process:
             [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port",
              str(port)], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
+    watch_server_log(log)
     _wait_healthy(proc, base, log)
     return Process(base, {"Authorization": f"Bearer {token}"}, db_url, master, proc)
 

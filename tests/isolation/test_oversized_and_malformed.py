@@ -25,6 +25,7 @@ from tenants.models import AuditEvent, ReplayRecord, RevokedToken
 from tests.conftest import ADMIN_TOKEN, REPO_ROOT, new_client, new_tenant
 from tests.conftest import TestClient as Registered
 from tests.dpop_client import make_proof, new_key
+from tests.server_errors import watch_server_log
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 CC = b"grant_type=client_credentials"
@@ -361,6 +362,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    watch_server_log(tmp_path / "server.log")
     try:
         deadline = time.monotonic() + 15
         while True:
