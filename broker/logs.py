@@ -59,6 +59,38 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class QuietDriverFilter(logging.Filter):
+    """The database drivers' pools log every failed reconnect with a traceback; during an
+    outage that is a flood repeating what ``tessera.database`` says once. Their records keep
+    one line (the exception's type and message, no traceback) and the same line is written
+    at most once a minute."""
+
+    LOGGERS: Final = ("asyncpg", "sqlalchemy.pool")
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self._interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.LOGGERS):
+            return True
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {str(exc)[:160]})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        key = (record.name, record.getMessage())
+        now = record.created
+        if now - self._last.get(key, -self._interval) < self._interval:
+            return False
+        if len(self._last) > 256:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
 class TextFormatter(logging.Formatter):
     """``text`` format: the message, then the request's fields as key=value."""
 
@@ -80,6 +112,7 @@ def configure(settings: Settings, stream: Any = None) -> logging.Handler:
     else:
         handler.setFormatter(TextFormatter(TEXT_FORMAT))
     handler.addFilter(ContextFilter())
+    handler.addFilter(QuietDriverFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -19,7 +19,7 @@ from adapters.clock import Clock, SystemClock
 from adapters.dpop import DPoPNonces
 from adapters.errors import NotFound
 from adapters.oidc_upstream import OIDCUpstream
-from broker import logs
+from broker import logs, metrics
 from broker.config import Settings
 from broker.policy import ManagedConnection
 from registry import trust
@@ -36,6 +36,7 @@ from tenants.models import (
     DetailType,
     DirectoryEpoch,
     ManagedConnectionRow,
+    SigningKey,
     Tenant,
 )
 from tenants.secrets import Sealer, SecretHasher
@@ -166,7 +167,7 @@ class Broker:
             hot=hot,
             clock=clock,
             keys=KeyService(sessions, key_backend, clock, others=older_backends),
-            journal=Journal(hot, clock),
+            journal=Journal(hot, clock, on_batch=metrics.JOURNAL_BATCH.observe),
             hasher=SecretHasher(master),
             nonces=DPoPNonces(nonce_secret, clock),
             http=http,
@@ -286,6 +287,8 @@ class Broker:
                 await pending.purge_expired(self.sessions, self.clock.now())
                 await revocations.purge_expired(self.sessions, self.clock.now())
                 await ciba.expire_all(self.sessions, self.clock.now())
+                await self.sample_key_ages()
+                self.sample_pools()
             except Exception:  # the schedule must survive a bad tick
                 log.exception("key schedule tick failed")
             await asyncio.sleep(self.settings.key_schedule_interval)
@@ -306,10 +309,19 @@ class Broker:
             except Exception as exc:  # closing must go on, whatever one step does
                 log.warning("closing the %s: %s", name, type(exc).__name__)
 
+    async def sample_key_ages(self) -> None:
+        """Age of each tenant's active signing key, for the metrics (every schedule tick)."""
+        now = self.clock.now()
+        async with self.sessions() as session:
+            rows = (await session.execute(
+                select(SigningKey.tenant_id, SigningKey.activated_at)
+                .where(SigningKey.state == "active"))).all()
+        for tenant_id, activated_at in rows:
+            if activated_at is not None and not tenant_id.startswith("_"):
+                metrics.KEY_AGE.labels(tenant_id).set(max(0.0, now - activated_at))
+
     def sample_pools(self) -> None:
         """Current database pool use, for the metrics."""
-        from broker import metrics  # prometheus-client stays out of the CLI's import path
-
         pool = self.engine.pool
         for state, value in (("size", getattr(pool, "size", lambda: 0)()),
                              ("in_use", getattr(pool, "checkedout", lambda: 0)())):

@@ -41,6 +41,7 @@ async def test_metrics_after_a_token_request(http, broker) -> None:
     assert r.json()["error"] == "invalid_scope"
     await http.post(f"{BASE_URL}/t/no-such-tenant-{secrets.token_hex(3)}/token",
                     data={"grant_type": "client_credentials"})
+    await broker.sample_key_ages()  # what the schedule does every tick
     scraped = await http.get("/metrics")  # the ASGI test client is a loopback address
     assert scraped.status_code == 200
     assert scraped.headers["content-type"].startswith("text/plain")
@@ -55,6 +56,8 @@ async def test_metrics_after_a_token_request(http, broker) -> None:
     # an unknown tenant is no label value: scanners cannot mint series
     assert "no-such-tenant" not in text
     assert "tessera_db_pool_connections" in text
+    assert re.search(rf'tessera_signing_key_age_seconds{{tenant="{tenant}"}} \d', text)
+    assert re.search(r"tessera_journal_batch_records_count [1-9]", text)
 
 
 async def test_metrics_are_not_for_everyone(broker) -> None:
