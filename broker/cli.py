@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.errors import OAuthError
-from broker import cli_anomaly, cli_api_keys, cli_legacy_apps, cli_runtime, login_admin
+from broker import cli_anomaly, cli_api_keys, cli_legacy_apps, cli_runtime, login_admin, logs
 from broker import management as ops
 from broker.config import Settings, StartupError
 from broker.deployment import Mode, open_deployment
@@ -320,8 +319,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from broker.serve import event_loop_factory, serve, serve_workers
 
-    logging.basicConfig(level=os.environ.get("TESSERA_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if (args.ca_certs or args.client_cert) and not args.certfile:
         print("error: --ca-certs and --client-cert need --certfile", file=sys.stderr)
         return 2
@@ -331,6 +328,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     client_cert = args.client_cert or ("optional" if args.ca_certs else None)
     settings = Settings.load().with_base_url(args.host, args.port,
                                              "https" if args.certfile else "http")
+    logs.configure(settings)
     if args.no_migrate:
         settings = settings.replace(auto_migrate=False)
     if args.workers > 1:
