@@ -47,14 +47,16 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, *, connect_timeout: float = 5
     kwargs.setdefault("pool_size", 8)
     kwargs.setdefault("max_overflow", 8)
     kwargs.setdefault("pool_timeout", connect_timeout)
+    extra_args = kwargs.pop("connect_args", {})
     kwargs.setdefault("hide_parameters", True)  # a logged traceback never shows bound values
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": statement_timeout},
-                                     **kwargs)
+        engine = create_async_engine(
+            url, connect_args={"timeout": statement_timeout, **extra_args}, **kwargs)
         apply_sqlite_pragmas(engine.sync_engine)
         return engine
     kwargs.setdefault("pool_recycle", 1800)  # no pre-ping: it costs a round trip per checkout
-    connect_args = {"timeout": connect_timeout, "command_timeout": statement_timeout}
+    connect_args = {"timeout": connect_timeout, "command_timeout": statement_timeout,
+                    **extra_args}
     return create_async_engine(url, connect_args=connect_args, **kwargs)
 
 

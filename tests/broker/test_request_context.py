@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -59,10 +60,14 @@ async def test_two_incoming_request_ids_are_both_replaced(http):
 
 @pytest.fixture
 async def broken(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app on a database that cannot be opened (its directory does not exist): every
-    tenant lookup fails with an error no handler expects."""
-    url = f"sqlite+aiosqlite:///{tmp_path}/missing/dir/tessera.db"
-    broker = Broker.build(make_settings(url))
+    """The real app whose tenant lookup has a bug: it raises an error no handler expects."""
+    broker = Broker.build(make_settings(f"sqlite+aiosqlite:///{tmp_path}/tessera.db"))
+
+    async def buggy(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the lookup")
+
+    broker.lookup = buggy  # type: ignore[method-assign]
+    broker.cached_lookup = buggy  # type: ignore[method-assign]
     app = create_app(broker, background=False, migrate=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url=BASE_URL) as client:
@@ -174,3 +179,20 @@ async def test_failure_after_the_answer_began_drops_the_connection(server_error_
             await client.get("/midway")
     assert len(server_error_records) == 1 and server_error_records[0].exc_info
     server_error_records.clear()
+
+
+async def test_a_database_that_cannot_be_opened_is_503_not_500(tmp_path: Path,
+                                                               server_error_records) -> None:
+    """Not a bug but an outage (here: its directory is gone): 503 with Retry-After."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/missing/dir/tessera.db"
+    broker = Broker.build(make_settings(url))
+    app = create_app(broker, background=False, migrate=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url=BASE_URL) as client:
+        r = await client.post("/t/acme/token", data={"grant_type": "client_credentials"},
+                              headers={"X-Request-Id": "req-503"})
+    await broker.close()
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert r.json()["error"] == "temporarily_unavailable"
+    assert r.json()["request_id"] == "req-503" == r.headers["x-request-id"]
+    assert server_error_records == []
