@@ -26,6 +26,7 @@ from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 from adapters.clock import Clock
 from adapters.errors import InvalidDPoPProof, UseDPoPNonce
 from adapters.jose import verify_es256
+from adapters.json_reader import JSONInputError, loads
 
 _WANTED_ALGS = ("ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256")
 SUPPORTED_ALGS: frozenset[str] = frozenset(_WANTED_ALGS).intersection(jws.JWSRegistry.algorithms)
@@ -258,8 +259,10 @@ def verify_proof(
     if len(segments) != 3 or not segments[0]:
         raise InvalidDPoPProof("DPoP proof is not a compact JWS")
     try:
-        header = json.loads(_b64url_decode(segments[0]).decode())
-    except (ValueError, RecursionError):
+        header = loads(_b64url_decode(segments[0]), max_bytes=MAX_PROOF_LENGTH)
+    except JSONInputError as exc:
+        raise InvalidDPoPProof(f"DPoP proof header is not base64url JSON: {exc}") from None
+    except ValueError:
         raise InvalidDPoPProof("DPoP proof header is not base64url JSON") from None
     if not isinstance(header, dict):
         raise InvalidDPoPProof("DPoP proof header is not a JSON object")
@@ -278,9 +281,9 @@ def verify_proof(
     except Exception as exc:  # whatever joserfc or cryptography raise: a bad proof
         raise InvalidDPoPProof(f"DPoP proof signature invalid ({type(exc).__name__})") from exc
     try:
-        claims = json.loads(payload.decode())
-    except (ValueError, RecursionError):
-        raise InvalidDPoPProof("DPoP proof payload is not JSON") from None
+        claims = loads(payload, max_bytes=MAX_PROOF_LENGTH)
+    except JSONInputError as exc:
+        raise InvalidDPoPProof(f"DPoP proof payload is not JSON: {exc}") from None
     if not isinstance(claims, dict):
         raise InvalidDPoPProof("DPoP proof payload is not a JSON object")
 

@@ -2,6 +2,12 @@
 
 Signing is split in two so private keys never have to leave the key service: callers build the
 JWS signing input here, the key service signs the bytes, and ``compact`` joins the parts.
+
+Every header and claims set is read by ``adapters.json_reader`` (size, depth, finite numbers,
+no duplicate member names: RFC 7515 §5.2, RFC 7519 §4), and its registered members must have
+their registered types (``adapters.jwt_types``: ``exp``/``iat``/``nbf``/``auth_time`` finite
+numbers in [0, 2**41), ``cnf`` an object...): a ``NaN`` never reaches a time comparison, nor
+``"cnf": 5`` a ``.get``. Every defect raises ``JWTError``.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import base64
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -20,7 +26,11 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
+from adapters import json_reader, jwt_types
+
 ASYMMETRIC_ALGS = frozenset({"ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"})
+MAX_HEADER_BYTES = 8_192
+MAX_CLAIMS_BYTES = 65_536
 
 
 class JWTError(Exception):
@@ -47,26 +57,56 @@ def compact(signing_input_: bytes, signature: bytes) -> str:
     return f"{signing_input_.decode('ascii')}.{b64url(signature)}"
 
 
-def unverified_header(token: str) -> dict[str, Any]:
+def _segment(token: str, index: int, limit: int, what: str) -> bytes:
+    parts = token.split(".", 3)
+    if len(parts) <= index:
+        raise JWTError(f"malformed JWT {what}: missing")
+    segment = parts[index]
+    if len(segment) > (limit * 4 + 2) // 3:
+        raise JWTError(f"malformed JWT {what}: larger than {limit} bytes")
     try:
-        head = token.split(".", 1)[0]
-        header = json.loads(b64url_decode(head))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JWTError("malformed JWT header") from exc
-    if not isinstance(header, dict):
-        raise JWTError("malformed JWT header")
+        return b64url_decode(segment)
+    except ValueError:  # binascii.Error, and non-ASCII text
+        raise JWTError(f"malformed JWT {what}: not base64url") from None
+
+
+def _header(data: bytes) -> dict[str, Any]:
+    try:
+        header = json_reader.load_object(data, max_bytes=MAX_HEADER_BYTES)
+        jwt_types.check(header, jwt_types.HEADER, "header parameter")
+    except ValueError as exc:  # JSONInputError is one
+        raise JWTError(f"malformed JWT header: {exc}") from None
     return header
+
+
+def _claims(data: bytes) -> dict[str, Any]:
+    try:
+        claims = json_reader.load_object(data, max_bytes=MAX_CLAIMS_BYTES)
+        jwt_types.check(claims, jwt_types.CLAIMS, "claim")
+    except ValueError as exc:
+        raise JWTError(f"malformed JWT claims: {exc}") from None
+    return claims
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header before verification (RFC 7515 §4): to choose the key."""
+    return _header(_segment(token, 0, MAX_HEADER_BYTES, "header"))
 
 
 def unverified_claims(token: str) -> dict[str, Any]:
     """The payload before verification: only to find out who claims to have signed it."""
-    try:
-        claims = json.loads(b64url_decode(token.split(".")[1]))
-    except (ValueError, IndexError, UnicodeDecodeError) as exc:
-        raise JWTError("malformed JWT payload") from exc
-    if not isinstance(claims, dict):
-        raise JWTError("JWT claims must be a JSON object")
-    return claims
+    return _claims(_segment(token, 1, MAX_CLAIMS_BYTES, "claims"))
+
+
+def numeric_date(claims: Mapping[str, Any], name: str) -> int | float | None:
+    """Claim ``name`` as an RFC 7519 §2 NumericDate: None when absent; ``JWTError`` unless a
+    finite number (not a boolean) in [0, 2**41)."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if not jwt_types.is_numeric_date(value):
+        raise JWTError(f"{name} is not a number of seconds since 1970 (NumericDate)")
+    return cast(int | float, value)
 
 
 def import_public_jwk(jwk: Mapping[str, Any]) -> Key:
@@ -141,29 +181,25 @@ def verify_jws(
             payload = _verify_es256(token, key)
         else:
             payload = jws.deserialize_compact(token, key, algorithms=[alg]).payload
-        claims = json.loads(payload)
     except (JoseError, ValueError, TypeError, InvalidSignature) as exc:
         raise JWTError("signature does not verify") from exc
-    if not isinstance(claims, dict):
-        raise JWTError("claims must be a JSON object")
-    return VerifiedJWT(header, claims)
+    return VerifiedJWT(header, _claims(payload))
 
 
 def check_times(claims: Mapping[str, Any], now: float, *, leeway: int = 30) -> None:
-    """``exp`` required and in the future; ``nbf``/``iat`` not in the future (with leeway)."""
-    exp = claims.get("exp")
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
-        raise JWTError("exp missing or not a number")
+    """``exp`` required and in the future; ``nbf``/``iat`` not in the future (with leeway).
+    Each must be a NumericDate (``numeric_date``), so ``NaN`` or ``true`` is refused here too
+    for claims that did not come through this module's reader."""
+    exp = numeric_date(claims, "exp")
+    if exp is None:
+        raise JWTError("exp missing")
     if now >= exp + leeway:
         raise JWTError("token expired")
     for name in ("nbf", "iat"):
-        value = claims.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise JWTError(f"{name} is not a number")
-        if value > now + leeway:
+        value = numeric_date(claims, name)
+        if value is not None and value > now + leeway:
             raise JWTError(f"{name} is in the future")
+    numeric_date(claims, "auth_time")
 
 
 def audience_matches(claims: Mapping[str, Any], expected: str) -> bool:

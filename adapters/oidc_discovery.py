@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from adapters import json_reader
 
 __all__ = ["MAX_BODY_BYTES", "ProviderMetadata", "Reply", "UpstreamError", "UrlCheck",
            "check_endpoint", "discover", "discovery_url", "send", "short"]
@@ -142,9 +143,9 @@ class Reply:
                 f"{what} answered content type {short(self.media_type) or 'none'}, not JSON"
             )
         try:
-            value = json.loads(self.body)
-        except (ValueError, RecursionError):
-            raise UpstreamError(f"{what} answered a body that is not JSON") from None
+            value = json_reader.loads(self.body, max_bytes=None)  # send() bounded it
+        except json_reader.JSONInputError as exc:
+            raise UpstreamError(f"{what} answered a body that is not JSON ({exc})") from None
         if not isinstance(value, dict):
             raise UpstreamError(f"{what} answered JSON that is not an object")
         return value

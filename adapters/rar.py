@@ -33,6 +33,7 @@ from typing import Any, Final, get_origin
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
+from adapters import json_reader
 from adapters.errors import InvalidAuthorizationDetails
 
 COMMON_FIELDS: Final[Mapping[str, Any]] = {
@@ -127,27 +128,6 @@ def _compiled(canonical_schema: str) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate member {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _deeper_than(node: Any, levels: int) -> bool:
-    """Arrays and objects nested more than ``levels`` deep; recursion bounded by ``levels``."""
-    if isinstance(node, dict | list):
-        items = node.values() if isinstance(node, dict) else node
-        return levels == 0 or any(_deeper_than(item, levels - 1) for item in items)
-    return False
-
-
 def _check_item(index: int, item: Any) -> None:
     """RFC 9396 §2.1-2.2: an object with a non-empty string ``type``, common fields typed."""
     where = f"authorization_details[{index}]"
@@ -173,16 +153,13 @@ def parse(raw: str | None, *, max_bytes: int = MAX_BYTES,
     if len(raw) > max_bytes or len(raw.encode("utf-8", "surrogatepass")) > max_bytes:
         raise _fail(f"authorization_details is larger than {max_bytes} bytes")
     try:
-        value = json.loads(raw, object_pairs_hook=_no_duplicates,
-                           parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+        value = json_reader.loads(raw, max_bytes=None, max_depth=MAX_DEPTH)
+    except json_reader.JSONInputError as exc:
         raise _fail(f"authorization_details is not valid JSON: {exc}") from None
     if not isinstance(value, list):
         raise _fail("authorization_details is not a JSON array")
     if len(value) > max_items:
         raise _fail(f"authorization_details has more than {max_items} objects")
-    if _deeper_than(value, MAX_DEPTH):
-        raise _fail(f"authorization_details is nested deeper than {MAX_DEPTH} levels")
     for index, item in enumerate(value):
         _check_item(index, item)
     return tuple(value)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from broker import metrics
 from broker.admin import http as admin
 from broker.client_cert import ClientCertMiddleware
 from broker.endpoints import (
@@ -20,6 +21,7 @@ from broker.endpoints import (
     consent,
     demo,
     federation,
+    health,
     introspect,
     login,
     logout,
@@ -30,14 +32,12 @@ from broker.endpoints import (
     token,
     userinfo,
 )
+from broker.observe import ObserveMiddleware
+from broker.request_context import RequestContextMiddleware
 from broker.runtime import Broker
 from tenants.migrate import upgrade
 
 TENANT = "/t/{tenant}"
-
-
-async def health(_request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
 
 
 async def http_error(_request: Request, exc: Exception) -> Response:
@@ -61,7 +61,9 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
             await broker.close()
 
     routes = [
-        Route("/healthz", health, methods=["GET"]),
+        Route("/healthz", health.liveness, methods=["GET"]),
+        Route("/readyz", health.readiness, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route(TENANT + "/token", token.token_endpoint, methods=["POST"]),
         Route(TENANT + "/introspect", introspect.introspection_endpoint, methods=["POST"]),
         Route(TENANT + "/revoke", revoke.revocation_endpoint, methods=["POST"]),
@@ -98,5 +100,7 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: http_error})
     app.add_middleware(ClientCertMiddleware, trusted_proxies=broker.settings.trusted_proxies)
+    app.add_middleware(ObserveMiddleware)  # access log, metrics, 503 for database trouble
+    app.add_middleware(RequestContextMiddleware)  # added last: the outermost
     app.state.broker = broker
     return app

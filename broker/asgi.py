@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from broker import hypercorn_tls
+from broker import hypercorn_tls, logs
 from broker.app import create_app
 from broker.config import Settings, StartupError
 from broker.deployment import Mode, open_deployment
@@ -28,6 +28,7 @@ def _settings() -> Settings:
         if not settings.base_url:
             raise StartupError("TESSERA_BASE_URL is not set: the public URL of this server "
                                "(e.g. https://idp.example.com) is the prefix of every issuer")
+        logs.configure(settings)
         opened = asyncio.run(open_deployment(settings, Mode.WORKER, admin_token=True))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

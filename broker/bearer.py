@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from adapters.dpop import SUPPORTED_ALGS
 from adapters.errors import InvalidDPoPProof, InvalidRequest, InvalidToken, OAuthError, UseDPoPNonce
-from broker import anomaly
+from broker import anomaly, logs
 from broker.client_cert import check_bound_token
 from broker.dpop_check import check_proof, nonce_headers
 from broker.errors import challenge, error_response
@@ -70,6 +70,7 @@ async def authenticate(broker: Broker, tenant: TenantView, request: Request
     scheme, token = creds
     request.state.auth_scheme = scheme
     claims = await verify_access_token(broker, tenant, token)
+    logs.note(client_id=claims.get("client_id"))
     check_bound_token(request, claims)
     jkt = (claims.get("cnf") or {}).get("jkt")
     if jkt and scheme != "dpop":

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from adapters.errors import OAuthError
-from broker import cli_anomaly, cli_api_keys, cli_legacy_apps, cli_runtime
+from broker import cli_anomaly, cli_api_keys, cli_legacy_apps, cli_runtime, logs
 from broker.admin.errors import validation_error
 from broker.admin.models import clients as client_models
 from broker.admin.models import connections as connection_models
@@ -499,8 +498,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from broker.serve import event_loop_factory, serve, serve_workers
 
-    logging.basicConfig(level=os.environ.get("TESSERA_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if (args.ca_certs or args.client_cert) and not args.certfile:
         print("error: --ca-certs and --client-cert need --certfile", file=sys.stderr)
         return 2
@@ -510,6 +507,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     client_cert = args.client_cert or ("optional" if args.ca_certs else None)
     settings = Settings.load().with_base_url(args.host, args.port,
                                              "https" if args.certfile else "http")
+    logs.configure(settings)
     if args.no_migrate:
         settings = settings.replace(auto_migrate=False)
     if args.workers > 1:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -98,10 +97,10 @@ def presented_credentials(request: Request, form: Form) -> Credentials:
         raise InvalidClient(f"client_assertion_type must be {JWT_BEARER_ASSERTION}")
     assertion = form.require("client_assertion")
     try:
-        claimed = json.loads(jose.b64url_decode(assertion.split(".")[1]))
-    except (IndexError, ValueError, binascii.Error) as exc:
-        raise InvalidClient("malformed client assertion") from exc
-    client_id = claimed.get("sub") if isinstance(claimed, dict) else None
+        claimed = jose.unverified_claims(assertion)
+    except jose.JWTError as exc:
+        raise InvalidClient(f"malformed client assertion: {exc}") from None
+    client_id = claimed.get("sub")
     if not isinstance(client_id, str) or form.get("client_id") not in (None, client_id):
         raise InvalidClient("client assertion sub must be the client_id")
     return Credentials(method, client_id, assertion=assertion)

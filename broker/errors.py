@@ -10,11 +10,13 @@ from __future__ import annotations
 from starlette.responses import JSONResponse
 
 from adapters.errors import OAuthError
+from broker import logs
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def error_response(exc: OAuthError, *, status: int | None = None) -> JSONResponse:
+    logs.note(error=exc.error)  # counted by the request middleware (broker.metrics)
     return JSONResponse(
         exc.body(), status_code=status or exc.status, headers={**NO_STORE, **exc.headers}
     )

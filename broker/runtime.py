@@ -19,6 +19,7 @@ from adapters.clock import Clock, SystemClock
 from adapters.dpop import DPoPNonces
 from adapters.errors import NotFound
 from adapters.oidc_upstream import OIDCUpstream
+from broker import logs, metrics
 from broker.config import Settings
 from broker.policy import ManagedConnection
 from registry import trust
@@ -35,6 +36,7 @@ from tenants.models import (
     DetailType,
     DirectoryEpoch,
     ManagedConnectionRow,
+    SigningKey,
     Tenant,
 )
 from tenants.secrets import Sealer, SecretHasher
@@ -148,9 +150,11 @@ class Broker:
     def build(cls, settings: Settings, clock: Clock | None = None) -> Broker:
         clock = clock or SystemClock()
         master = settings.master_key_bytes()
-        engine = create_engine(settings.database_url)
+        timeouts = {"connect_timeout": settings.db_connect_timeout,
+                    "statement_timeout": settings.db_statement_timeout}
+        engine = create_engine(settings.database_url, **timeouts)
         sessions = session_factory(engine)
-        hot = HotPath(engine)
+        hot = HotPath(engine, **timeouts)
         nonce_secret = hmac.new(master, b"tessera dpop nonce v1", hashlib.sha256).digest()
         http = httpx.AsyncClient(follow_redirects=False, timeout=5.0, trust_env=False,
                                  headers={"User-Agent": "tessera"})
@@ -167,7 +171,7 @@ class Broker:
             hot=hot,
             clock=clock,
             keys=KeyService(sessions, key_backend, clock, others=older_backends),
-            journal=Journal(hot, clock),
+            journal=Journal(hot, clock, on_batch=metrics.JOURNAL_BATCH.observe),
             hasher=SecretHasher(master),
             nonces=DPoPNonces(nonce_secret, clock),
             http=http,
@@ -192,6 +196,7 @@ class Broker:
         row = await self.hot.read_one(_LOOKUP, {"tenant_id": tenant_id, "client_id": client_id})
         if row is None or row.status != "active":
             raise NotFound("unknown or disabled tenant")
+        logs.note(tenant=tenant_id)  # a tenant that exists: a bounded label for logs/metrics
         tenant = TenantView(tenant_id, self.issuer(tenant_id),
                             self._tenant_settings(tenant_id, row.settings or {}),
                             int(row.epoch))
@@ -233,6 +238,7 @@ class Broker:
         key = (tenant_id, client_id)
         hit = self._directory.get(key)
         if hit is not None:
+            logs.note(tenant=tenant_id)
             return hit
         found = await self.lookup(tenant_id, client_id)
         if len(self._directory) >= DIRECTORY_CACHE_SIZE:
@@ -300,17 +306,44 @@ class Broker:
                 await pending.purge_expired(self.sessions, self.clock.now())
                 await revocations.purge_expired(self.sessions, self.clock.now())
                 await ciba.expire_all(self.sessions, self.clock.now())
+                await self.sample_key_ages()
+                self.sample_pools()
             except Exception:  # the schedule must survive a bad tick
                 log.exception("key schedule tick failed")
             await asyncio.sleep(self.settings.key_schedule_interval)
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop the background work and close the pools. Each step gets ``grace`` seconds: a
+        database that does not answer must not hold a shutdown past its limit."""
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.journal.close()
-        await self.http.aclose()
-        await self.hot.aclose()
-        await self.engine.dispose()
+        steps = (("journal", self.journal.close), ("http client", self.http.aclose),
+                 ("hot path", lambda: self.hot.aclose(grace)), ("engine", self.engine.dispose))
+        for name, step in steps:
+            try:
+                await asyncio.wait_for(step(), grace)
+            except Exception as exc:  # closing must go on, whatever one step does
+                log.warning("closing the %s: %s", name, type(exc).__name__)
+
+    async def sample_key_ages(self) -> None:
+        """Age of each tenant's active signing key, for the metrics (every schedule tick)."""
+        now = self.clock.now()
+        async with self.sessions() as session:
+            rows = (await session.execute(
+                select(SigningKey.tenant_id, SigningKey.activated_at)
+                .where(SigningKey.state == "active"))).all()
+        for tenant_id, activated_at in rows:
+            if activated_at is not None and not tenant_id.startswith("_"):
+                metrics.KEY_AGE.labels(tenant_id).set(max(0.0, now - activated_at))
+
+    def sample_pools(self) -> None:
+        """Current database pool use, for the metrics."""
+        pool = self.engine.pool
+        for state, value in (("size", getattr(pool, "size", lambda: 0)()),
+                             ("in_use", getattr(pool, "checkedout", lambda: 0)())):
+            metrics.POOL.labels("orm", state).set(value)
+        for state, value in self.hot.pool_stats().items():
+            metrics.POOL.labels("hot", state).set(value)

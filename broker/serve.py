@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import signal
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,7 @@ from adapters.errors import OAuthError
 from broker import hypercorn_tls
 from broker import management as ops
 from broker.app import create_app
-from broker.config import Settings
+from broker.config import Settings, StartupError
 from broker.deployment import Mode, Opened, open_deployment
 from broker.endpoints.demo import demo_audience
 from broker.runtime import Broker, TenantView
@@ -141,6 +143,19 @@ async def prepare(settings: Settings) -> Broker:
     return broker
 
 
+def check_listen(host: str, port: int) -> None:
+    """Fail before anything is printed or prepared when the address cannot be listened on
+    (in use, not ours): one line, not Hypercorn's traceback after a "listening" banner."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port}: "
+                               f"{exc.strerror or type(exc).__name__}") from None
+
+
 CLIENT_CERT_MODES = {"optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 
@@ -152,7 +167,8 @@ def hypercorn_config(host: str, port: int, certfile: str | None, keyfile: str | 
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.graceful_timeout = 10.0
-    config.accesslog = None
+    config.accesslog = None  # tessera's own access log (broker.observe) names route and tenant
+    config.errorlog = logging.getLogger("hypercorn.error")  # through broker.logs' handler
     config.h11_max_incomplete_size = 16 * 1024
     if certfile:
         config.certfile, config.keyfile = certfile, keyfile
@@ -168,6 +184,7 @@ async def serve(
 ) -> None:
     """One process: the app and the key schedule on this event loop."""
     hypercorn_tls.install(strict=bool(ca_certs))
+    check_listen(host, port)
     broker = await prepare(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -186,6 +203,7 @@ def serve_workers(
     """Several worker processes on one listening socket (Hypercorn's process manager); each
     worker is a full replica sharing only the database and the master key."""
     hypercorn_tls.install(strict=bool(ca_certs))  # the check; broker.asgi installs per worker
+    check_listen(host, port)
 
     async def _prepare() -> Settings:
         broker = await prepare(settings)

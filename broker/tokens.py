@@ -14,6 +14,7 @@ from broker.runtime import Broker, TenantView
 from tenants.models import User
 
 AT_TYP = "at+jwt"
+REQUIRED_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")  # RFC 9068 §2.2
 RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "azp", "nonce",
                              "auth_time", "acr", "amr", "sid", "at_hash", "c_hash", "cnf"})
 
@@ -91,8 +92,8 @@ async def verify_access_token(
         raise InvalidToken(str(exc)) from exc
     if claims.get("iss") != tenant.issuer:
         raise InvalidToken("token was not issued by this tenant")
-    if not isinstance(claims.get("jti"), str) or not isinstance(claims.get("client_id"), str):
-        raise InvalidToken("token lacks jti or client_id")
+    if any(name not in claims for name in REQUIRED_CLAIMS):  # types: adapters.jwt_types
+        raise InvalidToken(f"token lacks one of {', '.join(REQUIRED_CLAIMS)}")
     if check_state:
         sub_id = claims.get("sub_id")
         issuer = sub_id.get("iss") if isinstance(sub_id, dict) else None

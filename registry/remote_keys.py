@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import ipaddress
-import json
 import logging
 import re
 import socket
@@ -31,6 +30,7 @@ from typing import Any
 import httpx
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
+from adapters import json_reader
 from adapters.clock import Clock
 from adapters.jose import JWTError, import_public_jwk
 
@@ -407,9 +407,9 @@ class RemoteKeys:
     async def _read(self, response: httpx.Response, url: str) -> tuple[Any, float | None]:
         body = await self._read_bytes(response, url, _JSON_TYPES, self._policy.max_bytes)
         try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            raise RemoteKeyError(f"{url} answered a body that is not JSON") from None
+            document = json_reader.loads(body, max_bytes=None)  # _read_bytes bounded it
+        except json_reader.JSONInputError as exc:
+            raise RemoteKeyError(f"{url} answered a body that is not JSON ({exc})") from None
         return document, _max_age(response.headers)
 
     async def _read_bytes(self, response: httpx.Response, url: str,

@@ -33,8 +33,10 @@ T = TypeVar("T")
 
 
 class HotPath:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, connect_timeout: float = 5.0,
+                 statement_timeout: float = 10.0) -> None:
         self._engine = engine
+        self._connect_timeout, self._statement_timeout = connect_timeout, statement_timeout
         self._sqlite = engine.dialect.name == "sqlite"
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {engine.dialect.name!r}")
@@ -45,15 +47,16 @@ class HotPath:
         self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[str, ...], Any, Any]] = {}
         if self._sqlite:
             url = engine.url.set(drivername="sqlite")
-            args = {"timeout": 30, "check_same_thread": False}
-            self._sync = create_sync_engine(url, connect_args=args, pool_size=4, max_overflow=4)
+            args = {"timeout": statement_timeout, "check_same_thread": False}
+            self._sync = create_sync_engine(url, connect_args=args, pool_size=4, max_overflow=4,
+                                            hide_parameters=True)
             apply_sqlite_pragmas(self._sync)
             # The writer's transactions take the write lock at BEGIN: a batch reads (the
             # audit head, directory epochs) and then writes, and must not read a snapshot
             # another process commits over before it writes.
             self._sync_writes = create_sync_engine(
-                url, connect_args={**args, "isolation_level": None}, pool_size=1, max_overflow=0
-            )
+                url, connect_args={**args, "isolation_level": None}, pool_size=1, max_overflow=0,
+                hide_parameters=True)
             apply_sqlite_pragmas(self._sync_writes)
             event.listen(self._sync_writes, "begin",
                          lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -84,8 +87,9 @@ class HotPath:
         sql, names, json_columns, query, _ = compiled
         values = query.construct_params(params)  # with the statement's own literals
         pool = self._pg_pool or await self._open_pg_pool()
-        async with pool.acquire() as conn:
-            record = await conn.fetchrow(sql, *[values[n] for n in names])
+        async with pool.acquire(timeout=self._connect_timeout) as conn:
+            record = await conn.fetchrow(sql, *[values[n] for n in names],
+                                         timeout=self._statement_timeout)
         if record is None:
             return None
         row = dict(record.items())
@@ -100,7 +104,8 @@ class HotPath:
                 url = self._engine.url.set(drivername="postgresql")
                 self._pg_pool = await asyncpg.create_pool(
                     url.render_as_string(hide_password=False), min_size=1, max_size=16,
-                    statement_cache_size=64,
+                    statement_cache_size=64, timeout=self._connect_timeout,
+                    command_timeout=self._statement_timeout,
                 )
             return self._pg_pool
 
@@ -117,11 +122,23 @@ class HotPath:
         with self._sync_writes.begin() as conn:
             return work(conn)
 
-    async def aclose(self) -> None:
+    async def aclose(self, grace: float = 5.0) -> None:
+        """Close; a pool whose server does not answer is terminated after ``grace`` s."""
         if self._pg_pool is not None:
-            await self._pg_pool.close()
-            self._pg_pool = None
+            pool, self._pg_pool = self._pg_pool, None
+            try:
+                await asyncio.wait_for(pool.close(), grace)
+            except TimeoutError:
+                pool.terminate()
         self.close()
+
+    def pool_stats(self) -> dict[str, int]:
+        """Connections of the hot path's PostgreSQL pool (empty on SQLite)."""
+        pool = self._pg_pool
+        if pool is None:
+            return {}
+        size, idle = pool.get_size(), pool.get_idle_size()
+        return {"size": size, "idle": idle, "in_use": size - idle}
 
     def close(self) -> None:
         if self._writer is not None:

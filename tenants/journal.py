@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, select
@@ -68,11 +68,14 @@ class Journal:
         *,
         max_batch: int = 256,
         max_delay: float = 0.002,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_batch``: told each batch's size (the broker feeds a metric with it)."""
         self._hot = hot
         self._clock = clock
         self._max_batch = max_batch
         self._max_delay = max_delay
+        self._on_batch = on_batch
         self._queue: list[_Entry] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -129,6 +132,8 @@ class Journal:
                 return
 
     async def _flush(self, batch: list[_Entry]) -> None:
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
         try:
             results = await self._write(batch)
         except Exception:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # a fixed 64-bit key for pg_advisory_xact_lock: "tessera" in ASCII, as an integer
+MIGRATION_LOCK_WAIT_MS = 300_000
 ADVISORY_LOCK_KEY = int.from_bytes(b"tessera\0", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
@@ -78,6 +79,9 @@ async def upgrade(engine: AsyncEngine) -> SchemaStatus:
     """Bring the schema to head (a no-op when it is there); returns the status before."""
     if engine.dialect.name == "sqlite":
         async with engine.connect() as conn:
+            # another process may be migrating: wait for its write lock longer than a request
+            # would (a migration on a loaded machine takes seconds)
+            await conn.exec_driver_sql(f"PRAGMA busy_timeout = {MIGRATION_LOCK_WAIT_MS}")
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
             before = SchemaStatus(await conn.run_sync(_current), head_revision())
             await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "head"))

@@ -1,15 +1,25 @@
 """Shared fixtures: a real broker on SQLite (and PostgreSQL when TESSERA_TEST_POSTGRES_URL is
-set), driven over ASGI by httpx; helpers to make tenants and clients."""
+set), driven over ASGI by httpx; helpers to make tenants and clients.
+
+The suite-wide 500 guard lives here too: every app built by ``create_app`` answers through
+``broker.request_context``, which logs each 500 (and each uncaught exception) on the
+``tessera.server_error`` logger; ``tests.server_errors`` collects those records (and reads
+the log files of ``tessera serve`` subprocesses registered with ``watch_server_log``), and the
+``pytest_runtest_*`` wrappers below fail the setup, call or teardown during which one was
+written. A test that provokes a 500 on purpose takes the records it expects out of the
+``server_error_records`` fixture.
+"""
 
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import secrets
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +35,35 @@ from broker.runtime import Broker
 from tenants.db import Base, create_engine
 from tenants.migrate import upgrade
 from tests import admin_ops as ops
+from tests import server_errors
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = "http://tessera.test"
 ADMIN_TOKEN = "test-admin-token-" + "x" * 20
 POSTGRES_URL = os.environ.get("TESSERA_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    return (yield from server_errors.guard("setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from server_errors.guard("the test"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    return (yield from server_errors.guard("teardown"))
+
+
+@pytest.fixture
+def server_error_records() -> list[logging.LogRecord]:
+    """The ``tessera.server_error`` records of this test so far: a test that causes a 500 on
+    purpose asserts on them and clears the list, or the guard fails it."""
+    return server_errors.RECORDS.records
 
 
 class OffsetClock:

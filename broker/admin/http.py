@@ -1,10 +1,12 @@
 """The admin API's HTTP edge: the super-admin bearer token, the body read with a size limit
-and validated by the route's model (a ``400`` naming the field, nothing written), the handler
-run as actor ``admin``, and the answer serialised through the route's response model.
+by the one bounded JSON reader (``adapters.json_reader``: size, depth, finite numbers, unique
+members, strict UTF-8) and validated by the route's model (a ``400`` naming the field, nothing
+written), the handler run as actor ``admin``, and the answer serialised through the route's
+response model.
 
     401 invalid_token      no or wrong admin bearer (WWW-Authenticate: Bearer)
-    400 invalid_request    body or query refused: ``field`` (and ``errors``) name what
-    413 invalid_request    body larger than ``max_body_bytes``
+    400 invalid_request    body or query refused: ``field`` (and ``errors``) name what; a body
+                           over ``max_body_bytes`` or not one JSON object
     404 not_found          the object is not there (or is another tenant's)
 """
 
@@ -21,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from adapters import json_reader
 from adapters.errors import InvalidRequest, InvalidToken, OAuthError
 from broker.admin import openapi
 from broker.admin.errors import validation_error
@@ -30,10 +33,6 @@ from broker.runtime import Broker
 from tenants.audit import acting_as
 
 ACTOR = "admin"  # the super-admin bearer; role-based actors can come later
-
-
-class BodyTooLarge(InvalidRequest):
-    status = 413
 
 
 class UriConvertor(Convertor[str]):
@@ -66,12 +65,12 @@ async def read_bounded(request: Request, limit: int) -> bytes:
     """The body, refused as soon as it is larger than ``limit`` (never buffered whole)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the body is larger than {limit} bytes")
+        raise InvalidRequest(f"the body is larger than {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(f"the body is larger than {limit} bytes")
+            raise InvalidRequest(f"the body is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -81,12 +80,16 @@ def _context(broker: Broker) -> dict[str, Any]:
 
 
 async def _body(request: Request, route: AdminRoute, broker: Broker) -> BaseModel | None:
-    raw = await read_bounded(request, broker.settings.max_body_bytes)
+    limit = broker.settings.max_body_bytes
+    raw = await read_bounded(request, limit)
     if route.request is None:
         return None
     try:
-        return route.request.model_validate_json(raw if raw.strip() else b"{}",
-                                                 context=_context(broker))
+        data = json_reader.load_object(raw, max_bytes=limit) if raw.strip() else {}
+    except json_reader.JSONInputError as exc:
+        raise InvalidRequest(f"the body must be one JSON object: {exc}") from None
+    try:
+        return route.request.model_validate(data, context=_context(broker))
     except ValidationError as exc:
         raise validation_error(exc) from None
 

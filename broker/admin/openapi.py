@@ -78,7 +78,6 @@ def _operation(route: AdminRoute, schemas: dict[Any, Any]) -> dict[str, Any]:
             f.is_required() for f in route.request.model_fields.values()),
             "content": {"application/json": {
                 "schema": schemas[(("request", route.operation_id), "validation")]}}}
-        op["responses"]["413"] = _error("the body is too large")
     links = _links(route)
     if links:
         op["responses"][str(route.status)]["links"] = links

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from html import escape
 from typing import Any
 
@@ -26,7 +25,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from adapters import rar
+from adapters import json_reader, rar
 from adapters.errors import AccessDenied, InvalidRequest, InvalidToken, NotFound, OAuthError
 from broker import ciba_notify, login_flow, pages
 from broker.endpoints.consent import SCOPE_WORDS
@@ -38,6 +37,7 @@ from tenants.models import CibaRequest, LoginSession, User
 from tenants.scope import tenant_scope
 
 DECISIONS = {"approve": True, "deny": False}
+MAX_BODY_BYTES = 16 * 1024
 
 
 def _csrf(session: LoginSession, handle: str) -> str:
@@ -184,14 +184,13 @@ async def api(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise InvalidRequest("send application/json")
         raw = await request.body()
-        if len(raw) > 16 * 1024:
+        if len(raw) > MAX_BODY_BYTES:
             raise InvalidRequest("body too large")
         try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidRequest("body must be a JSON object") from exc
-        if not isinstance(body, dict) or body.get("decision") not in DECISIONS \
-                or not isinstance(body.get("id"), str):
+            body = json_reader.load_object(raw, max_bytes=MAX_BODY_BYTES)
+        except json_reader.JSONInputError as exc:
+            raise InvalidRequest(f"body must be a JSON object: {exc}") from None
+        if body.get("decision") not in DECISIONS or not isinstance(body.get("id"), str):
             raise InvalidRequest('give {"id": ..., "decision": "approve" | "deny"}')
         result = await decide(broker, tenant, body["id"], DECISIONS[body["decision"]], user,
                               "admin_api" if admin else "api")

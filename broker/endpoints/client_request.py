@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.errors import NotFound, OAuthError
+from broker import logs
 from broker.client_auth import AuthenticatedClient, presented_credentials, verify_client
 from broker.dpop_check import nonce_headers
 from broker.errors import error_response
@@ -58,6 +59,7 @@ async def authenticate_request(
     issuer = state.tenant.issuer
     audiences = (f"{issuer}/{endpoint}", f"{issuer}/token", issuer)
     state.client = verify_client(broker, client, creds, audiences)
+    logs.note(client_id=state.client.client.client_id)
     return state.client
 
 

@@ -27,7 +27,7 @@ from adapters.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from broker import anomaly
+from broker import anomaly, metrics
 from broker.client_cert import binding_thumbprint, client_certificate
 from broker.dpop_check import check_proof, nonce_headers
 from broker.endpoints.client_request import (
@@ -144,6 +144,7 @@ async def _decide(broker: Broker, request: Request, state: ClientRequest) -> Res
     except OAuthError as exc:
         action = None if isinstance(exc, _AUDITED) else "token.refused"
         return await refuse(broker, state, exc, action=action, nonce=True)
+    metrics.TOKENS.labels(tenant.id, grant.grant_type).inc()
     bound = "jkt" in (token.claims.get("cnf") or {})
     body: dict[str, object] = {"access_token": token.token}
     if result.issued_token_type:

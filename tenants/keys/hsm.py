@@ -335,6 +335,10 @@ class Pkcs11Backend:
     def close(self) -> None:
         self._pool.close()
 
+    def check(self) -> None:
+        """Readiness: a logged-in session can be had (``HsmError`` otherwise)."""
+        self._run("a readiness check", lambda _session: None)
+
     # -- plumbing
     def _run(self, what: str, op: Callable[[_Session], T]) -> T:
         """``op`` on a pooled session under the module lock. When the session or the login was

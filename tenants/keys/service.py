@@ -118,6 +118,13 @@ class KeyService:
         # A replica may keep signing with a just-demoted key for one cache period.
         self.retire_margin = cache_ttl + 60.0
 
+    def check_backends(self) -> None:
+        """Readiness: every backend holding keys can be used (it raises otherwise)."""
+        for backend in self._backends.values():
+            check = getattr(backend, "check", None)
+            if check is not None:
+                check()
+
     # -- reading -------------------------------------------------------------------------
     async def _load(self, tenant_id: str, *, force: bool = False) -> _TenantKeys:
         now = self._clock.now()

@@ -641,3 +641,20 @@ async def test_metadata_of_another_issuer_refused() -> None:
     other = config(issuer="https://login.idp.example/tenant-b/v2.0")
     with pytest.raises(UpstreamError, match="another issuer"):
         up.begin(other, meta, REDIRECT)
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b"[" * 100_000, "nested deeper"),
+    (b'{"issuer": "https://idp.example", "x": ' + b"[" * 40 + b"]" * 40 + b"}", "nested deeper"),
+    (b'{"issuer": NaN}', "NaN"),
+    (b'{"expires_in": 1e400}', "out of range"),
+    (b'{"issuer": "a", "issuer": "b"}', "duplicate"),
+    (b'{"sub": "\\udc00"}', "surrogate"),
+    (b'{"sub": "caf\xe9"}', "UTF-8"),
+    (b'["not", "an", "object"]', "not an object"),
+])
+def test_upstream_json_is_read_by_the_bounded_reader(body: bytes, why: str) -> None:
+    from adapters.oidc_discovery import Reply, UpstreamError
+
+    with pytest.raises(UpstreamError, match=why):
+        Reply(200, "application/json", body).json_object("the userinfo endpoint")

@@ -23,6 +23,7 @@ from tenants.settings import TenantSettings
 from tests.broker.helpers import jwt_parts
 from tests.dpop_client import make_proof, new_key
 from tests.interop.conftest import _wait_healthy, free_port
+from tests.server_errors import watch_server_log
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,6 +61,7 @@ def _start(workdir: Path) -> Process:
             [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port",
              str(port)], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
+    watch_server_log(log)
     _wait_healthy(proc, base, log)
     return Process(base, {"Authorization": f"Bearer {token}"}, db_url, master, proc)
 
@@ -162,3 +164,64 @@ async def test_id_jag_between_two_broker_processes(brokers):
             data={"grant_type": id_jag.JWT_BEARER, "assertion": fresh})
         assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
         assert "does not accept" in r.json()["error_description"]
+
+
+async def _id_token(p: Process, tenant: str, client_id: str, subject: str) -> str:
+    """An ID token signed by ``tenant`` of process ``p`` (its database and master key)."""
+    broker = Broker.build(Settings(database_url=p.db_url, base_url=p.base_url,
+                                   master_key=p.master_key, admin_token="x" * 32, demo=False))
+    try:
+        view = TenantView(tenant, f"{p.base_url}/t/{tenant}", TenantSettings())
+        return await id_jag.mint_id_token(broker, view, subject=subject, client_id=client_id)
+    finally:
+        await broker.close()
+
+
+async def test_identity_does_not_launder_between_processes(brokers):
+    """Issue 10 findings 1 and 2 against two real ``tessera serve`` processes: the IdP broker
+    does not re-issue the resource broker's users as its own, and the resource broker's
+    userinfo does not answer for a partner's user whose sub is a local user's id."""
+    a, b = brokers
+    idp, rs = f"{a.base_url}/t/idp2", f"{b.base_url}/t/rs2"
+    a.admin_post("/tenants", {"name": "idp2"})
+    b.admin_post("/tenants", {"name": "rs2"})
+    agent = a.admin_post("/tenants/idp2/clients", {"name": "agent"})
+    remote = b.admin_post("/tenants/rs2/clients", {"name": "agent at rs2",
+                                                   "scopes": ["openid", "read"]})
+    b.admin_post("/partners", {"id": "idp2", "issuer": idp, "display_name": "IdP 2",
+                               "jwks_uri": f"{idp}/jwks"})
+    b.admin_post("/partners/idp2/activate")
+    b.admin_post("/tenants/rs2/trust-links", {"partner": "idp2", "directions": ["accept"]})
+    a.admin_post("/partners", {"id": "rs2", "issuer": rs, "display_name": "RS 2",
+                               "jwks_uri": f"{rs}/jwks"})
+    a.admin_post("/partners/rs2/activate")
+    # idp2 trusts rs2 both ways: still it must never vouch for rs2's users
+    a.admin_post("/tenants/idp2/trust-links", {"partner": "rs2",
+                                               "directions": ["accept", "send"]})
+    a.admin_post("/tenants/idp2/managed-connections", {
+        "client_id": agent["client_id"], "audience": rs, "remote_client_id":
+        remote["client_id"], "rules": {"openid": "grant", "read": "grant"}}, method="PUT")
+    exchange = {"grant_type": id_jag.TOKEN_EXCHANGE, "requested_token_type": id_jag.ID_JAG,
+                "audience": rs, "scope": "openid read", "subject_token_type": id_jag.ID_TOKEN}
+    auth = (agent["client_id"], agent["client_secret"])
+    async with httpx.AsyncClient(timeout=10) as http:
+        forged = await _id_token(b, "rs2", agent["client_id"], "mallory")  # rs2's, not idp2's
+        r = await http.post(f"{idp}/token", auth=auth,
+                            data={**exchange, "subject_token": forged})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
+        assert "issued by this tenant" in r.json()["error_description"]
+
+        # a local user of rs2 ... and idp2 asserting that very id as its own user's sub
+        local = "LocalUserId_0123456789"
+        real = await _id_token(a, "idp2", agent["client_id"], local)
+        r = await http.post(f"{idp}/token", auth=auth, data={**exchange, "subject_token": real})
+        assert r.status_code == 200, r.text
+        r = await http.post(f"{rs}/token", auth=(remote["client_id"], remote["client_secret"]),
+                            data={"grant_type": id_jag.JWT_BEARER,
+                                  "assertion": r.json()["access_token"]})
+        assert r.status_code == 200, r.text
+        token = r.json()["access_token"]
+        claims = jwt_parts(token)[1]
+        assert claims["sub"] != local and claims["sub_id"]["sub"] == local
+        r = await http.get(f"{rs}/userinfo", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401 and r.json()["error"] == "invalid_token"

@@ -28,6 +28,8 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import KeySet
 
+from tests.server_errors import watch_server_log
+
 if TYPE_CHECKING:
     from tests.peers.oidc_idp import OidcIdp
 
@@ -182,6 +184,7 @@ def tessera_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tessera
     with log_file.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
+    watch_server_log(log_file)
     try:
         _wait_healthy(proc, base_url, log_file)
         demo = json.loads((workdir / "tessera-demo-client.json").read_text())

@@ -31,6 +31,7 @@ from tests.mtls_pki import (
     issue,
     make_pki,
 )
+from tests.server_errors import watch_server_log
 
 pytestmark = pytest.mark.interop
 
@@ -126,6 +127,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
                                 stdin=subprocess.DEVNULL)
     server = TLSServer(f"https://127.0.0.1:{port}", admin_token, pki, workdir, ca_file,
                        log_file)
+    watch_server_log(log_file)
     try:
         _wait_healthy(proc, server)
         yield server

@@ -409,8 +409,9 @@ def test_sessions_of_a_passed_login_are_neither_used_nor_closed(hsm: Pkcs11Backe
             stale.private_key(key_id(context))
             hsm._module.recover(hsm._module.generation)  # what a lost login leads to
         hsm.sign("ES256", generated.handle, b"x", context=context)  # a new login, new sessions
-        live = [p.session.handle for p in hsm._pool.idle_sessions()]
-        assert stale.session.handle in [*live, hsm._pool._anchor.handle]  # the number reused
+        # (SoftHSM2 usually hands the stale object's number to a live session now; which
+        # number depends on the sessions other tests of this process hold, so it is not
+        # asserted: what counts is that the pool recognises the object as stale)
         with hsm._lock, pytest.raises(_Stale):
             hsm._pool.check(stale)  # what _run does before every operation
         raise RuntimeError("failed on purpose")  # the pool closes a failed session...

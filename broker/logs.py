@@ -1,0 +1,129 @@
+"""Logging: one line per record, JSON by default (python-json-logger), with the request id,
+tenant and client of the request being handled; an access log line per request.
+
+``configure(settings)`` is called once per process (``serve``, each worker, the CLI): it
+replaces the root logger's handlers (so nothing is written twice), sets the level from the
+settings (environment or TOML), and routes Hypercorn's own loggers through the same handler.
+Records never carry request bodies, query strings or headers: they may hold credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+from typing import Any, Final
+
+from pythonjsonlogger.json import JsonFormatter
+
+from broker.config import Settings
+
+ACCESS: Final = "tessera.access"
+TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# what the request being handled has been resolved to (set by the request middleware; the
+# endpoints fill in the tenant and client once they know them)
+_context: ContextVar[dict[str, Any] | None] = ContextVar("tessera_log_context", default=None)
+
+
+def bind(values: dict[str, Any]) -> Any:
+    """Start a request's context (a dict the handlers may fill in); returns the reset token."""
+    return _context.set(values)
+
+
+def unbind(token: Any) -> None:
+    _context.reset(token)
+
+
+def note(**values: Any) -> None:
+    """Name the tenant / client the current request turned out to be about (no-op outside a
+    request)."""
+    current = _context.get()
+    if current is not None:
+        current.update({k: v for k, v in values.items() if v is not None})
+
+
+def noted(name: str) -> Any:
+    current = _context.get()
+    return None if current is None else current.get(name)
+
+
+class ContextFilter(logging.Filter):
+    """Adds request_id, tenant and client_id of the request being handled to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = _context.get() or {}
+        for key in ("request_id", "tenant", "client_id"):
+            if not hasattr(record, key) and current.get(key) is not None:
+                setattr(record, key, current[key])
+        return True
+
+
+class QuietDriverFilter(logging.Filter):
+    """The database drivers' pools log every failed reconnect with a traceback; during an
+    outage that is a flood repeating what ``tessera.database`` says once. Their records keep
+    one line (the exception's type and message, no traceback) and the same line is written
+    at most once a minute."""
+
+    LOGGERS: Final = ("asyncpg", "sqlalchemy.pool")
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self._interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.LOGGERS):
+            return True
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {str(exc)[:160]})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        key = (record.name, record.getMessage())
+        now = record.created
+        if now - self._last.get(key, -self._interval) < self._interval:
+            return False
+        if len(self._last) > 256:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """``text`` format: the message, then the request's fields as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extra = [f"{k}={getattr(record, k)}" for k in ("request_id", "tenant", "client_id",
+                                                      "method", "path", "status", "duration_ms")
+                 if getattr(record, k, None) is not None]
+        return f"{line} {' '.join(extra)}" if extra else line
+
+
+def configure(settings: Settings, stream: Any = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time"))  # ISO 8601, UTC
+    else:
+        handler.setFormatter(TextFormatter(TEXT_FORMAT))
+    handler.addFilter(ContextFilter())
+    handler.addFilter(QuietDriverFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    for name in ("hypercorn.error", "hypercorn.access", "alembic", "alembic.runtime.migration"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    # alembic announces every migration step at INFO; one line per run is enough
+    logging.getLogger("alembic.runtime.migration").setLevel(
+        max(logging.WARNING, root.level))
+    logging.getLogger(ACCESS).disabled = not settings.access_log
+    return handler
