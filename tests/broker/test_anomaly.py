@@ -260,7 +260,7 @@ async def test_resource_read_rule(broker: Broker, replica: Replica, receiver: Re
     ([{"name": "bad name", "metric": "token_requests", "limit": 5, "window": 60}], "name"),
     ([{"name": "x", "metric": "token_requests", "limit": 5, "window": 60, "extra": 1}],
      "unknown"),
-    ({"name": "x"}, "array"),
+    ({"name": "x"}, "list"),
     (["x"], "object"),
 ])
 async def test_rule_validation_refusals(http: httpx.AsyncClient, tenant: str, rules: Any,

@@ -93,7 +93,7 @@ async def test_key_is_shown_once_and_stored_as_a_hash(http, broker, client):
     ({"expires_in": 0}, 400, "expires_in"),
     ({"expires_in": "soon"}, 400, "integer"),
     ({"name": ""}, 400, "name"),
-    ({"scopes": "read"}, 400, "array"),
+    ({"scopes": "read"}, 400, "list"),
 ])
 async def test_create_refusals(http, client, body, status, words):
     payload = {"name": "k", "client_id": client.client_id, **body}
