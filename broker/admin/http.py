@@ -12,12 +12,10 @@ response model.
 
 from __future__ import annotations
 
-import functools
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,8 +23,7 @@ from starlette.routing import Route
 
 from adapters import json_reader
 from adapters.errors import InvalidRequest, InvalidToken, OAuthError
-from broker.admin import openapi
-from broker.admin.errors import validation_error
+from broker.admin import dispatch, openapi
 from broker.admin.routes import PREFIX, ROUTES, AdminRoute, Call
 from broker.errors import NO_STORE, challenge, error_response
 from broker.runtime import Broker
@@ -75,49 +72,31 @@ async def read_bounded(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _context(broker: Broker) -> dict[str, Any]:
-    return {"allow_http_loopback": broker.settings.allow_http_loopback}
-
-
 async def _body(request: Request, route: AdminRoute, broker: Broker) -> BaseModel | None:
     limit = broker.settings.max_body_bytes
     raw = await read_bounded(request, limit)
     if route.request is None:
         return None
+    if not raw:
+        if dispatch.body_required(route):
+            raise InvalidRequest("the body must be one JSON object (none was sent)")
+        return dispatch.body_model(route, {}, broker)
     try:
-        data = json_reader.load_object(raw, max_bytes=limit) if raw.strip() else {}
+        data = json_reader.load_object(raw, max_bytes=limit)
     except json_reader.JSONInputError as exc:
         raise InvalidRequest(f"the body must be one JSON object: {exc}") from None
-    try:
-        return route.request.model_validate(data, context=_context(broker))
-    except ValidationError as exc:
-        raise validation_error(exc) from None
-
-
-def _query(request: Request, route: AdminRoute, broker: Broker) -> BaseModel | None:
-    if route.query is None:
-        return None
-    try:
-        return route.query.model_validate(dict(request.query_params),
-                                          context=_context(broker))
-    except ValidationError as exc:
-        raise validation_error(exc, prefix=("query",)) from None
-
-
-@functools.cache
-def _adapter(response: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(response)
+    return dispatch.body_model(route, data, broker)
 
 
 def endpoint(route: AdminRoute) -> Callable[[Request], Awaitable[Response]]:
-    adapter = _adapter(route.response)
+    adapter = dispatch.response_adapter(route.response)
 
     async def run(request: Request) -> Response:
         broker: Broker = request.app.state.broker
         try:
             authorize(request, broker)
             call = Call(broker, dict(request.path_params), await _body(request, route, broker),
-                        _query(request, route, broker))
+                        dispatch.query_model(route, request.query_params, broker))
             with acting_as(ACTOR):
                 result = await route.handler(call)
         except OAuthError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from broker.admin import dispatch
 from broker.admin.models.common import ErrorOut
 from broker.admin.routes import PATH_PARAMETERS, PREFIX, ROUTES, AdminRoute
 
@@ -74,8 +75,7 @@ def _operation(route: AdminRoute, schemas: dict[Any, Any]) -> dict[str, Any]:
             op["parameters"].append({"name": name, "in": "query", "required": False,
                                      "schema": schema})
     if route.request is not None:
-        op["requestBody"] = {"required": bool(route.request.model_fields) and any(
-            f.is_required() for f in route.request.model_fields.values()),
+        op["requestBody"] = {"required": dispatch.body_required(route),
             "content": {"application/json": {
                 "schema": schemas[(("request", route.operation_id), "validation")]}}}
     links = _links(route)

@@ -51,6 +51,21 @@ class RotationOut(Out):
     retired: list[str]
 
 
+class AuditEventOut(Out):
+    """One event of the hash chain, as ``audit export`` writes it (one JSON line each)."""
+
+    tenant: str
+    seq: int
+    at: float
+    action: str
+    outcome: str
+    client_id: str | None
+    subject: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
 class AuditReport(Out):
     tenant: str
     events: int

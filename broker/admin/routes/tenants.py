@@ -10,6 +10,7 @@ from broker.admin.models.clients import (
     ClientWithSecret,
 )
 from broker.admin.models.keys_audit import (
+    AuditEventOut,
     AuditReport,
     KeyOut,
     RotationOut,
@@ -69,6 +70,9 @@ TENANTS: tuple[AdminRoute, ...] = (
     route("GET", T + "/audit/verify", "Verify the audit chain", "audit",
           lambda c: keys_audit.verify_audit(c.broker, c["tenant"]), response=AuditReport,
           name="verify_audit"),
+    route("GET", T + "/audit/events", "Export the audit chain, oldest event first", "audit",
+          lambda c: keys_audit.export_audit(c.broker, c["tenant"]),
+          response=list[AuditEventOut], name="export_audit"),
 )
 
 CLIENTS: tuple[AdminRoute, ...] = (

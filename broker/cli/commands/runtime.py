@@ -15,49 +15,36 @@ from __future__ import annotations
 import argparse
 from typing import Any, get_args
 
-from broker.admin.models.runtime import AgentPut, RevokeBy, RevokeRequest
-from broker.admin.services import agents as ops
-from broker.admin.services import revocation
+from broker.admin.models.runtime import RevokeBy
+from broker.cli.inputs import NULL, given
+from broker.cli.transport import Job, now, op
 
 AGENT_COLS = ("client_id", "status", "owner", "purpose", "expires_at")
 USER_COLS = ("sub", "status", "email")
 REVOKE_COLS = ("by", "value", "jti", "grant", "revoked_at")
 
 
-def cmd_agent(args: argparse.Namespace) -> int:
-    from broker.cli import NULL, _run, body  # broker.cli imports this module: import late
-
+def cmd_agent(args: argparse.Namespace) -> Job:
+    where = {"tenant": args.tenant, "client_id": args.client_id}
     if args.action == "show":
-        return _run(args, lambda b: ops.get_agent(b, args.tenant, args.client_id), AGENT_COLS)
+        return op("get_agent", AGENT_COLS, **where)
     if args.action != "set":
-        return _run(args, lambda b: ops.agent_action(
-            b, args.tenant, args.client_id, args.action, args.reason), AGENT_COLS)
-
-    async def describe(b: Any) -> Any:
-        expires_at = NULL if args.no_expiry else args.expires_at
-        if args.expires_in is not None:
-            expires_at = b.clock.now() + args.expires_in
-        put = body(AgentPut, {"owner": args.owner, "purpose": args.purpose,
-                              "expires_at": expires_at})
-        return await ops.describe_agent(b, args.tenant, args.client_id, put(b))
-
-    return _run(args, describe, AGENT_COLS)
+        return op(f"{args.action}_agent", AGENT_COLS, body={"reason": args.reason}, **where)
+    expires_at = NULL if args.no_expiry else args.expires_at
+    if args.expires_in is not None:
+        expires_at = now() + args.expires_in
+    return op("describe_agent", AGENT_COLS, body=given(
+        {"owner": args.owner, "purpose": args.purpose, "expires_at": expires_at}), **where)
 
 
-def cmd_user(args: argparse.Namespace) -> int:
-    from broker.cli import _run
-
-    status = "disabled" if args.action == "disable" else "active"
-    return _run(args, lambda b: ops.set_user_status(b, args.tenant, args.sub, status,
-                                                    args.reason), USER_COLS)
+def cmd_user(args: argparse.Namespace) -> Job:
+    return op(f"{args.action}_user", USER_COLS, tenant=args.tenant, sub=args.sub,
+              body={"reason": args.reason})
 
 
-def cmd_revoke(args: argparse.Namespace) -> int:
-    from broker.cli import _run, body
-
-    request = body(RevokeRequest, {"by": args.by, "value": args.value, "reason": args.reason,
-                                   "issuer": args.issuer})
-    return _run(args, lambda b: revocation.revoke(b, args.tenant, request(b)), REVOKE_COLS)
+def cmd_revoke(args: argparse.Namespace) -> Job:
+    return op("revoke", REVOKE_COLS, tenant=args.tenant, body=given(
+        {"by": args.by, "value": args.value, "reason": args.reason, "issuer": args.issuer}))
 
 
 def add_parser(sub: Any) -> None:

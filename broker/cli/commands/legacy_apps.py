@@ -20,32 +20,22 @@ groups, sub, or a custom claim of the upstream mapping).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from broker.admin.models.legacy_apps import LegacyAppCreate, LegacyAppPatch
-from broker.admin.services import legacy_apps as ops
+from broker.cli.exits import USAGE, CliError
+from broker.cli.inputs import pairs, read_text
+from broker.cli.transport import Job, op
 
 COLUMNS = ("entity_id", "name", "status", "acs_urls", "name_id_format", "attribute_mapping")
-
-
-def _mapping(pairs: list[str]) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, claim = pair.partition("=")
-        if not sep or not name or not claim:
-            raise SystemExit(f"--attribute {pair!r}: NAME=CLAIM")
-        mapping[name] = claim
-    return mapping
 
 
 def body_of(args: argparse.Namespace) -> dict[str, Any]:
     """The admin API body that ``legacy-app add`` or ``update`` sends (what is given)."""
     body: dict[str, Any] = {}
     if getattr(args, "metadata_file", None):
-        body["metadata"] = Path(args.metadata_file).read_text()
+        body["metadata"] = read_text(args.metadata_file, "--metadata-file")
     elif args.action == "add" and (not args.entity_id or not args.acs):
-        raise SystemExit("legacy-app add: --entity-id and --acs, or --metadata-file")
+        raise CliError("legacy-app add: --entity-id and --acs, or --metadata-file", USAGE)
     for key, value in (("entity_id", args.entity_id if args.action == "add" else None),
                        ("acs_urls", args.acs or None), ("name", args.name),
                        ("name_id_format", args.name_id_format),
@@ -53,32 +43,27 @@ def body_of(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             body[key] = value
     if args.attribute:
-        body["attribute_mapping"] = _mapping(args.attribute)
+        body["attribute_mapping"] = pairs(args.attribute, "--attribute", "NAME=CLAIM")
     if args.sp_cert:
-        body["sp_certs"] = [Path(f).read_text() for f in args.sp_cert]
+        body["sp_certs"] = [read_text(f, "--sp-cert") for f in args.sp_cert]
     if args.sign_requests is not None and (args.sign_requests or args.action == "update"):
         body["want_authn_requests_signed"] = args.sign_requests
     return body
 
 
-def cmd_legacy_app(args: argparse.Namespace) -> int:
-    from broker.cli import _run, body  # broker.cli imports this module: import them late
-
+def cmd_legacy_app(args: argparse.Namespace) -> Job:
     tenant = args.tenant
     if args.action == "add":
-        make = body(LegacyAppCreate, body_of(args))
-        return _run(args, lambda b: ops.create_legacy_app(b, tenant, make(b)), COLUMNS)
+        return op("create_legacy_app", COLUMNS, tenant=tenant, body=body_of(args))
     if args.action == "update":
-        patch = body(LegacyAppPatch, body_of(args))
-        return _run(args, lambda b: ops.update_legacy_app(b, tenant, args.entity_id, patch(b)),
-                    COLUMNS)
+        return op("update_legacy_app", COLUMNS, tenant=tenant, entity_id=args.entity_id,
+                  body=body_of(args))
     if args.action == "list":
-        return _run(args, lambda b: ops.list_legacy_apps(b, tenant), COLUMNS)
+        return op("list_legacy_apps", COLUMNS, tenant=tenant)
     if args.action == "delete":
-        return _run(args, lambda b: ops.delete_legacy_app(b, tenant, args.entity_id), COLUMNS)
-    status = "disabled" if args.action == "disable" else "active"
-    return _run(args, lambda b: ops.set_legacy_app_status(b, tenant, args.entity_id, status),
-                COLUMNS)
+        return op("delete_legacy_app", COLUMNS, tenant=tenant, entity_id=args.entity_id)
+    return op(f"{args.action}_legacy_app", COLUMNS, tenant=tenant,
+              body={"entity_id": args.entity_id})
 
 
 def add_parser(sub: Any) -> None:

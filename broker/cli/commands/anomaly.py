@@ -8,31 +8,21 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
-from broker.admin.models.runtime import AnomalyRulesPut
-from broker.admin.services import anomaly as ops
+from broker.cli.inputs import json_file
+from broker.cli.transport import Job, op
 
 COLUMNS = ("tenant", "rules")
 
 
-def cmd_anomaly_rules(args: argparse.Namespace) -> int:
-    from broker.cli import _run, body  # broker.cli imports this module: import them late
-
+def cmd_anomaly_rules(args: argparse.Namespace) -> Job:
     if args.action == "show":
-        return _run(args, lambda b: ops.get_rules(b, args.tenant), COLUMNS)
-    try:
-        raw = json.loads(Path(args.rules_file).read_text())
-    except (OSError, ValueError) as exc:
-        print(f"error: {args.rules_file}: {exc}", file=sys.stderr)
-        return 2
+        return op("get_anomaly_rules", COLUMNS, tenant=args.tenant)
+    raw = json_file(args.rules_file, "--rules-file")
     if isinstance(raw, dict) and "rules" in raw:
         raw = raw["rules"]
-    rules = body(AnomalyRulesPut, {"rules": raw})
-    return _run(args, lambda b: ops.set_rules(b, args.tenant, rules(b)), COLUMNS)
+    return op("set_anomaly_rules", COLUMNS, tenant=args.tenant, body={"rules": raw})
 
 
 def add_parser(sub: Any) -> None:

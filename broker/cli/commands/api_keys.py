@@ -13,28 +13,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from broker.admin.models.api_keys import DEFAULT_OVERLAP, ApiKeyCreate, ApiKeyRotation
-from broker.admin.services import api_keys as ops
+from broker.admin.models.api_keys import DEFAULT_OVERLAP
+from broker.cli.inputs import given
+from broker.cli.transport import Job, op
 
 COLUMNS = ("key_id", "client_id", "name", "status", "scopes", "expires_at", "last_used_at",
            "api_key")
 
 
-def cmd_api_key(args: argparse.Namespace) -> int:
-    from broker.cli import _run, body  # broker.cli imports this module: import them late
-
+def cmd_api_key(args: argparse.Namespace) -> Job:
     tenant = args.tenant
     if args.action == "create":
-        make = body(ApiKeyCreate, {"client_id": args.client, "name": args.name,
-                                   "scopes": args.scope, "expires_in": args.expires_in})
-        return _run(args, lambda b: ops.create_api_key(b, tenant, make(b)), COLUMNS)
+        return op("create_api_key", COLUMNS, tenant=tenant, body=given(
+            {"client_id": args.client, "name": args.name, "scopes": args.scope,
+             "expires_in": args.expires_in}))
     if args.action == "list":
-        return _run(args, lambda b: ops.list_api_keys(b, tenant, args.client), COLUMNS)
+        return op("list_api_keys", COLUMNS, tenant=tenant,
+                  query={"client_id": args.client} if args.client else None)
     if args.action == "rotate":
-        rotation = body(ApiKeyRotation, {"overlap_seconds": args.overlap})
-        return _run(args, lambda b: ops.rotate_api_key(b, tenant, args.key_id, rotation(b)),
-                    COLUMNS)
-    return _run(args, lambda b: ops.revoke_api_key(b, tenant, args.key_id), COLUMNS)
+        return op("rotate_api_key", COLUMNS, tenant=tenant, key_id=args.key_id,
+                  body={"overlap_seconds": args.overlap})
+    return op("revoke_api_key", COLUMNS, tenant=tenant, key_id=args.key_id)
 
 
 def add_parser(sub: Any) -> None:

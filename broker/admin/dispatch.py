@@ -1,0 +1,80 @@
+"""One admin operation run in process: the request and query models validated as the HTTP edge
+validates them (a ``400`` naming the field, nothing written), the handler run as an actor, and
+the answer as the JSON the edge would send. ``broker.admin.http`` and the command line's local
+transport (``broker.cli.transport``) both go through here: one validation path.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from adapters.errors import NotFound
+from broker.admin.errors import validation_error
+from broker.admin.routes import ROUTES, AdminRoute, Call
+from broker.runtime import Broker
+from tenants.audit import acting_as
+
+BY_NAME: dict[str, AdminRoute] = {r.operation_id: r for r in ROUTES}
+
+
+def context(broker: Broker) -> dict[str, Any]:
+    return {"allow_http_loopback": broker.settings.allow_http_loopback}
+
+
+def body_required(route: AdminRoute) -> bool:
+    """A PATCH always needs its JSON object (an empty change is a mistake); another route only
+    when its model has a required field. Where it is not required, only a zero-length body
+    stands for "no body": whitespace or anything else must be one JSON object."""
+    if route.request is None:
+        return False
+    return route.method == "PATCH" or any(
+        f.is_required() for f in route.request.model_fields.values())
+
+
+def body_model(route: AdminRoute, data: Any, broker: Broker) -> BaseModel | None:
+    """``data`` (a decoded JSON object) as the route's request model."""
+    if route.request is None:
+        return None
+    try:
+        return route.request.model_validate(data, context=context(broker))
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def query_model(route: AdminRoute, data: Mapping[str, str], broker: Broker) -> BaseModel | None:
+    if route.query is None:
+        return None
+    try:
+        return route.query.model_validate(dict(data), context=context(broker))
+    except ValidationError as exc:
+        raise validation_error(exc, prefix=("query",)) from None
+
+
+@functools.cache
+def response_adapter(response: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(response)
+
+
+def route_named(operation_id: str) -> AdminRoute:
+    try:
+        return BY_NAME[operation_id]
+    except KeyError:
+        raise NotFound(f"no admin operation {operation_id!r}") from None
+
+
+async def run(broker: Broker, operation_id: str, params: Mapping[str, str], *,
+              body: Any = None, query: Mapping[str, str] | None = None,
+              actor: str) -> Any:
+    """The operation's answer as plain JSON values (what ``GET``/``POST`` over HTTP returns)."""
+    route = route_named(operation_id)
+    call = Call(broker, dict(params),
+                body_model(route, body if body is not None else {}, broker),
+                query_model(route, query or {}, broker))
+    with acting_as(actor):
+        result = await route.handler(call)
+    adapter = response_adapter(route.response)
+    return adapter.dump_python(adapter.validate_python(result), mode="json", by_alias=True)

@@ -1,0 +1,1 @@
+"""The ``tessera`` subcommands by area: each module has ``add_parser(sub)``."""

@@ -1,0 +1,109 @@
+"""The ``tessera`` command line: run the broker (``serve``), prepare its database (``init``,
+``migrate``) and manage tenants, clients, upstreams, the trust registry, keys and the audit
+chain.
+
+Management commands run the admin API's operations (``broker.admin.routes``): on the local
+deployment, in this process (which proves it holds the database's master key before it writes
+anything, ``broker.deployment``), or on a remote broker with ``--url URL`` / ``TESSERA_URL``
+and the admin token (``TESSERA_ADMIN_TOKEN`` or ``TESSERA_ADMIN_TOKEN_FILE``). Either way the
+same models validate the same bodies. Exit codes: see ``broker.cli.exits``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+
+from adapters.errors import OAuthError
+from broker.cli import output
+from broker.cli.commands import (
+    anomaly,
+    api_keys,
+    clients,
+    deployment,
+    legacy_apps,
+    registry,
+    runtime,
+    tenants,
+    upstreams,
+)
+from broker.cli.exits import UNAVAILABLE, CliError, for_status
+from broker.cli.transport import Job, remote_url, run_job
+from broker.config import StartupError
+
+EPILOG = """exit codes: 0 done; 1 a check found a problem; 2 usage; 3 conflict, try again
+later; 4 not found; 5 refused; 6 deployment unavailable; 7 admin token missing or wrong.
+Management commands run on the local deployment, or on --url / TESSERA_URL with the admin
+token (TESSERA_ADMIN_TOKEN or TESSERA_ADMIN_TOKEN_FILE)."""
+
+
+def version() -> str:
+    try:
+        return metadata.version("tessera")
+    except metadata.PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        return "unknown (not installed)"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tessera", description=__doc__.split("\n\n")[0],
+                                epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"tessera {version()}")
+    p.add_argument("--url", help="manage the broker at this URL over its admin API (default "
+                   "TESSERA_URL; without either: the local deployment)")
+    sub = p.add_subparsers(dest="command", required=True)
+    deployment.add_parser(sub)
+    for area in (tenants, clients, upstreams, registry, api_keys, legacy_apps, runtime,
+                 anomaly):
+        area.add_parser(sub)
+    return p
+
+
+def _execute(args: argparse.Namespace) -> int:
+    outcome = args.func(args)
+    if isinstance(outcome, int):
+        return outcome
+    job: Job = outcome
+    # serve, init, migrate, admin-token and id-token act on this machine's deployment
+    url = None if getattr(args, "local_only", False) else remote_url(args.url)
+    value = asyncio.run(run_job(job, url))
+    if job.render is not None:
+        return job.render(value)
+    output.show(value, job.columns, as_json=getattr(args, "json", False))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _execute(args)
+    except CliError as exc:
+        return _fail(exc.message, exc.code)
+    except StartupError as exc:  # wrong or missing key, no database: one line, nothing written
+        return _fail(str(exc), UNAVAILABLE)
+    except OAuthError as exc:
+        return _fail(exc.description or exc.error, for_status(exc.status))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _quiet_stdout() -> None:
+    """The reader went away (``tessera audit export | head``): say nothing more on stdout,
+    and let the interpreter's final flush find nothing to write."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
