@@ -1,7 +1,7 @@
 """The admin API's HTTP edge: the super-admin bearer token, the body read with a size limit
 by the one bounded JSON reader (``adapters.json_reader``: size, depth, finite numbers, unique
 members, strict UTF-8) and validated by the route's model (a ``400`` naming the field, nothing
-written), the handler run as actor ``admin``, and the answer serialised through the route's
+written), the handler run as actor ``operator``, and the answer serialised through the route's
 response model.
 
     401 invalid_token      no or wrong admin bearer (WWW-Authenticate: Bearer)
@@ -29,7 +29,7 @@ from broker.errors import NO_STORE, challenge, error_response
 from broker.runtime import Broker
 from tenants.audit import acting_as
 
-ACTOR = "admin"  # the super-admin bearer; role-based actors can come later
+ACTOR = "operator"  # the super-admin bearer (role-scoped principals name themselves)
 
 
 class UriConvertor(Convertor[str]):

@@ -57,7 +57,7 @@ async def test_patch_scopes_audiences_lifetime_redirects(
     r = await _token(http, client, resource="https://api.example")  # no longer an audience
     assert r.status_code == 400
     event = (await events(broker, client.tenant, "client.updated"))[-1]
-    assert event.client_id == client.client_id and event.detail["actor"] == "admin"
+    assert event.client_id == client.client_id and event.detail["actor"] == "operator"
     assert set(event.detail["changed"]) == {"scopes", "audiences", "access_token_lifetime",
                                             "redirect_uris", "name"}
 
@@ -140,7 +140,7 @@ async def test_rotated_secret_overlap_then_only_the_new_one(
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
     assert (await _token(http, client, new)).status_code == 200
     event = (await events(broker, client.tenant, "client.secret_rotated"))[-1]
-    assert event.detail["overlap_seconds"] == 600 and event.detail["actor"] == "admin"
+    assert event.detail["overlap_seconds"] == 600 and event.detail["actor"] == "operator"
     assert new not in str(event.detail) and str(client.secret) not in str(event.detail)
 
 

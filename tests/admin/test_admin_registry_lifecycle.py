@@ -64,7 +64,7 @@ async def test_partner_patch_and_delete(http: httpx.AsyncClient, broker: Broker)
     assert r.status_code == 400
     actions = [(e.action, e.detail.get("actor")) for e in await events(broker, REGISTRY)
                if e.detail.get("partner") == partner["id"]]
-    assert ("partner.updated", "admin") in actions and ("partner.revoked", "admin") in actions
+    assert ("partner.updated", "operator") in actions and ("partner.revoked", "operator") in actions
 
 
 async def test_trust_link_patch_and_delete(http: httpx.AsyncClient, broker: Broker) -> None:

@@ -49,7 +49,7 @@ async def test_patch_merges_settings_and_the_token_endpoint_counts_it(
     assert r.json()["settings"]["max_token_lifetime"] == 3600
     assert (await _token(http, tenant, *client.basic)).json()["expires_in"] == 3600
     event = (await events(broker, tenant, "tenant.updated"))[-1]
-    assert event.detail["actor"] == "admin" and event.detail["settings"] == [
+    assert event.detail["actor"] == "operator" and event.detail["settings"] == [
         "max_token_lifetime"]
 
 
@@ -187,7 +187,7 @@ async def test_webhook_set_later_secret_shown_once_and_rotated_with_overlap(
     for event in await events(broker, tenant):
         assert secret not in json.dumps(event.detail) and new not in json.dumps(event.detail)
     actions = [(e.action, e.detail.get("actor")) for e in await events(broker, tenant)]
-    assert ("webhook.set", "admin") in actions and ("webhook.secret_rotated", "admin") in actions
+    assert ("webhook.set", "operator") in actions and ("webhook.secret_rotated", "operator") in actions
     # cleared: no more events
     r = await hooked.http.put(path, headers=ADMIN, json={"url": None})
     assert r.json()["url"] is None

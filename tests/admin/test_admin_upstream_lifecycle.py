@@ -58,7 +58,7 @@ async def test_refresh_metadata_switches_the_idp_signing_key(
     r = await bearer(http, broker, client, old, "stale")
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
     event = (await events(broker, tenant, "upstream.metadata_refreshed"))[-1]
-    assert event.detail["actor"] == "admin" and event.detail["idp_entity_id"] == IDP
+    assert event.detail["actor"] == "operator" and event.detail["idp_entity_id"] == IDP
 
 
 async def test_refresh_refuses_another_idp_bad_xml_and_a_missing_source(
