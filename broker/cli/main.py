@@ -31,7 +31,7 @@ from broker.cli.commands import (
     tenants,
     upstreams,
 )
-from broker.cli.exits import UNAVAILABLE, CliError, for_status
+from broker.cli.exits import UNAVAILABLE, USAGE, CliError, for_status
 from broker.cli.transport import Job, remote_url, run_job
 from broker.config import StartupError
 
@@ -63,12 +63,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _execute(args: argparse.Namespace) -> int:
+    local_only = getattr(args, "local_only", False)
+    if local_only and args.url:
+        # TESSERA_URL in the environment is ignored here: it names where to manage, not serve
+        raise CliError(f"{args.command} acts on the local deployment only; drop --url", USAGE)
     outcome = args.func(args)
     if isinstance(outcome, int):
         return outcome
     job: Job = outcome
     # serve, init, migrate, admin-token and id-token act on this machine's deployment
-    url = None if getattr(args, "local_only", False) else remote_url(args.url)
+    url = None if local_only else remote_url(args.url)
     value = asyncio.run(run_job(job, url))
     if job.render is not None:
         return job.render(value)

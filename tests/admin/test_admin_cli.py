@@ -24,7 +24,7 @@ def test_tenant_webhook_and_client_lifecycle(cli: Any) -> None:
     assert updated["settings"]["max_token_lifetime"] == 600
     assert updated["settings"]["dpop_nonce_required"] is True
     bad = cli("tenant", "update", "acme", "--set", "key_algo=RS256", check=False)
-    assert bad.returncode == 2 and "settings.key_algo: unknown field" in bad.stderr
+    assert bad.returncode == 5 and "settings.key_algo: unknown field" in bad.stderr
     assert "Traceback" not in bad.stderr
 
     hook = _json(cli("webhook", "set", "--tenant", "acme", "--url",
@@ -39,7 +39,7 @@ def test_tenant_webhook_and_client_lifecycle(cli: Any) -> None:
     shown = cli("webhook", "show", "--tenant", "acme", "--json").stdout
     assert hook["secret"] not in shown and rotated["secret"] not in shown
     bad = cli("webhook", "set", "--tenant", "acme", "--url", "file:///etc/passwd", check=False)
-    assert bad.returncode == 2 and "url:" in bad.stderr
+    assert bad.returncode == 5 and "url:" in bad.stderr
 
     created = _json(cli("client", "create", "--tenant", "acme", "--name", "agent", "--scope",
                         "read", "--json"))
@@ -52,7 +52,7 @@ def test_tenant_webhook_and_client_lifecycle(cli: Any) -> None:
     assert changed["name"] == "agent"  # not given: unchanged
     bad = cli("client", "update", "--tenant", "acme", client_id, "--redirect-uri",
               "javascript:alert(1)", check=False)
-    assert bad.returncode == 2 and "redirect_uris[0]" in bad.stderr
+    assert bad.returncode == 5 and "redirect_uris[0]" in bad.stderr
     rotated_client = _json(cli("client", "rotate-secret", "--tenant", "acme", client_id,
                                "--overlap", "0", "--json"))
     assert rotated_client["client_secret"] not in (None, created["client_secret"])
@@ -119,6 +119,6 @@ def test_registry_upstream_and_legacy_app_lifecycle(cli: Any, tmp_path: Path) ->
     assert app["attribute_mapping"] == {"mail": "email"}
     bad = cli("legacy-app", "update", "--tenant", "acme", entity, "--acs",
               "http://sp.acme.example/acs", check=False)
-    assert bad.returncode == 2 and "acs_urls[0]" in bad.stderr
+    assert bad.returncode == 5 and "acs_urls[0]" in bad.stderr
     cli("legacy-app", "delete", "--tenant", "acme", entity)
     assert _json(cli("legacy-app", "list", "--tenant", "acme", "--json")) == []

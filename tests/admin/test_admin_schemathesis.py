@@ -8,20 +8,16 @@ Bounded: ``MAX_EXAMPLES`` per operation and phase (about a minute on two cores).
 
 from __future__ import annotations
 
-import base64
 import os
-import secrets
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from broker.admin.routes import ROUTES
-from tests.interop.conftest import _wait_healthy, free_port
+from tests.server_process import Server, serving
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
@@ -33,41 +29,10 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
           "response_schema_conformance", "negative_data_rejection")
 
 
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    admin_token: str
-    log: Path
-    workdir: Path
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("schemathesis")
-    port, token = free_port(), "admin-" + secrets.token_urlsafe(24)
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    env.update({
-        "TESSERA_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/t.db",
-        "TESSERA_ADMIN_TOKEN": token, "TESSERA_DEMO": "false",
-        "TESSERA_MASTER_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"})
-    log = workdir / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port",
-             str(port)], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
-    try:
-        _wait_healthy(proc, base, log)
-        yield Server(base, token, log, workdir)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(tmp_path_factory.mktemp("schemathesis")) as running:
+        yield running
 
 
 def test_schemathesis_finds_nothing(server: Server) -> None:

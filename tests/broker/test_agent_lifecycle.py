@@ -175,9 +175,9 @@ def test_cli_runtime_control(tmp_path):
     assert revoked["by"] == "agent" and revoked["value"] == client
     assert json.loads(cli("revoke", *t, "--by", "tenant", "--json").stdout)["value"] == "acme"
     missing = cli("user", "disable", *t, "nobody", check=False)
-    assert missing.returncode == 2 and "no user" in missing.stderr
+    assert missing.returncode == 4 and "no user" in missing.stderr
     assert json.loads(cli("agent", "retire", *t, client, "--json").stdout)["status"] == "retired"
-    assert cli("agent", "resume", *t, client, check=False).returncode == 2
+    assert cli("agent", "resume", *t, client, check=False).returncode == 4
     actions = [json.loads(x)["action"] for x in
                cli("audit", "export", *t).stdout.splitlines()]
     for action in ("agent.updated", "agent.suspended", "agent.resumed", "tokens.revoked",

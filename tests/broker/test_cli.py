@@ -51,11 +51,11 @@ def test_cli_end_to_end(cli):
 
 def test_cli_errors_are_clear(cli):
     proc = cli("tenant", "create", "Not Valid", check=False)
-    assert proc.returncode == 2 and "tenant name" in proc.stderr
+    assert proc.returncode == 5 and "tenant name" in proc.stderr
     proc = cli("client", "create", "--tenant", "ghost", "--name", "x", check=False)
-    assert proc.returncode == 2 and "no tenant" in proc.stderr
+    assert proc.returncode == 4 and "no tenant" in proc.stderr
     proc = cli("keys", "rotate", "--tenant", "ghost", check=False)
-    assert proc.returncode == 2
+    assert proc.returncode == 4
 
 
 def test_cli_trust_registry_and_managed_connections(cli, tmp_path):
@@ -73,9 +73,9 @@ def test_cli_trust_registry_and_managed_connections(cli, tmp_path):
     assert partner["status"] == "pending"
     proc = cli("trust", "add", "--tenant", "pricing", "--partner", "partner", "--accept",
                check=False)
-    assert proc.returncode == 2 and "not active" in proc.stderr
+    assert proc.returncode == 5 and "not active" in proc.stderr
     proc = cli("trust", "add", "--tenant", "pricing", "--partner", "partner", check=False)
-    assert proc.returncode == 2 and "name at least one direction" in proc.stderr
+    assert proc.returncode == 5 and "name at least one direction" in proc.stderr
     assert json.loads(cli("partner", "activate", "partner", "--json").stdout)["status"] == \
         "active"
     link = json.loads(cli("trust", "add", "--tenant", "pricing", "--partner", "partner",
@@ -93,7 +93,7 @@ def test_cli_trust_registry_and_managed_connections(cli, tmp_path):
                           "--json").stdout)
     assert back["directions"] == ["send"]
     proc = cli("trust", "direction", "--tenant", "acme", peer["id"], "--no-send", check=False)
-    assert proc.returncode == 2 and "at least one direction" in proc.stderr
+    assert proc.returncode == 5 and "at least one direction" in proc.stderr
     suspended = json.loads(cli("trust", "suspend", "--tenant", "pricing", link["id"],
                                "--json").stdout)
     assert suspended["status"] == "suspended"
@@ -108,7 +108,7 @@ def test_cli_trust_registry_and_managed_connections(cli, tmp_path):
                 "alice").stdout.strip()
     assert token.count(".") == 2
     proc = cli("id-token", "--tenant", "acme", "--client", "ghost", "--sub", "x", check=False)
-    assert proc.returncode == 2
+    assert proc.returncode == 4
     events = [json.loads(x)["action"] for x in cli("audit", "export", "--tenant",
                                                    "pricing").stdout.splitlines()]
     assert "trust_link.created" in events and "trust_link.suspended" in events

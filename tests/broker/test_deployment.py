@@ -67,8 +67,9 @@ def snapshot(db: Path) -> dict[str, Any]:
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    """The refusal as the user sees it: exit code 2, one line on stderr, no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    """The refusal as the user sees it: exit code 6 (cannot start here), one line on stderr,
+    no traceback."""
+    assert proc.returncode == 6, (proc.returncode, proc.stdout, proc.stderr)
     lines = [x for x in proc.stderr.splitlines() if "alembic" not in x]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert "Traceback" not in proc.stderr

@@ -195,7 +195,7 @@ def test_a_busy_port_is_one_line(tmp_path: Path, cli: Any) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         proc = cli("serve", "--port", str(port), check=False)
-    assert proc.returncode == 2
+    assert proc.returncode == 6
     assert proc.stderr.strip().splitlines() == [
         f"error: cannot listen on 127.0.0.1:{port}: Address already in use"]
     assert "listening" not in proc.stdout and "Traceback" not in proc.stderr

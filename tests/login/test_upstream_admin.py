@@ -277,14 +277,14 @@ def test_cli_upstreams_and_detail_types(cli: Cli, tmp_path: Path) -> None:
     off = json.loads(cli("upstream", "disable", "--tenant", "acme", "corp-saml",
                          "--json").stdout)
     assert off["status"] == "disabled"
-    # no variable set: no secret, and client_secret_basic needs one
+    # a variable named but not set is a usage error naming it (never an upstream without its secret)
     proc = cli("upstream", "add-oidc", "--tenant", "acme", "--name", "other", "--issuer", IDP,
                "--client-id", "x", "--client-secret-env", "UNSET_SECRET_VAR", check=False)
-    assert proc.returncode == 2 and "needs a client_secret" in proc.stderr
+    assert proc.returncode == 2 and "UNSET_SECRET_VAR: the variable is not set" in proc.stderr
     metadata.write_text(idp_metadata(prolog="<!DOCTYPE x>"))
     proc = cli("upstream", "add-saml", "--tenant", "acme", "--name", "evil", "--metadata-file",
                str(metadata), check=False)
-    assert proc.returncode == 2 and "DOCTYPE" in proc.stderr
+    assert proc.returncode == 5 and "DOCTYPE" in proc.stderr
 
     schema = tmp_path / "payment.json"
     schema.write_text(json.dumps(PAYMENT))
@@ -295,7 +295,7 @@ def test_cli_upstreams_and_detail_types(cli: Cli, tmp_path: Path) -> None:
     schema.write_text(json.dumps({"$ref": "https://evil.example/s.json"}))
     proc = cli("detail-type", "add", "--tenant", "acme", "--type", "evil", "--schema-file",
                str(schema), check=False)
-    assert proc.returncode == 2 and "remote references" in proc.stderr
+    assert proc.returncode == 5 and "remote references" in proc.stderr
     listed = json.loads(cli("detail-type", "list", "--tenant", "acme", "--json").stdout)
     assert [t["type"] for t in listed] == ["payment"]
 
