@@ -52,7 +52,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tessera", description=__doc__.split("\n\n")[0],
                                 epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"tessera {version()}")
-    p.add_argument("--url", help="manage the broker at this URL over its admin API (default "
+    # its own dest: subcommands have options named --url too (webhook set --url)
+    p.add_argument("--url", dest="broker_url", metavar="URL",
+                   help="manage the broker at this URL over its admin API (default "
                    "TESSERA_URL; without either: the local deployment)")
     sub = p.add_subparsers(dest="command", required=True)
     deployment.add_parser(sub)
@@ -64,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _execute(args: argparse.Namespace) -> int:
     local_only = getattr(args, "local_only", False)
-    if local_only and args.url:
+    if local_only and args.broker_url:
         # TESSERA_URL in the environment is ignored here: it names where to manage, not serve
         raise CliError(f"{args.command} acts on the local deployment only; drop --url", USAGE)
     outcome = args.func(args)
@@ -72,7 +74,7 @@ def _execute(args: argparse.Namespace) -> int:
         return outcome
     job: Job = outcome
     # serve, init, migrate, admin-token and id-token act on this machine's deployment
-    url = None if local_only else remote_url(args.url)
+    url = None if local_only else remote_url(args.broker_url)
     value = asyncio.run(run_job(job, url))
     if job.render is not None:
         return job.render(value)
