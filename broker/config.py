@@ -112,6 +112,9 @@ class Settings(BaseModel):
     trusted_proxies: tuple[str, ...] = Field(
         (), description="IPs/CIDRs of TLS-terminating proxies whose `Client-Cert` header "
         "(RFC 9440) is believed; comma-separated")
+    max_retiring_keys: int = Field(
+        4, ge=1, le=64, description="most `retiring` keys a tenant publishes; a rotation past "
+        "it retires the oldest at once (its unexpired tokens stop verifying)")
     key_backend: Literal["software", "pkcs11"] = Field(
         "software", description="where new signing keys are made (existing keys keep theirs)")
     pkcs11_module: str = Field("", description="the token's PKCS#11 library, e.g. "
