@@ -198,6 +198,7 @@ class Broker:
         if row is None or row.status != "active":
             raise NotFound("unknown or disabled tenant")
         logs.note(tenant=tenant_id)  # a tenant that exists: a bounded label for logs/metrics
+        self.keys.observe(tenant_id, int(row.epoch))
         tenant = TenantView(tenant_id, self.issuer(tenant_id),
                             self._tenant_settings(tenant_id, row.settings or {}),
                             int(row.epoch))
@@ -248,8 +249,11 @@ class Broker:
         return found
 
     def forget_directory(self, tenant_id: str) -> None:
+        """The cached view went stale (the journal said so): the keys may have changed too
+        (a compromised key moves the epoch)."""
         for key in [k for k in self._directory if k[0] == tenant_id]:
             del self._directory[key]
+        self.keys.invalidate(tenant_id)
 
     async def live_peer(self, tenant_id: str, issuer: str, *, direction: str) -> Peer | None:
         """The tenant's live trust link to ``issuer`` open in ``direction`` (``accept``: we

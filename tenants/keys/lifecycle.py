@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from adapters.clock import Clock
 from adapters.errors import Conflict, NotFound
 from tenants import audit
+from tenants.directory import bump_epoch
 from tenants.keys.backend import KeyBackend
 from tenants.models import SigningKey, Tenant
 from tenants.settings import TenantSettings
@@ -285,6 +286,10 @@ class KeyLifecycle:
             made = self._new_row(tenant_id, settings.key_alg, "next", now)
             session.add(made)
             fresh = made.kid
+        if not tenant_id.startswith("_"):
+            # every replica's cached view of the tenant goes stale: its next decision is made
+            # on a fresh read, with fresh keys (``Broker.lookup`` -> ``KeyService.observe``)
+            await bump_epoch(session, tenant_id)
         await audit.record(session, tenant_id, [audit.Event(
             "key.compromised", "revoked", detail={
                 "kid": kid, "was": was, "reason": reason,

@@ -128,6 +128,7 @@ class KeyService(KeyLifecycle):
         self._cache: dict[str, _TenantKeys] = {}
         self._certs: dict[tuple[str, str], str] = {}
         self._hot = hot
+        self._epochs: dict[str, int] = {}
         # A replica may keep signing with a just-demoted key for one cache period.
         self.retire_margin = cache_ttl + 60.0
         # ``next`` signs only once relying parties and replicas have had it for this long
@@ -165,6 +166,16 @@ class KeyService(KeyLifecycle):
 
     def invalidate(self, tenant_id: str) -> None:
         self._cache.pop(tenant_id, None)
+
+    def observe(self, tenant_id: str, epoch: int) -> None:
+        """The tenant's directory epoch as a fresh read found it: when it moved (a compromised
+        key moves it, ``lifecycle``), the cached keys are dropped, so this replica stops
+        signing with a compromised key and stops publishing it from the next request."""
+        if self._epochs.get(tenant_id) != epoch:
+            if len(self._epochs) >= _CERT_CACHE_SIZE:
+                self._epochs.clear()
+            self._epochs[tenant_id] = epoch
+            self.invalidate(tenant_id)
 
     async def jwks(self, tenant_id: str) -> dict[str, Any]:
         entry = await self._load(tenant_id)
