@@ -199,6 +199,7 @@ def cli_runner(tmp_path: Path) -> Any:
             assert proc.returncode == 0, proc.stderr
         return proc
 
+    run.env = env  # type: ignore[attr-defined]
     run.db = tmp_path / "cli.db"  # type: ignore[attr-defined]
     run.tmp = tmp_path  # type: ignore[attr-defined]
     return run
