@@ -27,6 +27,7 @@ from broker.cli.commands import (
     deployment,
     keys,
     legacy_apps,
+    master_key,
     registry,
     runtime,
     tenants,
@@ -57,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
                    "TESSERA_URL; without either: the local deployment)")
     sub = p.add_subparsers(dest="command", required=True)
     deployment.add_parser(sub)
+    master_key.add_parser(sub)
     for area in (tenants, keys, clients, upstreams, registry, api_keys, legacy_apps, runtime,
                  anomaly):
         area.add_parser(sub)

@@ -85,3 +85,29 @@ def test_compromise(cli):
               .stdout.splitlines()]
     compromised = [e for e in events if e["action"] == "key.compromised"]
     assert compromised and compromised[0]["detail"]["reason"] == "laptop stolen"
+
+
+def test_master_key_rotation_by_the_cli(cli):
+    cli("tenant", "create", "acme")
+    old, new = cli.tmp / "master.key", cli.tmp / "master.key.new"
+    early = cli("master-key", "rewrap", check=False)
+    assert early.returncode == 2 and "TESSERA_MASTER_KEY_ACCEPTED_FILE" in early.stderr
+    prepared = json.loads(cli("master-key", "prepare", "--json").stdout)
+    assert prepared["created"] and prepared["new_key_file"] == str(new)
+    assert new.stat().st_mode & 0o777 == 0o600
+    both = {"TESSERA_MASTER_KEY_FILE": str(new), "TESSERA_MASTER_KEY_ACCEPTED_FILE": str(old)}
+    status = json.loads(cli("master-key", "status", "--json", **both).stdout)
+    assert status["rotation"]["to"] == prepared["to"] and len(status["known_key_ids"]) == 2
+    half = json.loads(cli("master-key", "rewrap", "--batch", "1", "--stop-after", "1",
+                          "--json", **both).stdout)
+    assert half["finished"] is False and half["rewrapped"] == 1
+    assert cli("keys", "list", "--tenant", "acme").returncode == 0  # the old key, until done
+    done = json.loads(cli("master-key", "rewrap", "--json", **both).stdout)
+    assert done["finished"] is True
+    refused = cli("keys", "list", "--tenant", "acme", check=False)
+    assert refused.returncode == 6 and "Traceback" not in refused.stderr
+    keys = json.loads(cli("keys", "list", "--tenant", "acme", "--json",
+                          TESSERA_MASTER_KEY_FILE=str(new)).stdout)
+    active = next(k["kid"] for k in keys if k["state"] == "active")
+    assert cli("keys", "compromise", "--tenant", "acme", "--kid", active,
+               TESSERA_MASTER_KEY_FILE=str(new)).returncode == 0
