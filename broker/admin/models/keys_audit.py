@@ -95,3 +95,16 @@ class AuditReport(Out):
     intact: bool
     first_broken_seq: int | None
     reason: str
+
+
+class AdminTokenRotation(Body):
+    overlap_seconds: int = Field(
+        3600, ge=0, le=7 * 86_400,
+        description="how long the current admin token keeps working (0: not at all)")
+
+
+class AdminTokenOut(Out):
+    """The new admin bearer token: shown in this answer only."""
+
+    admin_token: str
+    previous_valid_until: float | None

@@ -10,6 +10,8 @@ from broker.admin.models.clients import (
     ClientWithSecret,
 )
 from broker.admin.models.keys_audit import (
+    AdminTokenOut,
+    AdminTokenRotation,
     AuditEventOut,
     AuditReport,
     CompromiseOut,
@@ -70,6 +72,10 @@ TENANTS: tuple[AdminRoute, ...] = (
           "been published long enough)", "keys",
           lambda c: keys_audit.rotate_keys(c.broker, c["tenant"]), response=RotationOut,
           conflict=True, name="rotate_keys"),
+    route("POST", "/admin-token/rotate", "Rotate the admin bearer token (shown once; the "
+          "current one works for the overlap)", "keys",
+          lambda c: keys_audit.rotate_admin_token(c.broker, c.body),
+          request=AdminTokenRotation, response=AdminTokenOut, name="rotate_admin_token"),
     route("POST", T + "/keys/{kid}/compromise", "Emergency rotation: the key leaves the JWKS "
           "and every token it signed is refused now; a new key signs at once", "keys",
           lambda c: keys_audit.compromise_key(c.broker, c["tenant"], c["kid"], c.body),

@@ -10,6 +10,8 @@ from sqlalchemy import select
 from adapters.errors import OAuthError
 from broker import webhooks
 from broker.admin.models.keys_audit import (
+    AdminTokenOut,
+    AdminTokenRotation,
     AuditReport,
     CompromiseOut,
     DetailTypeOut,
@@ -19,8 +21,9 @@ from broker.admin.models.keys_audit import (
     RotationOut,
 )
 from broker.admin.services.common import existing_tenant
+from broker.config import StartupError
 from broker.runtime import Broker
-from tenants import audit
+from tenants import admin_credentials, audit
 from tenants.models import DetailType
 from tenants.scope import scoped, tenant_scope
 
@@ -53,6 +56,19 @@ async def compromise_key(broker: Broker, tenant: str, kid: str,
     return CompromiseOut(tenant=tenant, kid=kid, was=done.was, active=done.activated,
                          next=done.published_next, compromised_at=done.at,
                          webhook_delivered=delivered)
+
+
+async def rotate_admin_token(broker: Broker, body: AdminTokenRotation) -> AdminTokenOut:
+    """A new admin token on every replica from the next request; the current one works for
+    the overlap (``tenants.admin_credentials``)."""
+    try:
+        configured = broker.settings.admin_token_value()
+    except StartupError:
+        configured = ""
+    token, until = await admin_credentials.rotate(
+        broker.sessions, configured, now=broker.clock.now(),
+        overlap_seconds=body.overlap_seconds)
+    return AdminTokenOut(admin_token=token, previous_valid_until=until)
 
 
 async def list_keys(broker: Broker, tenant: str) -> list[KeyOut]:
