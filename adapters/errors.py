@@ -20,6 +20,7 @@ into a response. Each class carries its wire code and HTTP status::
     ├── InsufficientScope            insufficient_scope             403
     ├── AccessDenied                 access_denied                  403
     ├── NotFound                     not_found                      404
+    ├── Conflict                     conflict                       409
     └── ServerError                  server_error                   500
 """
 
@@ -122,6 +123,14 @@ class AccessDenied(OAuthError):
 class NotFound(OAuthError):
     error = "not_found"
     status = 404
+
+
+class Conflict(OAuthError):
+    """The state does not allow it now (a rotation too early, a concurrent change): try again
+    later. Not an OAuth wire code; only the admin API answers it."""
+
+    error = "conflict"
+    status = 409
 
 
 class ServerError(OAuthError):

@@ -18,7 +18,7 @@ from adapters.errors import OAuthError
 from broker import webhooks
 from broker.grants import ciba as ciba_grant
 from broker.runtime import Broker, TenantView
-from tenants import audit, ciba
+from tenants import audit, ciba, sealed_values
 from tenants.models import CibaRequest
 from tenants.scope import tenant_scope
 
@@ -26,7 +26,7 @@ log = logging.getLogger("tessera.ciba")
 
 
 def seal_context(tenant_id: str, client_id: str, what: str) -> str:
-    return f"tessera ciba {what} v1|{tenant_id}|{client_id}"
+    return sealed_values.ciba_context(tenant_id, client_id, what)
 
 
 def sealed(broker: Broker, tenant_id: str, client_id: str, what: str, value: str) -> str:

@@ -52,7 +52,8 @@ class StartupError(Exception):
 # variables of the test suite and the benchmarks, and the remote CLI's: not settings
 NOT_SETTINGS = ("TESSERA_CONFIG", "TESSERA_URL")
 NOT_SETTINGS_PREFIXES = ("TESSERA_TEST_", "TESSERA_BENCH_")
-SECRET_FIELDS = frozenset({"master_key", "admin_token", "pkcs11_pin", "metrics_token"})
+SECRET_FIELDS = frozenset({"master_key", "admin_token", "pkcs11_pin", "metrics_token",
+                           "master_key_accepted", "key_root"})
 
 
 def _split(value: Any) -> Any:
@@ -79,6 +80,15 @@ class Settings(BaseModel):
     master_key_file: str = Field(
         "", description="default `tessera-master.key` beside the SQLite file; required with "
         "PostgreSQL unless `master_key` is set")
+    master_key_accepted: str = Field(
+        "", repr=False, description="during a master-key rotation: the other master key "
+        "(base64url), whose wrapped values this process opens too (it writes with "
+        "`master_key`); else read from `master_key_accepted_file`")
+    master_key_accepted_file: str = Field(
+        "", description="file holding `master_key_accepted` (see *Rotating the master key*)")
+    key_root: str = Field(
+        "", repr=False, description="set by `serve` for its workers (the root of derived "
+        "secrets the deployment proved); not to be set by hand")
     admin_token: str = Field("", repr=False, description="super-admin bearer for `/admin/v1`")
     admin_token_file: str = Field(
         "", description="default `tessera-admin.token` beside the SQLite file")
@@ -112,6 +122,9 @@ class Settings(BaseModel):
     trusted_proxies: tuple[str, ...] = Field(
         (), description="IPs/CIDRs of TLS-terminating proxies whose `Client-Cert` header "
         "(RFC 9440) is believed; comma-separated")
+    max_retiring_keys: int = Field(
+        4, ge=1, le=64, description="most `retiring` keys a tenant publishes; a rotation past "
+        "it retires the oldest at once (its unexpired tokens stop verifying)")
     key_backend: Literal["software", "pkcs11"] = Field(
         "software", description="where new signing keys are made (existing keys keep theirs)")
     pkcs11_module: str = Field("", description="the token's PKCS#11 library, e.g. "
@@ -252,6 +265,22 @@ class Settings(BaseModel):
                 "no master key: set TESSERA_MASTER_KEY or TESSERA_MASTER_KEY_FILE (with "
                 f"PostgreSQL there is no default file); database {self.database_shown()}")
         return parse_master_key(read_secret_file(path, "master key"), str(path))
+
+    def accepted_master_keys(self) -> tuple[bytes, ...]:
+        """The other master key of a rotation under way, if this process was given one."""
+        if self.master_key_accepted:
+            return (parse_master_key(self.master_key_accepted, "TESSERA_MASTER_KEY_ACCEPTED"),)
+        if self.master_key_accepted_file:
+            path = Path(self.master_key_accepted_file).expanduser()
+            return (parse_master_key(read_secret_file(path, "accepted master key"), str(path)),)
+        return ()
+
+    def key_root_bytes(self) -> bytes:
+        """The root of derived secrets (secret hash pepper, SAML NameIDs, DPoP nonces): the
+        one the deployment proved (``broker.deployment``), else the master key itself."""
+        if self.key_root:
+            return parse_master_key(self.key_root, "TESSERA_KEY_ROOT")
+        return self.master_key_bytes()
 
     def admin_token_value(self) -> str:
         """The admin API bearer; ``StartupError`` when neither the variable nor the file

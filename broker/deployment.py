@@ -30,6 +30,7 @@ secrets themselves, so nothing reads (or could create) a file after start-up.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -50,12 +51,14 @@ from broker.config import (
     parse_master_key,
     read_secret_file,
 )
-from tenants import deployment
+from tenants import deployment, master_key_rotation
 from tenants.db import create_engine
 from tenants.deployment import Found, KeyCheck, Proof
 from tenants.keys.software import SoftwareBackend
 from tenants.migrate import status as migrate_status
 from tenants.migrate import upgrade
+
+log = logging.getLogger("tessera.deployment")
 
 T = TypeVar("T")
 
@@ -147,11 +150,29 @@ async def _verify(settings: Settings, found: Found, mode: Mode, want_token: bool
             found = await _guard(settings, deployment.record_first_check(engine, check, now()))
             if not found.matches(check):  # another process recorded another key first
                 raise _mismatch(settings, check, found)
+        accepted = _accepted(settings, found)
+        root = (await _guard(settings, master_key_rotation.key_root(engine, master))
+                if found.can_record else master)
     finally:
         await engine.dispose()
-    resolved = settings.replace(master_key=encode_master_key(master), admin_token=token)
+    resolved = settings.replace(
+        master_key=encode_master_key(master), admin_token=token,
+        master_key_accepted=encode_master_key(accepted) if accepted else "",
+        master_key_accepted_file="", key_root="" if root == master else encode_master_key(root))
     return Opened(resolved, check.key_id, settings.master_key_source(), initialised=False,
                   admin_token_source=source)
+
+
+def _accepted(settings: Settings, found: Found) -> bytes | None:
+    """The accepted master key of a rotation (``TESSERA_MASTER_KEY_ACCEPTED[_FILE]``) when the
+    database knows it; one it no longer knows (the rotation finished) is ignored, and said."""
+    for key in settings.accepted_master_keys():
+        check = deployment.key_check(key)
+        if found.matches(check):
+            return key
+        log.warning("the accepted master key (id %s) is not a key of this database any more "
+                    "(its rotation finished?); ignored", check.key_id)
+    return None
 
 
 async def _prove(settings: Settings, engine: AsyncEngine, master: bytes,

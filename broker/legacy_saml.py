@@ -61,7 +61,7 @@ async def idp_key(broker: Broker, tenant: TenantView) -> IdPKey:
 
 @functools.lru_cache(maxsize=64)
 def _pairwise_secret(settings: Settings, tenant_id: str) -> bytes:
-    return hmac.new(settings.master_key_bytes(), b"tessera saml persistent nameid v1|"
+    return hmac.new(settings.key_root_bytes(), b"tessera saml persistent nameid v1|"
                     + tenant_id.encode(), hashlib.sha256).digest()
 
 

@@ -149,19 +149,20 @@ class Broker:
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Broker:
         clock = clock or SystemClock()
-        master = settings.master_key_bytes()
+        master, accepted = settings.master_key_bytes(), settings.accepted_master_keys()
+        root = settings.key_root_bytes()  # stays the same across master-key rotations
         timeouts = {"connect_timeout": settings.db_connect_timeout,
                     "statement_timeout": settings.db_statement_timeout}
         engine = create_engine(settings.database_url, **timeouts)
         sessions = session_factory(engine)
         hot = HotPath(engine, **timeouts)
-        nonce_secret = hmac.new(master, b"tessera dpop nonce v1", hashlib.sha256).digest()
+        nonce_secret = hmac.new(root, b"tessera dpop nonce v1", hashlib.sha256).digest()
         http = httpx.AsyncClient(follow_redirects=False, timeout=5.0, trust_env=False,
                                  headers={"User-Agent": "tessera"})
         fetch = FetchPolicy(allow_http_loopback=settings.allow_http_loopback)
         remote_keys = RemoteKeys(http, clock, fetch)
         key_backend, older_backends = key_backends(
-            settings.key_backend, master, module=settings.pkcs11_module,
+            settings.key_backend, master, accepted=accepted, module=settings.pkcs11_module,
             token_label=settings.pkcs11_token_label, pin=settings.pkcs11_pin,
             pin_file=settings.pkcs11_pin_file, sessions=settings.pkcs11_sessions)
         return cls(
@@ -170,15 +171,16 @@ class Broker:
             sessions=sessions,
             hot=hot,
             clock=clock,
-            keys=KeyService(sessions, key_backend, clock, others=older_backends),
+            keys=KeyService(sessions, key_backend, clock, others=older_backends, hot=hot,
+                            max_retiring=settings.max_retiring_keys),
             journal=Journal(hot, clock, on_batch=metrics.JOURNAL_BATCH.observe),
-            hasher=SecretHasher(master),
+            hasher=SecretHasher(root),
             nonces=DPoPNonces(nonce_secret, clock),
             http=http,
             remote_keys=remote_keys,
             oidc=OIDCUpstream(http, remote_keys, clock, url_check=remote_keys.check_target,
                               allow_http_loopback=settings.allow_http_loopback),
-            sealer=Sealer(master),
+            sealer=Sealer(master, accepted=accepted),
         )
 
     def issuer(self, tenant_id: str) -> str:
@@ -197,6 +199,7 @@ class Broker:
         if row is None or row.status != "active":
             raise NotFound("unknown or disabled tenant")
         logs.note(tenant=tenant_id)  # a tenant that exists: a bounded label for logs/metrics
+        self.keys.observe(tenant_id, int(row.epoch))
         tenant = TenantView(tenant_id, self.issuer(tenant_id),
                             self._tenant_settings(tenant_id, row.settings or {}),
                             int(row.epoch))
@@ -247,8 +250,11 @@ class Broker:
         return found
 
     def forget_directory(self, tenant_id: str) -> None:
+        """The cached view went stale (the journal said so): the keys may have changed too
+        (a compromised key moves the epoch)."""
         for key in [k for k in self._directory if k[0] == tenant_id]:
             del self._directory[key]
+        self.keys.invalidate(tenant_id)
 
     async def live_peer(self, tenant_id: str, issuer: str, *, direction: str) -> Peer | None:
         """The tenant's live trust link to ``issuer`` open in ``direction`` (``accept``: we

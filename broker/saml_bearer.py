@@ -24,7 +24,7 @@ of the SAML ACS (``saml|issuer|ID``), so an assertion is used once across both.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -44,6 +44,7 @@ from broker.runtime import Broker, TenantView
 from registry.trust import Peer
 from tenants import users
 from tenants.journal import Claim
+from tenants.keys import compromised
 from tenants.models import Partner, TrustLink
 from tenants.scope import tenant_scope
 
@@ -148,6 +149,7 @@ async def accept(broker: Broker, tenant: TenantView, value: str, *,
             allow_sha1 = bool((partner[0].metadata_ or {}).get("saml_allow_sha1", False))
         else:
             raise refuse("the assertion's issuer is not a trusted SAML IdP of this tenant")
+        idp = await without_compromised(broker, idp)
         identity = consume_assertion(idp, xml, audience_options=(endpoint, tenant.issuer),
                                      recipient_options=(endpoint,), now=now,
                                      allow_sha1=allow_sha1)
@@ -169,3 +171,15 @@ async def accept(broker: Broker, tenant: TenantView, value: str, *,
         raise refuse("this user is disabled")
     return SAMLSubject(user_id, auth, profile.email, identity, replay_claim(identity),
                        upstream=upstream[0].name)
+
+
+async def without_compromised(broker: Broker, idp: IdPMetadata) -> IdPMetadata:
+    """``idp`` trusting none of its certificates whose key a tenant of this deployment has
+    declared compromised (``tessera keys compromise``): metadata imported from another tenant
+    keeps the certificate, but an assertion it signs is refused from the next request on."""
+    certs = await compromised.without_compromised(broker.sessions, idp.certs)
+    if len(certs) == len(idp.certs):
+        return idp
+    if not certs:
+        raise SAMLError("the IdP's signing certificate belongs to a compromised key")
+    return replace(idp, certs=certs)

@@ -215,6 +215,10 @@ def serve_workers(
     os.environ["TESSERA_AUTO_MIGRATE"] = "true" if settings.auto_migrate else "false"
     # the workers (broker.asgi) check the very key this process proved
     os.environ["TESSERA_MASTER_KEY"] = proven.master_key
+    for name, value in (("TESSERA_MASTER_KEY_ACCEPTED", proven.master_key_accepted),
+                        ("TESSERA_KEY_ROOT", proven.key_root)):  # a master-key rotation's
+        if value:
+            os.environ[name] = value
     os.environ["TESSERA_ADMIN_TOKEN"] = proven.admin_token
     config = hypercorn_config(host, port, certfile, keyfile, ca_certs, client_cert)
     config.application_path = "broker.asgi:app"

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from adapters.oidc_upstream import OIDCUpstreamConfig
 from adapters.saml_upstream import IdPMetadata, SAMLUpstreamConfig, parse_idp_metadata
 from broker.runtime import Broker, TenantView
+from tenants import sealed_values
 from tenants.models import Upstream
 
 
@@ -75,7 +76,7 @@ def choose(upstreams: Sequence[UpstreamView], *, idp: str | None,
 
 def secret_context(tenant_id: str, name: str) -> str:
     """What an upstream's sealed client secret is bound to (``Sealer`` associated data)."""
-    return f"{tenant_id}/{name}"
+    return sealed_values.upstream_secret_context(tenant_id, name)
 
 
 def build_oidc_config(stored: dict[str, Any], secret: str | None) -> OIDCUpstreamConfig:

@@ -36,8 +36,8 @@ _pending: set[asyncio.Task[Any]] = set()
 
 def derived_secret(broker: Broker, tenant_id: str) -> str:
     """The secret of a tenant created before secrets were stored (until it adopts it)."""
-    master = broker.settings.master_key_bytes()
-    return hmac.new(master, f"tessera webhook v1|{tenant_id}".encode(),
+    root = broker.settings.key_root_bytes()  # unchanged by master-key rotations
+    return hmac.new(root, f"tessera webhook v1|{tenant_id}".encode(),
                     hashlib.sha256).hexdigest()
 
 

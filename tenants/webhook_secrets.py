@@ -15,6 +15,7 @@ import secrets
 
 from tenants.models import WebhookSecret
 from tenants.scope import TenantScope
+from tenants.sealed_values import webhook_context
 from tenants.secrets import Sealer
 
 DAY = 86_400
@@ -22,8 +23,7 @@ MAX_OVERLAP = 7 * DAY
 PREFIX = "whsec_"
 
 
-def _context(tenant_id: str) -> str:
-    return f"webhook/{tenant_id}"
+_context = webhook_context
 
 
 def new_secret() -> str:

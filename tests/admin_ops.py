@@ -14,7 +14,7 @@ from broker.admin.errors import validation_error
 from broker.admin.models.clients import ClientCreate
 from broker.admin.models.common import parse
 from broker.admin.models.connections import ManagedConnectionPut
-from broker.admin.models.keys_audit import DetailTypePut
+from broker.admin.models.keys_audit import DetailTypePut, KeyCompromise
 from broker.admin.models.legacy_apps import LegacyAppCreate
 from broker.admin.models.registry import DirectionsPut, PartnerCreate, TrustLinkCreate
 from broker.admin.models.runtime import RevokeRequest
@@ -94,6 +94,15 @@ def set_client_status(broker: Broker, tenant: str, client_id: str,
 
 def rotate_keys(broker: Broker, tenant: str) -> Awaitable[Any]:
     return _json(keys_audit.rotate_keys(broker, tenant))
+
+
+def compromise_key(broker: Broker, tenant: str, kid: str, *, reason: str = "") -> Awaitable[Any]:
+    return _json(keys_audit.compromise_key(broker, tenant, kid,
+                                           body(broker, KeyCompromise, {"reason": reason})))
+
+
+def list_keys(broker: Broker, tenant: str) -> Awaitable[Any]:
+    return _json(keys_audit.list_keys(broker, tenant))
 
 
 def verify_audit(broker: Broker, tenant: str) -> Awaitable[Any]:

@@ -12,7 +12,6 @@ response model.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel
@@ -25,8 +24,10 @@ from adapters import json_reader
 from adapters.errors import InvalidRequest, InvalidToken, OAuthError
 from broker.admin import dispatch, openapi
 from broker.admin.routes import PREFIX, ROUTES, AdminRoute, Call
+from broker.config import StartupError
 from broker.errors import NO_STORE, challenge, error_response
 from broker.runtime import Broker
+from tenants import admin_credentials
 from tenants.audit import acting_as
 
 ACTOR = "operator"  # the super-admin bearer (role-scoped principals name themselves)
@@ -47,12 +48,17 @@ class UriConvertor(Convertor[str]):
 register_url_convertor("uri", UriConvertor())
 
 
-def authorize(request: Request, broker: Broker) -> None:
+async def authorize(request: Request, broker: Broker) -> None:
+    """The admin bearer: the configured token, or after a rotation the stored one (and the
+    previous one during its overlap), read on every request (``tenants.admin_credentials``)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    expected = broker.settings.admin_token_value()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                             expected.encode()):
+    try:
+        configured = broker.settings.admin_token_value()
+    except StartupError:
+        configured = ""
+    if scheme.lower() != "bearer" or not token.strip() or not await admin_credentials.accepts(
+            broker.sessions, configured, token.strip(), broker.clock.now()):
         raise InvalidToken("admin bearer token required",
                            headers={"WWW-Authenticate": challenge(
                                "Bearer", {"realm": "tessera-admin", "error": "invalid_token"})})
@@ -94,7 +100,7 @@ def endpoint(route: AdminRoute) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         broker: Broker = request.app.state.broker
         try:
-            authorize(request, broker)
+            await authorize(request, broker)
             call = Call(broker, dict(request.path_params), await _body(request, route, broker),
                         dispatch.query_model(route, request.query_params, broker))
             with acting_as(ACTOR):

@@ -64,6 +64,8 @@ def _operation(route: AdminRoute, schemas: dict[Any, Any]) -> dict[str, Any]:
             "404": _error("no such object (in this tenant)"),
         },
     }
+    if route.conflict:
+        op["responses"]["409"] = _error("conflict: not possible now (try again later)")
     for name in path_parameters(route.path):
         kind, description = PATH_PARAMETERS[name]
         op["parameters"].append({"name": name, "in": "path", "required": True,

@@ -49,17 +49,18 @@ class AdminRoute:
     query: type[BaseModel] | None = None
     # what the answer names, as (path parameter, response field): the OpenAPI links
     creates: tuple[tuple[str, str], ...] = ()
+    conflict: bool = False  # may answer 409 (the state does not allow it now; try later)
 
 
 def route(method: str, path: str, summary: str, tag: str, handler: Handler, *, name: str,
           request: type[BaseModel] | None = None, response: Any = None, status: int = 200,
           query: type[BaseModel] | None = None,
-          creates: tuple[tuple[str, str], ...] = ()) -> AdminRoute:
+          creates: tuple[tuple[str, str], ...] = (), conflict: bool = False) -> AdminRoute:
     """A row of the table; ``name`` is its OpenAPI operationId."""
     if request is None and method in ("POST", "PUT", "PATCH"):
         request = Empty
     return AdminRoute(method, path, name, handler, summary, tag, request, response, status,
-                      query, creates)
+                      query, creates, conflict)
 
 
 def status_route(method: str, path: str, summary: str, tag: str, fn: Any, status: str,

@@ -25,7 +25,9 @@ from broker.cli.commands import (
     api_keys,
     clients,
     deployment,
+    keys,
     legacy_apps,
+    master_key,
     registry,
     runtime,
     tenants,
@@ -58,7 +60,8 @@ def parser() -> argparse.ArgumentParser:
                    "TESSERA_URL; without either: the local deployment)")
     sub = p.add_subparsers(dest="command", required=True)
     deployment.add_parser(sub)
-    for area in (tenants, clients, upstreams, registry, api_keys, legacy_apps, runtime,
+    master_key.add_parser(sub)
+    for area in (tenants, keys, clients, upstreams, registry, api_keys, legacy_apps, runtime,
                  anomaly):
         area.add_parser(sub)
     return p

@@ -176,7 +176,10 @@ async def saml_acs(request: Request, broker: Broker, tenant: TenantView) -> Resp
     taken, flow = found
     now = broker.clock.now()
     try:
-        identity = consume_response(upstreams.saml_config(tenant, upstream),
+        config = upstreams.saml_config(tenant, upstream)
+        config = dataclasses.replace(
+            config, idp=await saml_bearer.without_compromised(broker, config.idp))
+        identity = consume_response(config,
                                     form.get("SAMLResponse") or "",
                                     expected_in_response_to=taken["request_id"], now=now)
         source = {**identity.attributes, "NameID": identity.name_id}

@@ -15,6 +15,7 @@ from broker.endpoints.token import GRANTS
 from broker.errors import error_response
 from broker.id_jag import ACCESS_TOKEN, ID_JAG, ID_JAG_PROFILE
 from broker.runtime import Broker, TenantView
+from tenants.keys.lifecycle import JWKS_MAX_AGE
 
 
 def server_metadata(tenant: TenantView, signing_alg: str,
@@ -92,5 +93,5 @@ async def jwks(request: Request) -> Response:
     return JSONResponse(
         await broker.keys.jwks(tenant.id),
         media_type="application/jwk-set+json",
-        headers={"Cache-Control": "public, max-age=60"},
+        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
     )

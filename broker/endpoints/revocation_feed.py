@@ -7,15 +7,18 @@
              "grants": [grant id whose every token is revoked],
              "cutoffs": [{"kind": client|user|partner|tenant, "subject": ..., "not_before": t}],
              "inactive_clients": [client_id suspended, retired, disabled or expired],
-             "inactive_issuers": [sub_id.iss whose trust link is no longer live]}
+             "inactive_issuers": [sub_id.iss whose trust link is no longer live],
+             "compromised_keys": [{"kid", "jkt" (RFC 7638 thumbprint), "at"}]}
 
 A token is revoked when its ``jti`` is listed, its ``jti`` is ``{grant}.{n}`` with the grant
 listed, a cutoff of its client (``client_id``), user (``sub``), partner (``sub_id.iss``) or
 the tenant (subject = tenant id) has ``iat <= not_before``, its ``client_id`` is inactive, or
-its ``sub_id.iss`` is an inactive issuer. Verify the list with the tenant's JWKS (the keys the
-resource server already uses for tokens), refuse it when ``exp`` has passed, and poll again
-within ``Cache-Control: max-age`` (15 s): a receiver that cannot refresh before ``exp`` should
-fail closed.
+its ``sub_id.iss`` is an inactive issuer. Every token (and SAML assertion) signed by a key in
+``compromised_keys`` is to be refused whatever its ``iat`` (``tessera keys compromise``: the
+key has also left the JWKS, but a receiver's cached copy may still hold it). Verify the list
+with the tenant's JWKS (the keys the resource server already uses for tokens), refuse it
+when ``exp`` has passed, and poll again within ``Cache-Control: max-age`` (15 s): a receiver
+that cannot refresh before ``exp`` should fail closed.
 
 Why a pulled signed list rather than pushed Security Event Tokens (RFC 8417/8935): pull needs
 no receiver registry and no delivery retries, works for resource servers tessera cannot reach
@@ -39,6 +42,7 @@ from adapters.errors import OAuthError
 from broker.errors import error_response
 from broker.runtime import Broker
 from tenants import agents, revocation_cutoffs
+from tenants.keys import compromised
 from tenants.models import Client, TrustLink
 from tenants.scope import tenant_scope
 
@@ -58,6 +62,7 @@ async def revocation_list(broker: Broker, tenant_id: str) -> dict[str, Any]:
             .order_by(Client.client_id))).all()
         issuers = sorted({i for (i,) in (await scope.session.execute(
             select(TrustLink.issuer))).all()})
+        bad_keys = await compromised.listed(scope.session, tenant_id)
     inactive_issuers = [i for i in issuers
                         if await broker.live_peer(tenant_id, i, direction="accept") is None]
     iat = int(now)
@@ -70,6 +75,7 @@ async def revocation_list(broker: Broker, tenant_id: str) -> dict[str, Any]:
         "inactive_clients": [c.client_id for c in clients
                              if not agents.is_live(c.status, c.expires_at, now)],
         "inactive_issuers": inactive_issuers,
+        "compromised_keys": bad_keys,
     }
 
 

@@ -54,7 +54,7 @@ class Pkcs11Config:
 
 def key_backends(
     kind: str, master_key: bytes, *, module: str = "", token_label: str = "", pin: str = "",
-    pin_file: str = "", sessions: int = 4,
+    pin_file: str = "", sessions: int = 4, accepted: tuple[bytes, ...] = (),
 ) -> tuple[KeyBackend, tuple[KeyBackend, ...]]:
     """(the backend new keys are made in, the other backends whose keys still sign).
 
@@ -62,7 +62,7 @@ def key_backends(
     the token is opened too, so keys already in it keep signing until rotated out."""
     if kind not in BACKEND_NAMES:
         raise ValueError(f"unknown key backend {kind!r}; choose one of {BACKEND_NAMES}")
-    software = SoftwareBackend(master_key)
+    software = SoftwareBackend(master_key, accepted=accepted)
     if kind == "software" and not module:
         return software, ()
     from tenants.keys.hsm import Pkcs11Backend  # needs python-pkcs11 (the hsm extra)

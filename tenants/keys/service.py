@@ -23,26 +23,36 @@ material is erased: the row's handle is blanked and the backend destroys what it
 from __future__ import annotations
 
 import base64
-import logging
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from joserfc.jwk import Key
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters import jose
 from adapters.clock import Clock
-from tenants import audit
+from tenants.hotpath import HotPath
+from tenants.keys import compromised
 from tenants.keys.backend import KeyBackend
-from tenants.models import SigningKey, Tenant
-from tenants.settings import TenantSettings
+from tenants.keys.lifecycle import (
+    JWKS_MAX_AGE,
+    MAX_RETIRING,
+    PUBLICATION_MARGIN,
+    PUBLISHED,
+    Compromise,
+    KeyLifecycle,
+    Rotation,
+    RotationConflict,
+    RotationTooEarly,
+    context,
+    new_kid,
+)
+from tenants.models import SigningKey
 
-PUBLISHED = ("next", "active", "retiring")
-log = logging.getLogger("tessera.keys")
-_Erased = tuple[str, str, bytes]  # kid, backend, handle of a key just retired
+__all__ = ["Compromise", "KeyService", "KeyView", "RawSigner", "Rotation", "RotationConflict",
+           "RotationTooEarly", "key_context"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class KeyView:
     retire_after: float | None
     created_at: float = 0.0
     backend: str = "software"
+    retiring_at: float | None = None
 
     def jwk(self) -> dict[str, Any]:
         return {**self.public_jwk, "kid": self.kid, "use": "sig", "alg": self.alg}
@@ -88,16 +99,12 @@ _CERT_CACHE_SIZE = 10_000
 _STATE_ORDER = {"active": 0, "next": 1, "retiring": 2}
 
 
-@dataclass(frozen=True)
-class Rotation:
-    tenant_id: str
-    activated: str
-    retiring: str | None
-    published_next: str
-    retired: tuple[str, ...]
+def _view(r: SigningKey) -> KeyView:
+    return KeyView(r.kid, r.alg, r.state, r.public_jwk, r.private_blob, r.activated_at,
+                   r.retire_after, r.created_at, r.backend, r.retiring_at)
 
 
-class KeyService:
+class KeyService(KeyLifecycle):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -106,8 +113,13 @@ class KeyService:
         *,
         cache_ttl: float = 10.0,
         others: Iterable[KeyBackend] = (),
+        hot: HotPath | None = None,
+        max_retiring: int = MAX_RETIRING,
     ) -> None:
-        """``backend`` makes new keys; ``others`` hold keys made before (they still sign)."""
+        """``backend`` makes new keys; ``others`` hold keys made before (they still sign);
+        ``hot`` reads a key's compromised state per verification (else ``sessions`` do)."""
+        if max_retiring < 1:
+            raise ValueError("max_retiring must be at least 1")
         self._sessions = sessions
         self._backend = backend
         self._backends = {b.name: b for b in (*others, backend)}
@@ -115,8 +127,13 @@ class KeyService:
         self._cache_ttl = cache_ttl
         self._cache: dict[str, _TenantKeys] = {}
         self._certs: dict[tuple[str, str], str] = {}
+        self._hot = hot
+        self._epochs: dict[str, int] = {}
         # A replica may keep signing with a just-demoted key for one cache period.
         self.retire_margin = cache_ttl + 60.0
+        # ``next`` signs only once relying parties and replicas have had it for this long
+        self.publication_period = JWKS_MAX_AGE + cache_ttl + PUBLICATION_MARGIN
+        self.max_retiring = max_retiring
 
     def check_backends(self) -> None:
         """Readiness: every backend holding keys can be used (it raises otherwise)."""
@@ -140,9 +157,7 @@ class KeyService:
                 )
             ).scalars().all()
         keys = [
-            KeyView(r.kid, r.alg, r.state, r.public_jwk, r.private_blob, r.activated_at,
-                    r.retire_after, r.created_at, r.backend)
-            for r in rows
+            _view(r) for r in rows
             if not (r.state == "retiring" and r.retire_after is not None and r.retire_after < now)
         ]
         entry = _TenantKeys(now, keys, {k.kid: jose.import_public_jwk(k.public_jwk) for k in keys})
@@ -152,6 +167,16 @@ class KeyService:
     def invalidate(self, tenant_id: str) -> None:
         self._cache.pop(tenant_id, None)
 
+    def observe(self, tenant_id: str, epoch: int) -> None:
+        """The tenant's directory epoch as a fresh read found it: when it moved (a compromised
+        key moves it, ``lifecycle``), the cached keys are dropped, so this replica stops
+        signing with a compromised key and stops publishing it from the next request."""
+        if self._epochs.get(tenant_id) != epoch:
+            if len(self._epochs) >= _CERT_CACHE_SIZE:
+                self._epochs.clear()
+            self._epochs[tenant_id] = epoch
+            self.invalidate(tenant_id)
+
     async def jwks(self, tenant_id: str) -> dict[str, Any]:
         entry = await self._load(tenant_id)
         return {"keys": [k.jwk() for k in entry.keys]}
@@ -160,11 +185,17 @@ class KeyService:
         return list((await self._load(tenant_id, force=True)).keys)
 
     async def verification_key(self, tenant_id: str, kid: str) -> Key | None:
-        """The public key for ``kid`` if the tenant publishes it (reloads once on a miss)."""
+        """The public key for ``kid`` if the tenant publishes it (reloads once on a miss) and
+        it is not compromised: that is read from the database on every call, so a compromise
+        counts on every replica from its next request (``tenants.keys.compromised``)."""
         entry = await self._load(tenant_id)
         key = entry.imported.get(kid)
         if key is None and self._clock.now() - entry.loaded_at >= 1.0:
             key = (await self._load(tenant_id, force=True)).imported.get(kid)
+        if key is not None and await compromised.is_compromised(self._hot, self._sessions,
+                                                                tenant_id, kid):
+            self.invalidate(tenant_id)
+            return None
         return key
 
     # -- signing -------------------------------------------------------------------------
@@ -234,9 +265,9 @@ class KeyService:
             self._certs[(tenant_id, key.kid)] = cached
         return cached
 
-    # -- lifecycle -----------------------------------------------------------------------
+    # -- lifecycle (``tenants.keys.lifecycle``) -------------------------------------------
     def _new_row(self, tenant_id: str, alg: str, state: str, now: float) -> SigningKey:
-        kid = secrets.token_urlsafe(12)
+        kid = new_kid()
         generated = self._backend.generate(alg, context=_context(tenant_id, kid))
         # the certificate now, while no other replica knows the key (see ``hsm``)
         self._certificate(tenant_id, KeyView(kid, alg, state, generated.public_jwk,
@@ -248,157 +279,16 @@ class KeyService:
             activated_at=now if state == "active" else None,
         )
 
-    async def ensure(self, tenant_id: str, session: AsyncSession | None = None) -> None:
-        """Give a tenant an active and a next key if it has none (first start, new tenant)."""
-        if session is None:
-            async with self._sessions() as own, own.begin():
-                await self.ensure(tenant_id, own)
-            return
-        alg = (await _settings(session, tenant_id)).key_alg
-        states = set(
-            (
-                await session.execute(
-                    select(SigningKey.state).where(SigningKey.tenant_id == tenant_id)
-                )
-            ).scalars()
-        )
-        now = self._clock.now()
-        if "active" not in states:
-            session.add(self._new_row(tenant_id, alg, "active", now))
-        if "next" not in states:
-            session.add(self._new_row(tenant_id, alg, "next", now))
-        self.invalidate(tenant_id)
-
-    async def rotate(self, tenant_id: str, *, reason: str = "manual") -> Rotation:
-        """Promote ``next``, demote ``active`` to ``retiring``, publish a new ``next``."""
-        erased: list[_Erased] = []
-        async with self._sessions() as session, session.begin():
-            rotation = await self._rotate(session, tenant_id, reason, erased)
-        self.invalidate(tenant_id)
-        self._erase(tenant_id, erased)
-        return rotation
-
-    async def _rotate(self, session: AsyncSession, tenant_id: str, reason: str,
-                      erased: list[_Erased]) -> Rotation:
-        now = self._clock.now()
-        settings = await _settings(session, tenant_id)
-        rows = (
-            await session.execute(
-                select(SigningKey).where(
-                    SigningKey.tenant_id == tenant_id, SigningKey.state.in_(PUBLISHED)
-                )
-            )
-        ).scalars().all()
-        active = next((r for r in rows if r.state == "active"), None)
-        nxt = next((r for r in rows if r.state == "next"), None)
-        if active is not None:
-            demoted = await session.execute(
-                update(SigningKey)
-                .where(SigningKey.tenant_id == tenant_id, SigningKey.kid == active.kid,
-                       SigningKey.state == "active")
-                .values(state="retiring", retiring_at=now,
-                        retire_after=now + settings.max_token_lifetime + self.retire_margin)
-                .execution_options(synchronize_session=False)
-            )
-            if demoted.rowcount != 1:
-                raise RuntimeError("concurrent rotation; try again")
-        if nxt is None:
-            nxt = self._new_row(tenant_id, settings.key_alg, "next", now)
-            session.add(nxt)
-            await session.flush()
-        nxt.state, nxt.activated_at = "active", now
-        fresh = self._new_row(tenant_id, settings.key_alg, "next", now)
-        session.add(fresh)
-        retired = await self._retire_expired(session, tenant_id, now, erased)
-        rotation = Rotation(tenant_id, nxt.kid, active.kid if active else None, fresh.kid,
-                            retired)
-        await audit.record(session, tenant_id, [audit.Event(
-            "key.rotated", "changed", detail={
-                "reason": reason, "activated": nxt.kid, "retiring": rotation.retiring,
-                "next": fresh.kid, "retired": list(retired), "alg": settings.key_alg,
-            })], now)
-        return rotation
-
-    async def _retire_expired(
-        self, session: AsyncSession, tenant_id: str, now: float, erased: list[_Erased]
-    ) -> tuple[str, ...]:
-        """Retire keys whose tokens have all expired; ``erased`` gets copies of their rows,
-        for ``_erase`` once the transaction has committed."""
-        rows = (
-            await session.execute(
-                select(SigningKey).where(
-                    SigningKey.tenant_id == tenant_id, SigningKey.state == "retiring",
-                    SigningKey.retire_after < now,
-                )
-            )
-        ).scalars().all()
-        for row in rows:
-            erased.append((row.kid, row.backend, row.private_blob))
-            row.state, row.private_blob = "retired", b""
-        return tuple(r.kid for r in rows)
-
-    def _erase(self, tenant_id: str, retired: list[_Erased]) -> None:
-        """Have the backends destroy what they hold of retired keys (their rows say retired;
-        a key a backend fails to destroy is only an orphan, logged)."""
-        for kid, name, handle in retired:
-            backend = self._backends.get(name)
-            if backend is None or not handle:
-                continue
-            try:
-                backend.destroy(handle, context=_context(tenant_id, kid))
-            except Exception as exc:  # the retirement itself stands
-                log.warning("key %s of %s retired, its %s material not destroyed (%s)",
-                            kid, tenant_id, name, type(exc).__name__)
-
-    async def tick(self) -> list[Rotation]:
-        """One pass of the schedule: rotate every active tenant whose key is due, retire
-        keys whose tokens have all expired. Safe to run on every replica."""
-        now = self._clock.now()
+    async def custody(self, tenant_id: str) -> list[KeyView]:
+        """Every key of the tenant that is not retired (compromised ones included): what the
+        admin API and CLI show, with the backend holding each."""
         async with self._sessions() as session:
-            tenants = (
-                await session.execute(select(Tenant).where(Tenant.status == "active"))
-            ).scalars().all()
-            actives = {
-                r.tenant_id: r
-                for r in (
-                    await session.execute(select(SigningKey).where(SigningKey.state == "active"))
-                ).scalars()
-            }
-        slots = [(t.id, TenantSettings.of(t)) for t in tenants]
-        # system slots (keys not of a tenant, e.g. the registry's) that exist rotate too
-        slots += [(slot, TenantSettings()) for slot in actives if slot.startswith("_")]
-        done: list[Rotation] = []
-        for slot, settings in slots:
-            active = actives.get(slot)
-            if active is None or (active.activated_at or 0) + settings.key_rotation_seconds <= now:
-                try:
-                    if active is None:
-                        await self.ensure(slot)
-                    else:
-                        done.append(await self.rotate(slot, reason="schedule"))
-                except RuntimeError:
-                    continue  # another replica rotated first
-            else:
-                erased: list[_Erased] = []
-                async with self._sessions() as session, session.begin():
-                    if await self._retire_expired(session, slot, now, erased):
-                        self.invalidate(slot)
-                self._erase(slot, erased)
-        return done
+            rows = (await session.execute(
+                select(SigningKey).where(SigningKey.tenant_id == tenant_id,
+                                         SigningKey.state != "retired")
+                .order_by(SigningKey.created_at))).scalars().all()
+        return [_view(r) for r in rows]
 
 
-def _context(tenant_id: str, kid: str) -> bytes:
-    return f"{tenant_id}|{kid}".encode()
-
-
-key_context = _context  # what a key's handle is bound to (``tenants.deployment`` checks it)
-
-
-async def _settings(session: AsyncSession, slot: str) -> TenantSettings:
-    """A tenant's key settings; system slots (names starting with ``_``) use the defaults."""
-    if slot.startswith("_"):
-        return TenantSettings()
-    tenant = await session.get(Tenant, slot)
-    if tenant is None:
-        raise LookupError(slot)
-    return TenantSettings.of(tenant)
+_context = context
+key_context = context  # what a key's handle is bound to (``tenants.deployment`` checks it)

@@ -4,6 +4,10 @@ The wrapping key is derived (HKDF-SHA256) from the master key; each handle is bo
 tenant and kid as associated data, so a row copied to another tenant does not unwrap.
 Unwrapped keys are kept in memory of this backend only; nothing outside asks for them.
 
+During a master-key rotation (``tenants.master_key_rotation``) the backend also holds the
+``accepted`` keys: a handle wrapped under any of them opens; new keys are always wrapped under
+the master key, and ``rewrap`` moves a handle onto it.
+
 ``certificate`` makes the key's self-signed X.509 certificate here, with the private key, and
 makes it deterministically (serial from the context, validity from the caller, RFC 6979
 deterministic ECDSA; PKCS#1 v1.5 and Ed25519 are deterministic anyway), so every replica
@@ -36,13 +40,11 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPri
 class SoftwareBackend:
     name = "software"
 
-    def __init__(self, master_key: bytes) -> None:
-        if len(master_key) < 32:
+    def __init__(self, master_key: bytes, *, accepted: tuple[bytes, ...] = ()) -> None:
+        if len(master_key) < 32 or any(len(k) < 32 for k in accepted):
             raise ValueError("master key must be at least 32 bytes")
-        wrap_key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"tessera key wrap v1"
-        ).derive(master_key)
-        self._aead = AESGCM(wrap_key)
+        self._aead = _wrapper(master_key)
+        self._accepted = tuple(_wrapper(k) for k in accepted if k != master_key)
         # by (handle, context): a handle presented for another row must unwrap (and fail) again
         self._unwrapped: dict[tuple[bytes, bytes], PrivateKey] = {}
 
@@ -79,10 +81,27 @@ class SoftwareBackend:
             return False
         return True
 
+    def _unwrap(self, handle: bytes, context: bytes) -> bytes:
+        for aead in (self._aead, *self._accepted):
+            try:
+                return aead.decrypt(handle[:12], handle[12:], context)
+            except InvalidTag:
+                continue
+        raise InvalidTag
+
+    def rewrap(self, handle: bytes, context: bytes) -> bytes | None:
+        """``handle`` wrapped under the master key: None when it already is; ``InvalidTag``
+        when no key this backend holds opens it."""
+        if self.opens(handle, context):
+            return None
+        der = self._unwrap(handle, context)
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, der, context)
+
     def _key(self, handle: bytes, context: bytes) -> PrivateKey:
         key = self._unwrapped.get((handle, context))
         if key is None:
-            der = self._aead.decrypt(handle[:12], handle[12:], context)
+            der = self._unwrap(handle, context)
             loaded = serialization.load_der_private_key(der, password=None)
             if not isinstance(loaded, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
                               | rsa.RSAPrivateKey):
@@ -129,3 +148,8 @@ class SoftwareBackend:
     def destroy(self, handle: bytes, *, context: bytes) -> None:
         """The wrapped key lives in its row (blanked on retirement); drop the unwrapped copy."""
         self._unwrapped.pop((handle, context), None)
+
+
+def _wrapper(master_key: bytes) -> AESGCM:
+    return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                       info=b"tessera key wrap v1").derive(master_key))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
+from tenants.models import SigningKey
 from tests.conftest import ADMIN_TOKEN, BASE_URL, unique
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -19,7 +21,7 @@ async def test_admin_api_needs_the_admin_token(http, headers):
     assert r.status_code == 401
 
 
-async def test_admin_tenant_and_client_lifecycle(http):
+async def test_admin_tenant_and_client_lifecycle(http, broker):
     name = unique("adm")
     r = await http.post("/admin/v1/tenants", json={"name": name}, headers=ADMIN)
     assert r.status_code == 201, r.text
@@ -41,6 +43,11 @@ async def test_admin_tenant_and_client_lifecycle(http):
     r = await http.post(f"/admin/v1/tenants/{name}/clients/{created['client_id']}/disable",
                         headers=ADMIN)
     assert r.json()["status"] == "disabled"
+    r = await http.post(f"/admin/v1/tenants/{name}/keys/rotate", headers=ADMIN)
+    assert r.status_code == 409 and r.json()["error"] == "conflict"  # next key too fresh
+    async with broker.sessions() as session, session.begin():  # as if published long ago
+        await session.execute(update(SigningKey).where(SigningKey.tenant_id == name).values(
+            created_at=SigningKey.created_at - broker.keys.publication_period))
     r = await http.post(f"/admin/v1/tenants/{name}/keys/rotate", headers=ADMIN)
     assert r.status_code == 200 and r.json()["active"] and r.json()["retiring"]
     r = await http.get(f"/admin/v1/tenants/{name}/audit/verify", headers=ADMIN)

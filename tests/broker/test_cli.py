@@ -26,6 +26,10 @@ def test_cli_end_to_end(cli):
 
     keys = json.loads(cli("keys", "list", "--tenant", "acme", "--json").stdout)
     assert sorted(k["state"] for k in keys) == ["active", "next"]
+    early = cli("keys", "rotate", "--tenant", "acme", check=False)  # next published just now
+    assert early.returncode == 3 and "can sign in" in early.stderr
+    with sqlite3.connect(cli.db) as db:  # as if the keys had been published 10 minutes ago
+        db.execute("update signing_keys set created_at = created_at - 600")
     rotated = json.loads(cli("keys", "rotate", "--tenant", "acme", "--json").stdout)
     assert rotated["active"] == next(k["kid"] for k in keys if k["state"] == "next")
 

@@ -32,7 +32,7 @@ from tenants import deployment
 from tenants.db import create_engine
 from tenants.migrate import alembic_config, head_revision
 from tests import admin_ops as ops
-from tests.conftest import BASE_URL, REPO_ROOT
+from tests.conftest import BASE_URL, REPO_ROOT, OffsetClock
 from tests.interop.conftest import free_port
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -320,7 +320,9 @@ async def test_upgrade_refuses_keys_wrapped_under_two_master_keys(tmp_path: Path
     await open_deployment(settings, Mode.INIT)
     await with_tenant(settings, "acme")
     downgrade_to_0008(data / "tessera.db")
-    broker = Broker.build(data_settings(tmp_path, master_key=stray))
+    clock = OffsetClock()
+    broker = Broker.build(data_settings(tmp_path, master_key=stray), clock=clock)
+    clock.advance(broker.keys.publication_period)  # the next key may be promoted
     try:
         planted = (await broker.keys.rotate("acme")).published_next  # the old `tessera keys rotate`
     finally:

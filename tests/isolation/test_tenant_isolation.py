@@ -505,7 +505,7 @@ ADMIN_BODIES: dict[str, dict[str, Any]] = {
     "TrustLinkPatch": {"scope_ceiling": None}, "DirectionsPut": {"directions": ["accept"]},
     "ManagedConnectionPatch": {"max_lifetime": 60}, "UpstreamPatch": {"display_name": "x"},
     "MetadataRefresh": {}, "ApiKeyRotation": {"overlap_seconds": 0},
-    "LegacyAppPatch": {"name": "hijack"},
+    "LegacyAppPatch": {"name": "hijack"}, "KeyCompromise": {"reason": "isolation walk"},
 }
 
 
@@ -541,9 +541,10 @@ async def a_objects(broker: Broker, w: World) -> AdminObjects:
     async with tenant_scope(broker.sessions, w.a) as scope:
         user = await users.link(scope, "corp-a", users.Profile(subject="alice-a"),
                                 broker.clock.now())
+    kid = next(k.kid for k in await broker.keys.keys(w.a) if k.state == "active")
     return AdminObjects({"client_id": agent.client_id, "link": link["id"],
                          "audience": audience, "upstream": "corp-a", "key_id": r.key_id,
-                         "entity_id": entity, "sub": user.id})
+                         "entity_id": entity, "sub": user.id, "kid": kid})
 
 
 def _object_routes() -> list[Any]:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 from lxml import etree
+from sqlalchemy import update
 
 from adapters.saml_issue import MD, NAMEID_FORMATS, certificate_b64
+from tenants.models import SigningKey
 from tests import admin_ops as ops
 from tests.conftest import ADMIN_TOKEN, BASE_URL, new_tenant
 from tests.login.conftest import Login
@@ -40,6 +42,14 @@ async def rs_tenant(login: Login) -> str:
     return await rsa_tenant(login)
 
 
+async def _published_long_ago(login: Login, tenant: str) -> None:
+    """As if the tenant's keys had been published a publication period ago (a rotation may
+    then promote the next key)."""
+    async with login.broker.sessions() as session, session.begin():
+        await session.execute(update(SigningKey).where(SigningKey.tenant_id == tenant).values(
+            created_at=SigningKey.created_at - login.broker.keys.publication_period))
+
+
 async def test_metadata_lists_active_and_next_certificates(login: Login) -> None:
     tenant = await new_tenant(login.broker, key_alg="RS256")
     for _ in range(2):
@@ -48,6 +58,7 @@ async def test_metadata_lists_active_and_next_certificates(login: Login) -> None
         keys = await login.broker.keys.certificates(tenant)
         assert [k.state for k, _ in keys][:2] == ["active", "next"]
         assert listed == [certificate_b64(pem) for _, pem in keys]
+        await _published_long_ago(login, tenant)
         await ops.rotate_keys(login.broker, tenant)  # then active, next and the retiring one
     assert len(listed) == 3
     assert root.get("entityID") == f"{login.broker.issuer(tenant)}/saml/idp/metadata"

@@ -69,6 +69,7 @@ async def test_rotation_promotes_next_and_old_tokens_keep_validating(clocked_bro
     before = {k.state: k.kid for k in await broker.keys.keys(tenant)}
     old_token = await broker.keys.sign(tenant, {}, {"n": 1})
 
+    clock.advance(broker.keys.publication_period)  # the next key has been published long enough
     result = await ops.rotate_keys(broker, tenant)
     after = {k.state: k.kid for k in await broker.keys.keys(tenant)}
     assert result["active"] == before["next"] == after["active"]
@@ -107,13 +108,14 @@ async def test_schedule_rotates_after_the_period_only(clocked_broker):
 
 
 async def test_rotation_without_an_active_key_leaves_exactly_one(clocked_broker):
-    broker, _ = clocked_broker
+    broker, clock = clocked_broker
     tenant = await new_tenant(broker)
     active = next(k.kid for k in await broker.keys.keys(tenant) if k.state == "active")
     # another replica demoted the key before this one rotated
     async with broker.sessions() as session, session.begin():
         await session.execute(update(SigningKey).where(
             SigningKey.tenant_id == tenant, SigningKey.kid == active).values(state="retiring"))
+    clock.advance(broker.keys.publication_period)
     await ops.rotate_keys(broker, tenant)  # still one active key afterwards
     assert (await _states(broker, tenant)).count("active") == 1
 

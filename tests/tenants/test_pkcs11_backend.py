@@ -606,3 +606,31 @@ async def test_a_tenant_moves_from_software_keys_to_the_token_by_rotation(
     finally:
         await after.close()
         await before.close()
+
+
+async def test_compromise_of_a_token_key_destroys_it_and_a_token_key_signs_at_once(
+        hsm_broker: tuple[Broker, FrozenClock]) -> None:
+    """Emergency rotation with the HSM backend: the compromised key's objects are destroyed
+    in the token, a new key made in the token signs at once, the old kid is refused."""
+    broker, clock = hsm_broker
+    tenant = await new_tenant(broker)
+    kid = await active_kid(broker, tenant)
+    old_id = key_id(f"{tenant}|{kid}".encode())
+    assert ObjectClass.PRIVATE_KEY in token_objects(old_id)
+    old_token = await broker.keys.sign(tenant, {}, {"n": 1})
+    done = await broker.keys.compromise(tenant, kid, reason="token dump")
+    assert token_objects(old_id) == []
+    assert (await row(broker, tenant, kid)).state == "compromised"
+    assert await broker.keys.verification_key(tenant, kid) is None
+    new_token = await broker.keys.sign(tenant, {}, {"n": 2})
+    assert jose.unverified_header(new_token)["kid"] == done.activated != kid
+    assert (await row(broker, tenant, done.activated)).backend == "pkcs11"
+    keys = KeySet.import_key_set(await broker.keys.jwks(tenant))
+    assert jwt.decode(new_token, keys).claims == {"n": 2}
+    with pytest.raises(Exception):  # noqa: B017 - the kid is not in the JWKS any more
+        jwt.decode(old_token, keys)
+    # the fresh next key is in the token too; it may sign only after its publication period
+    nxt = await row(broker, tenant, done.published_next)
+    assert nxt.backend == "pkcs11" and nxt.state == "next"
+    clock.advance(broker.keys.publication_period)
+    assert (await broker.keys.rotate(tenant)).activated == done.published_next

@@ -36,11 +36,17 @@ class DetailTypeOut(Out):
 
 
 class KeyOut(Out):
+    """A signing key's custody: where it is held and its dates (Unix seconds)."""
+
     kid: str
     alg: str
-    state: str
+    state: str  # next | active | retiring | compromised
+    backend: str  # software (wrapped under the master key) | pkcs11 (in the token)
+    created_at: float  # published in the JWKS since (a next key)
     activated_at: float | None
-    retire_after: float | None
+    retiring_at: float | None  # demoted (or compromised) at
+    retire_after: float | None  # leaves the JWKS after (retiring); compromised at
+    age_seconds: int  # since created
 
 
 class RotationOut(Out):
@@ -49,6 +55,23 @@ class RotationOut(Out):
     retiring: str | None
     next: str
     retired: list[str]
+    dropped: list[str]  # retiring keys retired early: past ``max_retiring_keys``
+
+
+class KeyCompromise(Body):
+    """Why the key is taken out of service (recorded in the audit chain and the webhook)."""
+
+    reason: Text = ""
+
+
+class CompromiseOut(Out):
+    tenant: str
+    kid: str
+    was: str  # the state it was in
+    active: str | None  # the key that signs now, when the compromised one was active
+    next: str | None  # the fresh next key, when one was made
+    compromised_at: float
+    webhook_delivered: bool
 
 
 class AuditEventOut(Out):
@@ -72,3 +95,16 @@ class AuditReport(Out):
     intact: bool
     first_broken_seq: int | None
     reason: str
+
+
+class AdminTokenRotation(Body):
+    overlap_seconds: int = Field(
+        3600, ge=0, le=7 * 86_400,
+        description="how long the current admin token keeps working (0: not at all)")
+
+
+class AdminTokenOut(Out):
+    """The new admin bearer token: shown in this answer only."""
+
+    admin_token: str
+    previous_valid_until: float | None

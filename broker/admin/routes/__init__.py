@@ -34,4 +34,6 @@ PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
     "sub": (Annotated[str, StringConstraints(min_length=1, max_length=64)],
             "a user's sub at this tenant"),
     "entity_id": (EntityId, "the app's SAML entity ID (percent-encoded)"),
+    "kid": (Annotated[str, StringConstraints(min_length=1, max_length=64)],
+            "a signing key's kid"),
 }

@@ -10,8 +10,12 @@ from broker.admin.models.clients import (
     ClientWithSecret,
 )
 from broker.admin.models.keys_audit import (
+    AdminTokenOut,
+    AdminTokenRotation,
     AuditEventOut,
     AuditReport,
+    CompromiseOut,
+    KeyCompromise,
     KeyOut,
     RotationOut,
 )
@@ -64,9 +68,19 @@ TENANTS: tuple[AdminRoute, ...] = (
     route("GET", T + "/keys", "List signing keys", "keys",
           lambda c: keys_audit.list_keys(c.broker, c["tenant"]), response=list[KeyOut],
           name="list_keys"),
-    route("POST", T + "/keys/rotate", "Rotate signing keys now", "keys",
+    route("POST", T + "/keys/rotate", "Rotate signing keys now (409 until the next key has "
+          "been published long enough)", "keys",
           lambda c: keys_audit.rotate_keys(c.broker, c["tenant"]), response=RotationOut,
-          name="rotate_keys"),
+          conflict=True, name="rotate_keys"),
+    route("POST", "/admin-token/rotate", "Rotate the admin bearer token (shown once; the "
+          "current one works for the overlap)", "keys",
+          lambda c: keys_audit.rotate_admin_token(c.broker, c.body),
+          request=AdminTokenRotation, response=AdminTokenOut, name="rotate_admin_token"),
+    route("POST", T + "/keys/{kid}/compromise", "Emergency rotation: the key leaves the JWKS "
+          "and every token it signed is refused now; a new key signs at once", "keys",
+          lambda c: keys_audit.compromise_key(c.broker, c["tenant"], c["kid"], c.body),
+          request=KeyCompromise, response=CompromiseOut, conflict=True,
+          name="compromise_key"),
     route("GET", T + "/audit/verify", "Verify the audit chain", "audit",
           lambda c: keys_audit.verify_audit(c.broker, c["tenant"]), response=AuditReport,
           name="verify_audit"),

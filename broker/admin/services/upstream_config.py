@@ -13,9 +13,10 @@ from broker.admin.errors import InvalidField
 from broker.admin.models.upstreams import MAX_METADATA, OidcPatch, OidcSettings, SamlSettings
 from broker.runtime import Broker
 from registry.remote_keys import RemoteKeyError
+from tenants import sealed_values
 
 METADATA_TYPES = frozenset({"application/samlmetadata+xml", "application/xml", "text/xml"})
-SEALED = "client_secret_sealed"
+SEALED = sealed_values.UPSTREAM_SECRET
 
 
 def _checked_oidc(config: dict[str, Any], secret: str | None) -> dict[str, Any]:

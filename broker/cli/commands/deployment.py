@@ -6,11 +6,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from broker import logs
 from broker.cli.exits import CHECK_FAILED, NOT_FOUND, OK, USAGE, CliError
-from broker.cli.transport import DEFAULT_HOST, DEFAULT_PORT, Job, Local, Transport
+from broker.cli.transport import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    Job,
+    Local,
+    Transport,
+    op,
+    remote_url,
+)
 from broker.config import Settings, StartupError
 from broker.deployment import Mode, open_deployment
 
@@ -104,9 +114,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     return OK
 
-def cmd_admin_token(_args: argparse.Namespace) -> int:
-    print(Settings.load().admin_token_value())
-    return OK
+def cmd_admin_token(args: argparse.Namespace) -> int | Job:
+    """Print the admin token; ``rotate``: a new one on every replica (also over ``--url``),
+    the current one working for ``--overlap`` seconds; on the local deployment the admin token
+    file, if the token comes from one, is replaced with the new token."""
+    if args.action == "show":
+        print(Settings.load().admin_token_value())
+        return OK
+    args.local_only = False
+    rotation = op("rotate_admin_token", body={"overlap_seconds": args.overlap})
+
+    def render(value: Any) -> int:
+        settings = Settings.load()
+        path = None if remote_url(args.url) or settings.admin_token else \
+            settings.admin_token_path()
+        if path is not None:
+            _replace_secret_file(path, value["admin_token"])
+        shown = {**value, "admin_token_file": str(path) if path else None}
+        print(json.dumps(shown, indent=2) if args.json else value["admin_token"])
+        return OK
+
+    return Job(rotation.run, render=render)
+
+
+def _replace_secret_file(path: Path, value: str) -> None:
+    """``path`` holds ``value`` now (mode 0600, replaced in one step)."""
+    fresh = path.with_name(path.name + ".tmp")
+    fresh.unlink(missing_ok=True)
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    os.replace(fresh, path)
 
 def cmd_id_token(args: argparse.Namespace) -> Job:
     """Sign an ID token for a user (development and tests): on the local deployment only."""
@@ -158,7 +196,11 @@ def add_parser(sub: Any) -> None:
     mig.add_argument("--json", action="store_true")
     mig.set_defaults(func=cmd_migrate, local_only=True)
 
-    tok = sub.add_parser("admin-token", help="print the admin API bearer token")
+    tok = sub.add_parser("admin-token", help="print the admin API bearer token, or rotate it")
+    tok.add_argument("action", nargs="?", choices=("show", "rotate"), default="show")
+    tok.add_argument("--overlap", type=int, default=3600, help="rotate: seconds the current "
+                     "token keeps working (0-604800)")
+    tok.add_argument("--json", action="store_true")
     tok.set_defaults(func=cmd_admin_token, local_only=True)
 
     idt = sub.add_parser("id-token", help="sign an ID token for a user of a tenant (development "

@@ -1,11 +1,10 @@
-"""``tessera tenant``, ``webhook``, ``keys``, ``audit`` and ``detail-type``.
+"""``tessera tenant``, ``webhook``, ``audit`` and ``detail-type`` (``keys``: ``commands.keys``).
 
     tessera tenant create NAME [--display-name D] [--key-alg ES256|EdDSA|RS256]
                                [--rotation-hours H] [--dpop-nonce]
     tessera tenant list | update NAME [--display-name D] [--set KEY=VALUE ...]
     tessera tenant delete NAME --yes | disable NAME | enable NAME
     tessera webhook set --tenant T (--url URL | --clear) | rotate-secret | show
-    tessera keys list|rotate --tenant T
     tessera audit verify|export --tenant T
     tessera detail-type add --tenant T --type TYPE --schema-file F | list --tenant T
 """
@@ -58,12 +57,6 @@ def cmd_webhook(args: argparse.Namespace) -> Job:
                   body=given({"url": NULL if args.clear else args.url}))
     return op("rotate_webhook_secret", WEBHOOK_COLS, tenant=args.tenant,
               body={"overlap_seconds": args.overlap})
-
-
-def cmd_keys(args: argparse.Namespace) -> Job:
-    if args.action == "rotate":
-        return op("rotate_keys", ("tenant", "active", "retiring", "next"), tenant=args.tenant)
-    return op("list_keys", ("kid", "alg", "state"), tenant=args.tenant)
 
 
 def cmd_audit(args: argparse.Namespace) -> Job:
@@ -136,14 +129,6 @@ def add_parser(sub: Any) -> None:
         sp.add_argument("--tenant", required=True)
         sp.add_argument("--json", action="store_true", help="print JSON")
     hook.set_defaults(func=cmd_webhook)
-
-    keys = sub.add_parser("keys", help="signing keys of a tenant")
-    ksub = keys.add_subparsers(dest="action", required=True)
-    for action in ("rotate", "list"):
-        ka = ksub.add_parser(action)
-        ka.add_argument("--tenant", required=True)
-        ka.add_argument("--json", action="store_true")
-    keys.set_defaults(func=cmd_keys)
 
     aud = sub.add_parser("audit", help="the tenant's hash-chained audit log")
     asub = aud.add_subparsers(dest="action", required=True)
