@@ -22,6 +22,7 @@ from adapters.oidc_upstream import OIDCUpstream
 from broker import logs, metrics
 from broker.config import Settings
 from broker.policy import ManagedConnection
+from broker.resources import ResourceServer
 from registry import trust
 from registry.remote_keys import FetchPolicy, RemoteKeys
 from registry.trust import Peer
@@ -36,6 +37,7 @@ from tenants.models import (
     DetailType,
     DirectoryEpoch,
     ManagedConnectionRow,
+    ResourceServerRow,
     SigningKey,
     Tenant,
 )
@@ -125,6 +127,16 @@ _MANAGED = select(_M.c.rules, _M.c.default_rule, _M.c.resources, _M.c.remote_cli
                   _M.c.max_lifetime, _M.c.approver).where(
     _M.c.tenant_id == bindparam("tenant_id"), _M.c.client_id == bindparam("client_id"),
     _M.c.audience == bindparam("audience"))
+_R = ResourceServerRow.__table__
+_RESOURCE_COLUMNS = (_R.c.name, _R.c.identifier, _R.c.display_name, _R.c.scopes,
+                     _R.c.default_scopes, _R.c.allowed_clients, _R.c.access_token_lifetime,
+                     _R.c.require_dpop, _R.c.require_mtls)
+_RESOURCE_BY_ID = select(*_RESOURCE_COLUMNS).where(
+    _R.c.tenant_id == bindparam("tenant_id"), _R.c.identifier == bindparam("identifier"))
+_RESOURCE_BY_NAME = select(*_RESOURCE_COLUMNS).where(
+    _R.c.tenant_id == bindparam("tenant_id"), _R.c.name == bindparam("name"))
+
+
 @dataclass
 class Broker:
     settings: Settings
@@ -270,6 +282,26 @@ class Broker:
             resources=frozenset(row.resources), max_lifetime=row.max_lifetime,
             default_rule=row.default_rule, approver=row.approver,
         )
+
+    async def resource_server(self, tenant_id: str, *, identifier: str | None = None,
+                              name: str | None = None) -> ResourceServer | None:
+        """The tenant's registered resource server with this identifier (or name); read now,
+        so a change applies to the next token request."""
+        if identifier is not None:
+            row = await self.hot.read_one(_RESOURCE_BY_ID,
+                                          {"tenant_id": tenant_id, "identifier": identifier})
+        else:
+            row = await self.hot.read_one(_RESOURCE_BY_NAME, {"tenant_id": tenant_id,
+                                                              "name": name})
+        if row is None:
+            return None
+        return ResourceServer(
+            tenant_id=tenant_id, name=row.name, identifier=row.identifier,
+            display_name=row.display_name, scopes=dict(row.scopes or {}),
+            default_scopes=tuple(row.default_scopes or ()),
+            allowed_clients=frozenset(row.allowed_clients or ()),
+            access_token_lifetime=int(row.access_token_lifetime),
+            require_dpop=bool(row.require_dpop), require_mtls=bool(row.require_mtls))
 
     async def detail_types(self, tenant_id: str) -> dict[str, rar.DetailType]:
         """The tenant's registered RFC 9396 ``authorization_details`` types."""
