@@ -267,3 +267,26 @@ async def test_admin_resource_refusals(http, broker, tenant, bad):
     body = {"name": "prices", "identifier": MCP, "scopes": {"read": ""}, **bad}
     r = await http.post(base, headers=ADMIN, json=body)
     assert r.status_code == 400, r.text
+
+
+# -- client credentials for a registered resource --------------------------------------------
+
+async def test_client_credentials_for_a_registered_resource(http, broker, tenant):
+    c = await new_client(broker, tenant, scopes=["read", "write"], audiences=[])
+    other = await new_client(broker, tenant, name="other", audiences=[MCP])
+    await ops.create_resource(broker, tenant, name="prices", identifier=MCP,
+                              scopes={"read": "", "write": "", "delete": ""},
+                              default_scopes=["read"], access_token_lifetime=60,
+                              allowed_clients=[c.client_id])
+    cc = {"grant_type": "client_credentials", "resource": MCP}
+    r = await http.post(c.token_url, auth=c.basic, data=cc)
+    assert r.status_code == 200, r.text
+    at = jwt_parts(r.json()["access_token"])[1]
+    assert at["aud"] == MCP and at["scope"] == "read" and r.json()["expires_in"] <= 60
+    r = await http.post(c.token_url, auth=c.basic, data={**cc, "scope": "read bogus"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_scope"
+    r = await http.post(c.token_url, auth=c.basic, data={**cc, "scope": "delete"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_scope"  # not the client's
+    # a client the resource does not let in, even with the identifier among its audiences
+    r = await http.post(other.token_url, auth=other.basic, data=cc)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_target", r.text
