@@ -20,6 +20,7 @@ from adapters.dpop import DPoPNonces
 from adapters.errors import NotFound
 from adapters.oidc_upstream import OIDCUpstream
 from broker import logs, metrics
+from broker.client_metadata_document import DocumentClients, is_document_url
 from broker.config import Settings
 from broker.policy import ManagedConnection
 from broker.resources import ResourceServer
@@ -156,6 +157,7 @@ class Broker:
     _directory: dict[tuple[str, str | None], tuple[TenantView, ClientView | None]] = field(
         default_factory=dict)
     _settings: dict[str, tuple[dict[str, Any], TenantSettings]] = field(default_factory=dict)
+    _documents: DocumentClients | None = None
 
 
     @classmethod
@@ -213,6 +215,9 @@ class Broker:
                             self._tenant_settings(tenant_id, row.settings or {}),
                             int(row.epoch))
         if row.client_id is None:
+            if (client_id is not None and tenant.settings.client_id_metadata_documents
+                    and is_document_url(client_id)):
+                return tenant, await self._document_client(tenant_id, client_id)
             return tenant, None
         return tenant, ClientView(
             tenant_id, row.client_id, row.client_status, row.auth_method, row.secret_hash, row.jwks,
@@ -228,6 +233,16 @@ class Broker:
             previous_secret_hash=row.previous_secret_hash,
             previous_secret_valid_until=row.previous_secret_valid_until,
         )
+
+    async def _document_client(self, tenant_id: str, url: str) -> ClientView | None:
+        """A client described by its Client ID Metadata Document (cached, SSRF-guarded)."""
+        if self._documents is None:
+            self._documents = DocumentClients(self.remote_keys)
+        doc = await self._documents.resolve(url, self.clock.now())
+        if doc is None:
+            return None
+        return ClientView(tenant_id, doc.client_id, "active", doc.auth_method, None, doc.jwks,
+                          list(doc.scopes), [], 300, False, doc.redirect_uris, (), False)
 
     def _tenant_settings(self, tenant_id: str, stored: dict[str, Any]) -> TenantSettings:
         """The settings of a stored row, validated once per distinct row (a dict comparison
