@@ -295,3 +295,53 @@ async def test_mcp_server_metadata_and_challenge(deployment: Deployment):
     assert served["resource"] == d.mcp_url and served["scopes_supported"] == [SCOPE]
     r = await mcp_request(d.mcp_url, "not-a-token")
     assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"]
+
+
+# -- the TypeScript SDK ----------------------------------------------------------------------
+
+PEER_DIR = REPO_ROOT / "tests" / "peers" / "mcp"
+
+
+@pytest.fixture(scope="module")
+def node_peer() -> str:
+    """node with tests/peers/mcp's packages (installed here when missing); skips, saying why,
+    when Node.js or the npm packages cannot be had."""
+    import shutil
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node/npm not on PATH: the TypeScript MCP SDK peer needs Node.js >= 20")
+    if not (PEER_DIR / "node_modules" / "@modelcontextprotocol" / "client").is_dir():
+        proc = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=PEER_DIR,
+                              capture_output=True, text=True, timeout=300, check=False)
+        if proc.returncode != 0:
+            pytest.skip(f"npm install of @modelcontextprotocol/client failed: {proc.stderr[-500:]}")
+    return node
+
+
+def run_node(node: str, script: str, env: dict[str, str]) -> dict[str, Any]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    full.update(env)
+    proc = subprocess.run([node, script], cwd=PEER_DIR, env=full, capture_output=True,
+                          text=True, timeout=60, check=False)
+    lines = [x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("{")]
+    assert lines, f"no JSON from {script}:\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(lines[-1])
+
+
+async def test_typescript_cross_app_access_provider(deployment: Deployment, node_peer: str):
+    d = deployment
+    tokens = await login(d)
+    out = await asyncio.to_thread(run_node, node_peer, "cross_app_access.mjs", {
+        "MCP_URL": d.mcp_url, "MCP_ISSUER": d.mcp_issuer,
+        "MCP_CLIENT_ID": d.mcp_client["client_id"],
+        "MCP_CLIENT_SECRET": d.mcp_client["client_secret"],
+        "IDP_ISSUER": d.idp.issuer, "IDP_CLIENT_ID": d.agent["client_id"],
+        "IDP_CLIENT_SECRET": d.agent["client_secret"], "ID_TOKEN": tokens["id_token"],
+        "SCOPE": SCOPE})
+    assert out["ok"], out
+    assert out["calls"] == [{"audience": d.mcp_issuer, "resource": d.mcp_url}]
+    result = out["result"]
+    who = result.get("structuredContent") or json.loads(result["content"][0]["text"])
+    who = who.get("result", who)
+    assert who["client_id"] == d.mcp_client["client_id"] and who["scopes"] == [SCOPE]
