@@ -21,6 +21,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -345,3 +346,33 @@ async def test_typescript_cross_app_access_provider(deployment: Deployment, node
     who = result.get("structuredContent") or json.loads(result["content"][0]["text"])
     who = who.get("result", who)
     assert who["client_id"] == d.mcp_client["client_id"] and who["scopes"] == [SCOPE]
+
+
+# -- the MCP conformance suite ---------------------------------------------------------------
+
+def test_conformance_authorization_scenarios_for_an_authorization_server(node_peer: str):
+    """@modelcontextprotocol/conformance 0.1.16 has authorization scenarios (``auth/*``), but
+    each is a *client* scenario: the suite starts its own mock MCP server and mock
+    authorization server and judges the client under test. None drives a real authorization
+    server, so none can run against tessera; the behaviour its mock AS expects of an AS
+    (invalid_grant for an ID-JAG naming an unregistered resource, client_secret_basic for
+    the jwt-bearer grant, RFC 9728 metadata) is tested in tests/flows/test_resource_servers.py
+    and by the SDK peers above. The list is read from the package so a release that adds
+    server-side authorization scenarios makes this test fail instead of skip."""
+    script = PEER_DIR / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / \
+        "index.js"
+    if not script.is_file():
+        pytest.skip("@modelcontextprotocol/conformance is not installed in tests/peers/mcp")
+    proc = subprocess.run([node_peer, str(script), "list"], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=PEER_DIR)
+    if proc.returncode != 0:
+        text = script.read_text(errors="replace")
+        names = set(re.findall(r"this\.name=`(auth/[a-z0-9/_.-]+)`", text))
+    else:
+        names = {w for w in proc.stdout.split() if w.startswith("auth/")}
+    assert names, "the package lists no auth scenarios at all"
+    server_side = {n for n in names if "authorization-server" in n or n.startswith("auth/as-")}
+    assert not server_side, f"server-side authorization scenarios to run: {server_side}"
+    pytest.skip(f"@modelcontextprotocol/conformance has no authorization-server scenarios: its "
+                f"{len(names)} auth/* scenarios all test MCP clients against the suite's own "
+                "mock authorization server")
