@@ -22,7 +22,7 @@ from tests import admin_ops as ops
 from tests.broker.helpers import jwt_parts
 from tests.conftest import ADMIN_TOKEN, new_client
 from tests.dpop_client import new_key, public_jwk
-from tests.flows.test_id_jag import Domains, domains, exchange, redeem  # noqa: F401
+from tests.flows.test_id_jag import API, Domains, domains, exchange, redeem  # noqa: F401
 
 MCP = "https://mcp.pricing.example/mcp"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -290,3 +290,29 @@ async def test_client_credentials_for_a_registered_resource(http, broker, tenant
     # a client the resource does not let in, even with the identifier among its audiences
     r = await http.post(other.token_url, auth=other.basic, data=cc)
     assert r.status_code == 400 and r.json()["error"] == "invalid_target", r.text
+
+
+# -- managed connections name registered resources -------------------------------------------
+
+async def test_managed_connection_resources_must_be_registered(http, broker, domains):
+    d = domains
+    base = f"{broker.settings.base_url.rstrip('/')}/admin/v1/tenants/{d.acme}/managed-connections"
+    body = {"client_id": d.agent.client_id, "audience": d.pricing_issuer,
+            "remote_client_id": d.remote.client_id, "rules": {"read": "grant"},
+            "resources": ["https://typo.example/mcp"]}
+    r = await http.put(base, headers=ADMIN, json=body)
+    assert r.status_code == 400 and r.json()["field"] == "resources", r.text
+    other = await new_client(broker, d.pricing, name="other")
+    await register(broker, d, allowed_clients=[other.client_id])
+    r = await http.put(base, headers=ADMIN, json={**body, "resources": [MCP]})
+    assert r.status_code == 400 and "does not let client" in r.json()["error_description"]
+    await ops.create_resource(broker, d.pricing, name="open", identifier="https://open.example/m",
+                              scopes={"read": ""})
+    r = await http.put(base, headers=ADMIN, json={**body, "resources": ["https://open.example/m"]})
+    assert r.status_code == 200, r.text
+    # a client's audience (before resource servers) still counts; a foreign audience is free
+    r = await http.put(base, headers=ADMIN, json={**body, "resources": [API]})
+    assert r.status_code == 200, r.text
+    r = await http.put(base, headers=ADMIN, json={
+        **body, "audience": "https://as.elsewhere.example", "resources": ["https://x.example"]})
+    assert r.status_code == 200, r.text
