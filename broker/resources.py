@@ -68,6 +68,15 @@ def check_binding(rs: ResourceServer, *, dpop_jkt: str | None, x5t: str | None) 
                              "tokens: present a TLS client certificate")
 
 
+def certificate_binding(targets: Sequence[ResourceServer], registered: str | None,
+                        presented: str | None) -> str | None:
+    """The ``x5t#S256`` to bind the token to: the client's registration asks for it, or a
+    resource requires it and the client presented a certificate (RFC 8705 §3)."""
+    if registered is not None:
+        return registered
+    return presented if any(rs.require_mtls for rs in targets) else None
+
+
 def protected_resource_metadata(rs: ResourceServer, issuer: str) -> dict[str, Any]:
     """RFC 9728 §2: the resource's metadata, naming this tenant as its authorization server."""
     doc: dict[str, Any] = {

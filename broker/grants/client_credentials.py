@@ -46,12 +46,14 @@ class ClientCredentialsGrant:
         asked = request.form.get("scope")
         named = request.form.all("resource")
         targets = await registered_targets(request, named)
+        x5t = resources.certificate_binding(targets, request.cert_thumbprint,
+                                            request.presented_x5t)
         if targets:
             scope = _registered_scope(targets, asked, client.scopes)
             audience = tuple(dict.fromkeys(named))
             for rs in targets:
                 resources.check_binding(rs, dpop_jkt=request.dpop.jkt if request.dpop else None,
-                                        x5t=request.cert_thumbprint)
+                                        x5t=x5t)
         else:
             scope = granted_scopes(asked, client.scopes)
             audience = granted_audience(named, client.audiences, request.tenant.issuer)
@@ -66,7 +68,7 @@ class ClientCredentialsGrant:
             now=request.now,
             lifetime=lifetime,
             jkt=request.dpop.jkt if request.dpop else None,
-            x5t=request.cert_thumbprint,
+            x5t=x5t,
         )
         token = await mint_access_token(request.broker, request.tenant, claims)
         return GrantResult(token, scope, client.client_id, {"aud": list(audience)})

@@ -94,9 +94,12 @@ class JWTBearerGrant:
         asked = form.get("scope")
         if target is not None:
             granted = _registered_scope(target, offered, asked, peer.ceiling)
-            resources.check_binding(target, dpop_jkt=bind, x5t=request.cert_thumbprint)
+            x5t = resources.certificate_binding([target], request.cert_thumbprint,
+                                                request.presented_x5t)
+            resources.check_binding(target, dpop_jkt=bind, x5t=x5t)
             audience: tuple[str, ...] = (target.identifier,)
         else:
+            x5t = request.cert_thumbprint
             granted = _narrowed_scope(offered, asked, peer.ceiling, client.scopes)
             resource = claims.get("resource") or form.get("resource")
             audience = granted_audience([resource] if isinstance(resource, str) else [],
@@ -115,7 +118,7 @@ class JWTBearerGrant:
             issuer=tenant.issuer, subject=foreign["sub"], client_id=client.client_id,
             audience=audience,
             scope=granted, now=request.now, lifetime=lifetime, jkt=bind,
-            authorization_details=details, x5t=request.cert_thumbprint,
+            authorization_details=details, x5t=x5t,
         )
         # RFC 9068 §2.2.1: how the user authenticated, as the IdP tenant asserted it
         at.update({k: claims[k] for k in ("auth_time", "acr", "amr") if k in claims})
