@@ -240,3 +240,18 @@ async def test_mcp_sdk_token_verifier(http, broker):
     assert access is not None and access.resource == MCP and access.scopes == ["mcp:read"]
     assert await adapter.verify_token(await s.token(http, resource=OTHER)) is None
     assert await adapter.verify_token("junk") is None
+
+
+async def test_revocation_feed_etag(http, broker):
+    s = await protect(http, broker)
+    url = f"{s.issuer}/revocations"
+    first = await http.get(url)
+    etag = first.headers["etag"]
+    assert first.status_code == 200 and etag.startswith('"')
+    same = await http.get(url, headers={"If-None-Match": etag})
+    assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == etag
+    assert (await http.get(url, headers={"If-None-Match": '"other"'})).status_code == 200
+    token = await s.token(http)
+    await http.post(f"{s.issuer}/revoke", auth=s.client.basic, data={"token": token})
+    changed = await http.get(url, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
