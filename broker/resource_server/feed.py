@@ -120,9 +120,11 @@ class RevocationFeed:
             return frozenset(v for v in value if isinstance(v, str)) if isinstance(
                 value, list) else frozenset()
 
+        raw = claims.get("cutoffs")
         cutoffs = tuple(
-            (str(c["kind"]), str(c["subject"]), float(c["not_before"]))
-            for c in claims.get("cutoffs") or [] if isinstance(c, dict)
+            (c["kind"], c["subject"], float(c["not_before"]))
+            for c in (raw if isinstance(raw, list) else []) if isinstance(c, dict)
+            and isinstance(c.get("kind"), str) and isinstance(c.get("subject"), str)
             and isinstance(c.get("not_before"), int | float))
         return RevocationList(strings("jtis"), strings("grants"), cutoffs,
                               strings("inactive_clients"), strings("inactive_issuers"),

@@ -255,3 +255,22 @@ async def test_revocation_feed_etag(http, broker):
     await http.post(f"{s.issuer}/revoke", auth=s.client.basic, data={"token": token})
     changed = await http.get(url, headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag
+
+
+def test_revocation_list_rules():
+    """Each reason the feed gives to refuse a token, on its own."""
+    from broker.resource_server.feed import RevocationList
+
+    token = {"jti": "g1.abc", "client_id": "agent", "sub": "alice", "iat": 100,
+             "sub_id": {"format": "iss_sub", "iss": "https://idp.example", "sub": "a"}}
+    assert RevocationList(tenant="t").revoked(token) is None
+    assert RevocationList(jtis=frozenset({"g1.abc"})).revoked(token) == "token revoked"
+    assert RevocationList(grants=frozenset({"g1"})).revoked(token) == "grant revoked"
+    assert RevocationList(grants=frozenset({"g1.abc"})).revoked(token) is None
+    assert RevocationList(inactive_clients=frozenset({"agent"})).revoked(token)
+    assert RevocationList(inactive_issuers=frozenset({"https://idp.example"})).revoked(token)
+    for kind, subject in (("client", "agent"), ("user", "alice"),
+                          ("partner", "https://idp.example"), ("tenant", "t")):
+        assert RevocationList(cutoffs=((kind, subject, 100.0),), tenant="t").revoked(token)
+        assert RevocationList(cutoffs=((kind, subject, 99.0),), tenant="t").revoked(
+            token) is None  # issued after the cutoff
