@@ -120,7 +120,7 @@ class DocumentClients:
             await self.remote.check_target(url)
             body = await self.remote.fetch_document(url, media_types=MEDIA, max_bytes=MAX_BYTES)
             found: DocumentClient | None = parse(url, body)
-        except (DocumentError, RemoteKeyError):
+        except (DocumentError, RemoteKeyError, ValueError):  # ValueError: urlsplit's, hostile
             found = None
         if len(self._cache) >= MAX_CACHED:
             self._cache.clear()

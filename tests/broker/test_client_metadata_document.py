@@ -144,3 +144,15 @@ async def test_tenant_that_did_not_opt_in(http, broker, documents):
     assert r.status_code == 401 and documents.hits == []
     meta = (await http.get(f"{broker.issuer(tenant)}/.well-known/openid-configuration")).json()
     assert meta["client_id_metadata_document_supported"] is False
+
+
+@pytest.mark.parametrize("client_id", ["https://[::1/client.json", "https://", "http://[zz]/x",
+                                       "https://client.example/" + "a" * 3000])
+async def test_hostile_client_id_urls(http, broker, client_id):
+    tenant = await new_tenant(broker, client_id_metadata_documents=True)
+    r = await http.post(f"{broker.issuer(tenant)}/token", data={
+        "grant_type": "client_credentials", "client_id": client_id})
+    assert r.status_code in (400, 401), r.text
+    r = await http.get(f"{broker.issuer(tenant)}/authorize", params={
+        "client_id": client_id, "response_type": "code", "redirect_uri": "https://x.example/cb"})
+    assert r.status_code == 400, r.text
