@@ -9,7 +9,7 @@ as a page (``Unredirectable``), never redirected (RFC 6749 §4.1.2.1).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -171,12 +171,15 @@ def _check_details(
     return details
 
 
-def _check_resource(client: ClientView, resources: list[str]) -> tuple[str, ...]:
+def _check_resource(client: ClientView, resources: list[str],
+                    registered: Collection[str]) -> tuple[str, ...]:
+    """RFC 8707: each one an absolute URI, and an audience of the client or a resource server
+    of the tenant that lets this client in (``registered``, read by the endpoint)."""
     for value in resources:
         parts = urlsplit(value)
         if not parts.scheme or parts.fragment or "#" in value:
             raise InvalidTarget("resource must be an absolute URI without a fragment")
-        if value not in client.audiences:
+        if value not in client.audiences and value not in registered:
             raise InvalidTarget("resource is not an audience of this client")
     return tuple(dict.fromkeys(resources))
 
@@ -189,7 +192,8 @@ def _check_dpop_jkt(params: Params) -> str | None:
 
 
 def validate(
-    client: ClientView | None, params: Params, resources: list[str], types: DetailTypes
+    client: ClientView | None, params: Params, resources: list[str], types: DetailTypes,
+    registered: Collection[str] = (),
 ) -> AuthorizationRequest:
     """The checks in their order (this body is the table); raises ``Unredirectable`` or a
     redirectable ``OAuthError``."""
@@ -209,6 +213,6 @@ def validate(
         max_age=_check_max_age(params),
         authorization_details=_check_details(known, params, types),
         dpop_jkt=_check_dpop_jkt(params),
-        resource=_check_resource(known, resources),
+        resource=_check_resource(known, resources, registered),
     )
 

@@ -4,7 +4,9 @@ Methods: ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt``, `
 for public clients (only ``client_id`` in the body; RFC 6749 §2.1), and the mutual-TLS ones of
 RFC 8705 §2, ``tls_client_auth`` and ``self_signed_tls_client_auth`` (only ``client_id`` in
 the body too; the TLS client certificate, see ``broker.client_cert``). A request may use exactly
-one, and the client must use the one it registered. Reading what was presented
+one, and the client must use the one it registered, except that a client with a secret may
+send it either way (``client_secret_basic`` or ``client_secret_post``: the SDKs choose, and the
+secret is the same credential). Reading what was presented
 (``presented_credentials``) is pure and comes first, so the endpoint can fetch the tenant and
 the client in one database read; checking it (``verify_client``) needs no I/O at all. A client
 assertion's ``jti`` comes back as a ``Claim`` that the endpoint records together with the
@@ -37,6 +39,7 @@ ASSERTION_MAX_LIFETIME = 3600  # Authlib signs for an hour by default; Okta allo
 LEEWAY = 30
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="tessera"'}
 MTLS_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def verify_client(
             and client.auth_method in MTLS_METHODS):
         _check_certificate(broker, client, creds.certificate)
         return AuthenticatedClient(client, client.auth_method)
-    if client is None or client.auth_method != creds.method:
+    if client is None or not _registered_method(client.auth_method, creds.method):
         raise InvalidClient("client authentication failed", headers=challenge)
     if creds.method == "none":
         return AuthenticatedClient(client, creds.method)
@@ -129,6 +132,10 @@ def verify_client(
     return AuthenticatedClient(
         client, creds.method, (_check_assertion(broker, client, creds.assertion, audiences),)
     )
+
+
+def _registered_method(registered: str, used: str) -> bool:
+    return registered == used or (registered in SECRET_METHODS and used in SECRET_METHODS)
 
 
 def _secret_matches(broker: Broker, client: ClientView, secret: str) -> bool:

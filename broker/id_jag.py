@@ -15,7 +15,9 @@ from adapters import jose
 from adapters.errors import InvalidRequest
 from broker.runtime import Broker, TenantView
 from broker.tokens import IssuedToken
-from tenants import revocation_cutoffs
+from tenants import grants, revocation_cutoffs
+from tenants.models import User
+from tenants.scope import tenant_scope
 
 ID_JAG_TYP = "oauth-id-jag+jwt"
 ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
@@ -27,7 +29,9 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_JAG_PROFILE = "urn:ietf:params:oauth:grant-profile:id-jag"
 MAX_LIFETIME = 300
-CARRIED = ("auth_time", "acr", "amr", "email")  # from the identity assertion into the ID-JAG
+# from the identity assertion into the ID-JAG; minimised (id-jag draft §3, the MCP extension):
+# no e-mail address and no tessera-specific claims, the subject identifies the user
+CARRIED = ("auth_time", "acr", "amr")
 
 
 async def verify_id_token(
@@ -68,6 +72,29 @@ async def verify_id_token(
     return claims
 
 
+async def verify_refresh_token(
+    broker: Broker, tenant: TenantView, token: str, client_id: str, jkt: str | None
+) -> dict[str, Any]:
+    """The identity behind a refresh token this tenant issued to ``client_id`` (id-jag draft
+    §4.3: "the ID Token or Refresh Token"): its grant's user, as the login asserted them. The
+    refresh token is not rotated; a DPoP-bound one needs its key's proof. ``InvalidRequest``
+    otherwise (RFC 8693 §2.2.2)."""
+    now = broker.clock.now()
+    async with tenant_scope(broker.sessions, tenant.id) as scope:
+        grant = await grants.held_refresh_token(scope, token, client_id=client_id, jkt=jkt,
+                                                now=now)
+        user = await scope.get(User, grant.user_id) if grant is not None else None
+    if grant is None:
+        raise InvalidRequest("subject_token is not an active refresh token of this client")
+    if user is None or user.status != "active":
+        raise InvalidRequest("subject_token: the user is no longer active")
+    if await revocation_cutoffs.subject_refused(broker.hot, tenant.id, user.id,
+                                                grant.created_at):
+        raise InvalidRequest("subject_token: the user is disabled or was revoked")
+    auth = {k: v for k, v in (grant.auth or {}).items() if k in ("auth_time", "acr", "amr")}
+    return {"sub": user.id, **auth}
+
+
 async def mint_id_token(
     broker: Broker, tenant: TenantView, *, subject: str, client_id: str, lifetime: int = 300,
     **extra: Any,
@@ -95,7 +122,6 @@ async def mint_id_jag(
         "jti": secrets.token_urlsafe(16),
         "iat": iat,
         "exp": iat + min(lifetime, MAX_LIFETIME),
-        "tenant": tenant.id,
     }
     claims.update({k: identity[k] for k in CARRIED if k in identity})
     if scope:

@@ -20,8 +20,10 @@ from adapters.dpop import DPoPNonces
 from adapters.errors import NotFound
 from adapters.oidc_upstream import OIDCUpstream
 from broker import logs, metrics
+from broker.client_metadata_document import DocumentClients, is_document_url
 from broker.config import Settings
 from broker.policy import ManagedConnection
+from broker.resources import ResourceServer
 from registry import trust
 from registry.remote_keys import FetchPolicy, RemoteKeys
 from registry.trust import Peer
@@ -36,6 +38,7 @@ from tenants.models import (
     DetailType,
     DirectoryEpoch,
     ManagedConnectionRow,
+    ResourceServerRow,
     SigningKey,
     Tenant,
 )
@@ -125,6 +128,16 @@ _MANAGED = select(_M.c.rules, _M.c.default_rule, _M.c.resources, _M.c.remote_cli
                   _M.c.max_lifetime, _M.c.approver).where(
     _M.c.tenant_id == bindparam("tenant_id"), _M.c.client_id == bindparam("client_id"),
     _M.c.audience == bindparam("audience"))
+_R = ResourceServerRow.__table__
+_RESOURCE_COLUMNS = (_R.c.name, _R.c.identifier, _R.c.display_name, _R.c.scopes,
+                     _R.c.default_scopes, _R.c.allowed_clients, _R.c.access_token_lifetime,
+                     _R.c.require_dpop, _R.c.require_mtls)
+_RESOURCE_BY_ID = select(*_RESOURCE_COLUMNS).where(
+    _R.c.tenant_id == bindparam("tenant_id"), _R.c.identifier == bindparam("identifier"))
+_RESOURCE_BY_NAME = select(*_RESOURCE_COLUMNS).where(
+    _R.c.tenant_id == bindparam("tenant_id"), _R.c.name == bindparam("name"))
+
+
 @dataclass
 class Broker:
     settings: Settings
@@ -144,6 +157,7 @@ class Broker:
     _directory: dict[tuple[str, str | None], tuple[TenantView, ClientView | None]] = field(
         default_factory=dict)
     _settings: dict[str, tuple[dict[str, Any], TenantSettings]] = field(default_factory=dict)
+    _documents: DocumentClients | None = None
 
 
     @classmethod
@@ -204,6 +218,9 @@ class Broker:
                             self._tenant_settings(tenant_id, row.settings or {}),
                             int(row.epoch))
         if row.client_id is None:
+            if (client_id is not None and tenant.settings.client_id_metadata_documents
+                    and is_document_url(client_id)):
+                return tenant, await self._document_client(tenant_id, client_id)
             return tenant, None
         return tenant, ClientView(
             tenant_id, row.client_id, row.client_status, row.auth_method, row.secret_hash, row.jwks,
@@ -219,6 +236,16 @@ class Broker:
             previous_secret_hash=row.previous_secret_hash,
             previous_secret_valid_until=row.previous_secret_valid_until,
         )
+
+    async def _document_client(self, tenant_id: str, url: str) -> ClientView | None:
+        """A client described by its Client ID Metadata Document (cached, SSRF-guarded)."""
+        if self._documents is None:
+            self._documents = DocumentClients(self.remote_keys)
+        doc = await self._documents.resolve(url, self.clock.now())
+        if doc is None:
+            return None
+        return ClientView(tenant_id, doc.client_id, "active", doc.auth_method, None, doc.jwks,
+                          list(doc.scopes), [], 300, False, doc.redirect_uris, (), False)
 
     def _tenant_settings(self, tenant_id: str, stored: dict[str, Any]) -> TenantSettings:
         """The settings of a stored row, validated once per distinct row (a dict comparison
@@ -276,6 +303,26 @@ class Broker:
             resources=frozenset(row.resources), max_lifetime=row.max_lifetime,
             default_rule=row.default_rule, approver=row.approver,
         )
+
+    async def resource_server(self, tenant_id: str, *, identifier: str | None = None,
+                              name: str | None = None) -> ResourceServer | None:
+        """The tenant's registered resource server with this identifier (or name); read now,
+        so a change applies to the next token request."""
+        if identifier is not None:
+            row = await self.hot.read_one(_RESOURCE_BY_ID,
+                                          {"tenant_id": tenant_id, "identifier": identifier})
+        else:
+            row = await self.hot.read_one(_RESOURCE_BY_NAME, {"tenant_id": tenant_id,
+                                                              "name": name})
+        if row is None:
+            return None
+        return ResourceServer(
+            tenant_id=tenant_id, name=row.name, identifier=row.identifier,
+            display_name=row.display_name, scopes=dict(row.scopes or {}),
+            default_scopes=tuple(row.default_scopes or ()),
+            allowed_clients=frozenset(row.allowed_clients or ()),
+            access_token_lifetime=int(row.access_token_lifetime),
+            require_dpop=bool(row.require_dpop), require_mtls=bool(row.require_mtls))
 
     async def detail_types(self, tenant_id: str) -> dict[str, rar.DetailType]:
         """The tenant's registered RFC 9396 ``authorization_details`` types."""

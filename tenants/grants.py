@@ -93,6 +93,25 @@ async def use_refresh_token(
     return Presented(grant, token)
 
 
+async def held_refresh_token(
+    scope: TenantScope, value: str, *, client_id: str, jkt: str | None, now: float
+) -> Grant | None:
+    """The grant of an active (not rotated) refresh token of ``client_id``, read without
+    rotating it: a subject token (RFC 8693) shows the grant, it does not redeem it. None:
+    unknown, rotated, expired, another client's, bound to another DPoP key, or its grant is
+    over."""
+    if not value or len(value) > 200:
+        return None
+    token = await scope.get(RefreshToken, handle_of(value))
+    if (token is None or token.client_id != client_id or token.expires_at <= now
+            or token.status != "active" or (token.jkt is not None and token.jkt != jkt)):
+        return None
+    grant = await scope.get(Grant, token.grant_id)
+    if grant is None or grant.status != "active" or grant.expires_at <= now:
+        return None
+    return grant
+
+
 async def revoke(scope: TenantScope, grant: Grant, *, now: float, reason: str) -> None:
     """End the grant: its refresh tokens stop working and its access tokens are revoked."""
     if grant.status == "revoked":

@@ -411,3 +411,26 @@ class DeploymentFact(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class ResourceServerRow(TenantOwned, Base):
+    """A protected resource (an API, an MCP server) whose tokens this tenant issues: its
+    identifier (RFC 8707 / RFC 9728 ``resource``), the scopes it defines, which clients may get
+    tokens for it (empty: any client of the tenant that names it), the access token lifetime
+    ceiling and the sender constraint it requires."""
+
+    __tablename__ = "resource_servers"
+    __table_args__ = (Index("uq_resource_servers_identifier", "tenant_id", "identifier",
+                            unique=True),)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(512))
+    display_name: Mapped[str] = mapped_column(String(200))
+    # scope -> description
+    scopes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    default_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    allowed_clients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    access_token_lifetime: Mapped[int] = mapped_column(Integer, default=300)
+    require_dpop: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_mtls: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)

@@ -98,6 +98,9 @@ class TenantSettings(BaseModel):
     refresh_token_lifetime: int = _seconds(30 * DAY, MINUTE, 365 * DAY,
                                            "a grant's whole life; rotation keeps it")
     par_lifetime: int = _seconds(60, 5, 10 * MINUTE, "pushed authorization request URIs")
+    # OAuth Client ID Metadata Documents: a URL client_id names its own metadata, fetched
+    # through the SSRF guards (broker.client_metadata_document)
+    client_id_metadata_documents: bool = False
     # runtime control (CIBA approvals, anomaly response)
     webhook_url: HttpsUrl | None = Field(
         None, description="signed JSON events: approvals pending, anomalies")

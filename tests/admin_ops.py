@@ -17,6 +17,7 @@ from broker.admin.models.connections import ManagedConnectionPut
 from broker.admin.models.keys_audit import DetailTypePut, KeyCompromise
 from broker.admin.models.legacy_apps import LegacyAppCreate
 from broker.admin.models.registry import DirectionsPut, PartnerCreate, TrustLinkCreate
+from broker.admin.models.resources import ResourceCreate
 from broker.admin.models.runtime import RevokeRequest
 from broker.admin.models.tenants import TenantCreate
 from broker.admin.models.upstreams import UpstreamCreate
@@ -27,6 +28,7 @@ from broker.admin.services import (
     keys_audit,
     legacy_apps,
     partners,
+    resources,
     revocation,
     tenants,
     trust_links,
@@ -209,3 +211,8 @@ async def revoke(broker: Broker, tenant: str, by: str, value: str | None, reason
 
 def list_legacy_apps(broker: Broker, tenant: str) -> Awaitable[Any]:
     return _json(legacy_apps.list_legacy_apps(broker, tenant))
+
+
+async def create_resource(broker: Broker, tenant: str, **fields: Any) -> Any:
+    return await _json(resources.create_resource(broker, tenant, body(
+        broker, ResourceCreate, fields)))

@@ -29,6 +29,7 @@ from broker.cli.commands import (
     legacy_apps,
     master_key,
     registry,
+    resources,
     runtime,
     tenants,
     upstreams,
@@ -62,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     deployment.add_parser(sub)
     master_key.add_parser(sub)
     for area in (tenants, keys, clients, upstreams, registry, api_keys, legacy_apps, runtime,
-                 anomaly):
+                 anomaly, resources):
         area.add_parser(sub)
     return p
 

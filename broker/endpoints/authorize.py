@@ -45,6 +45,20 @@ PARAMS = ("client_id", "redirect_uri", "response_type", "response_mode", "scope"
           "max_age", "authorization_details", "dpop_jkt", "request")
 
 
+
+async def registered_resources(broker: Broker, tenant_id: str, client: ClientView | None,
+                               resources: list[str]) -> frozenset[str]:
+    """The requested resources that are resource servers of the tenant letting this client in
+    (``broker.resources``); the others must be the client's audiences."""
+    if client is None:
+        return frozenset()
+    found = set()
+    for identifier in dict.fromkeys(resources[:10]):
+        rs = await broker.resource_server(tenant_id, identifier=identifier)
+        if rs is not None and rs.allows_client(client.client_id):
+            found.add(identifier)
+    return frozenset(found)
+
 async def authorize(request: Request) -> Response:
     broker: Broker = request.app.state.broker
     try:
@@ -66,7 +80,9 @@ async def authorize(request: Request) -> Response:
             params = _as_dict(form, PARAMS)
             try:
                 req = validate(client, params, form.all("resource"),
-                               await broker.detail_types(tenant.id))
+                               await broker.detail_types(tenant.id),
+                               await registered_resources(broker, tenant.id, client,
+                                                          form.all("resource")))
             except Unredirectable:
                 raise
             except OAuthError:
@@ -137,7 +153,9 @@ async def par(request: Request) -> Response:
             params["dpop_jkt"] = checked.proof.jkt
         try:
             req = validate(caller.client, params, form.all("resource"),
-                           await broker.detail_types(tenant.id))
+                           await broker.detail_types(tenant.id),
+                           await registered_resources(broker, tenant.id, caller.client,
+                                                      form.all("resource")))
         except Unredirectable as exc:
             raise InvalidRequest(exc.description) from exc
         claims = (*caller.claims, *((checked.claim,) if checked else ()))

@@ -63,6 +63,8 @@ def server_metadata(tenant: TenantView, signing_alg: str,
         "backchannel_authentication_endpoint": f"{issuer}/bc-authorize",
         "backchannel_token_delivery_modes_supported": ["poll", "ping", "push"],
         "backchannel_user_code_parameter_supported": False,
+        "client_id_metadata_document_supported":
+            tenant.settings.client_id_metadata_documents,
     }
 
 

@@ -18,7 +18,10 @@ its ``sub_id.iss`` is an inactive issuer. Every token (and SAML assertion) signe
 key has also left the JWKS, but a receiver's cached copy may still hold it). Verify the list
 with the tenant's JWKS (the keys the resource server already uses for tokens), refuse it
 when ``exp`` has passed, and poll again within ``Cache-Control: max-age`` (15 s): a receiver
-that cannot refresh before ``exp`` should fail closed.
+that cannot refresh before ``exp`` should fail closed. The answer carries an ``ETag`` of the
+list's content (``iat``/``exp`` aside): a poll with ``If-None-Match`` of an unchanged list is a
+bodiless 304, which confirms the copy the receiver holds as current
+(``broker.resource_server.feed`` counts its staleness from then).
 
 Why a pulled signed list rather than pushed Security Event Tokens (RFC 8417/8935): pull needs
 no receiver registry and no delivery retries, works for resource servers tessera cannot reach
@@ -31,6 +34,8 @@ request.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -86,9 +91,15 @@ async def revocations(request: Request) -> Response:
     except OAuthError as exc:
         return error_response(exc)
     claims = await revocation_list(broker, tenant.id)
+    content = {k: v for k, v in claims.items() if k not in ("iat", "exp")}
+    etag = '"' + hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32] \
+        + '"'
+    headers = {"Cache-Control": f"public, max-age={MAX_AGE}", "ETag": etag}
+    asked = request.headers.get("if-none-match", "")
+    if etag in [t.strip().removeprefix("W/") for t in asked.split(",")]:
+        return Response(status_code=304, headers=headers)
     token = await broker.keys.sign(tenant.id, {"typ": TYP}, claims)
-    return Response(token, media_type="application/jwt",
-                    headers={"Cache-Control": f"public, max-age={MAX_AGE}"})
+    return Response(token, media_type="application/jwt", headers=headers)
 
 
 def routes() -> list[Route]:

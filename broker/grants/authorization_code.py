@@ -89,8 +89,10 @@ class AuthorizationCodeGrant:
                     failure = exc
                 else:
                     jkt = request.dpop.jkt if request.dpop else None
-                    audience = granted_audience(list(req.resource), client.audiences,
-                                                tenant.issuer)
+                    # req.resource was checked at /authorize (an audience of the client or
+                    # a resource server that lets it in)
+                    audience = tuple(req.resource) or granted_audience(
+                        [], client.audiences, tenant.issuer)
                     grant = await grants.create(
                         scope, client_id=client.client_id, user_id=user.id,
                         scope_=list(req.scope), details=list(req.authorization_details),

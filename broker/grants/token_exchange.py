@@ -1,8 +1,9 @@
 """Token exchange (RFC 8693) in two roles:
 
 * ``requested_token_type=...:id-jag``: the IdP side of ID-JAG. The agent presents a user's ID
-  token issued by this tenant to this agent; the audience must be a peer this tenant has a
-  live trust link with, and the managed connection for (agent, audience) decides the scopes
+  token issued by this tenant to this agent, or its refresh token (not rotated by this); the
+  audience must be a peer this tenant has a live trust link with, and the managed connection
+  for (agent, audience) decides the scopes
   (``id_jag_exchange``, shared with a SAML assertion as the subject token).
 * ``requested_token_type=...:access_token`` (or none): on-behalf-of inside one tenant. An
   access token of this tenant becomes one for another audience of the same tenant, scopes only
@@ -96,13 +97,18 @@ class TokenExchangeGrant:
     async def _id_jag(
         self, request: TokenRequest, subject_token: str, subject_type: str
     ) -> GrantResult:
-        if subject_type != id_jag.ID_TOKEN:
+        if subject_type not in (id_jag.ID_TOKEN, id_jag.REFRESH_TOKEN):
             raise InvalidRequest(f"subject_token_type {subject_type!r} is not accepted for an "
-                                 "ID-JAG (use an ID token)")
+                                 "ID-JAG (use an ID token or a refresh token)")
+        client_id = request.client.client.client_id
 
         async def identity() -> dict[str, Any]:
+            if subject_type == id_jag.REFRESH_TOKEN:
+                return await id_jag.verify_refresh_token(
+                    request.broker, request.tenant, subject_token, client_id,
+                    request.dpop.jkt if request.dpop else None)
             return await id_jag.verify_id_token(request.broker, request.tenant, subject_token,
-                                                request.client.client.client_id)
+                                                client_id)
 
         return await issue_id_jag(request, identity)
 

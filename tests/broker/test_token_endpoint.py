@@ -49,8 +49,10 @@ async def test_client_secret_post(http, broker, tenant):
     r = await http.post(c.token_url, data={**CC, "client_id": c.client_id,
                                            "client_secret": c.secret})
     assert r.status_code == 200, r.text
-    # the registered method is the only one accepted
+    # the secret is the credential: Basic works too (issue 13: the SDKs choose the method)
     r = await http.post(c.token_url, data=CC, auth=c.basic)
+    assert r.status_code == 200, r.text
+    r = await http.post(c.token_url, data=CC, auth=(c.client_id, "wrong"))
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
 
 

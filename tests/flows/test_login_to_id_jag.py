@@ -129,8 +129,10 @@ async def redeem(http: httpx.AsyncClient, d: Domains, assertion: str,
 
 
 def carried(id_token: dict[str, Any], jag: dict[str, Any]) -> None:
-    for claim in ("sub", "acr", "amr", "auth_time", "email"):
+    for claim in ("sub", "acr", "amr", "auth_time"):
         assert jag[claim] == id_token[claim], claim
+    # minimised (id-jag draft, MCP enterprise-managed authorization): no e-mail, no tenant
+    assert "email" not in jag and "tenant" not in jag
 
 
 async def test_oidc_login_to_id_jag(corp: Login, domains: Domains) -> None:
@@ -145,7 +147,7 @@ async def test_oidc_login_to_id_jag(corp: Login, domains: Domains) -> None:
         header, jag = jwt_parts(issued["access_token"])
         assert header["typ"] == id_jag.ID_JAG_TYP
         assert jag["iss"] == d.agent.issuer and jag["aud"] == d.remote.issuer
-        assert jag["client_id"] == d.remote.client_id and jag["tenant"] == CORP
+        assert jag["client_id"] == d.remote.client_id and "tenant" not in jag
         assert jag["scope"] == "read" and jag["resource"] == API
         assert jag["cnf"] == {"jkt": jwk_thumbprint(public_jwk(key))}
         carried(idt, jag)

@@ -121,14 +121,21 @@ def test_client_secret_methods(tessera_server: TesseraServer, method: str) -> No
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
-def test_other_secret_method_than_registered_is_refused(
+def test_secret_sent_the_other_way_than_registered_is_accepted(
     tessera_server: TesseraServer, method: str
 ) -> None:
+    """The secret is one credential whichever way it travels (issue 13: the MCP SDKs choose
+    the method); a wrong secret is still refused."""
     other = {"client_secret_basic": "client_secret_post",
              "client_secret_post": "client_secret_basic"}[method]
     client = tessera_server.create_client(token_endpoint_auth_method=method)
     with OAuth2Client(client["client_id"], client["client_secret"],
                       token_endpoint_auth_method=other, timeout=10.0) as oauth:
+        token = oauth.fetch_token(tessera_server.token_endpoint(),
+                                  grant_type="client_credentials")
+    assert token["token_type"] == "Bearer"
+    with OAuth2Client(client["client_id"], "not-the-secret", token_endpoint_auth_method=other,
+                      timeout=10.0) as oauth:
         with pytest.raises(OAuthError) as refused:
             oauth.fetch_token(tessera_server.token_endpoint(), grant_type="client_credentials")
     assert refused.value.error == "invalid_client"

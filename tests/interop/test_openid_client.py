@@ -144,11 +144,16 @@ def test_client_without_dpop_is_refused_when_dpop_required(
     assert err["status"] == 400
 
 
-def test_auth_method_other_than_registered_is_refused(
+def test_secret_sent_the_other_way_than_registered_is_accepted(
     openid_client_peer: NodePeer, tessera_server: TesseraServer
 ) -> None:
+    """A secret is the same credential in the header or the body (issue 13: the MCP SDKs pick
+    the method themselves); a wrong secret is refused either way."""
     client = tessera_server.create_client(dpop_bound_access_tokens=True)  # client_secret_basic
-    err = run_cc(openid_client_peer, tessera_server, client, "--auth=client_secret_post",
+    out = run_cc(openid_client_peer, tessera_server, client, "--auth=client_secret_post")
+    assert_dpop_flow(out, tessera_server, client)
+    wrong = {**client, "client_secret": "not-the-secret"}
+    err = run_cc(openid_client_peer, tessera_server, wrong, "--auth=client_secret_post",
                  expect_ok=False)
     assert err["oauth_error"] == "invalid_client"
     assert err["status"] == 401

@@ -182,6 +182,34 @@ async def test_resources_answer_4xx_to_any_token(http, site, data, path, scheme)
     assert_not_5xx(await http.get(site.issuer + path, headers=headers))
 
 
+@PROPERTY
+@given(data=st.data(), scheme=st.sampled_from(["Bearer", "DPoP"]))
+async def test_resource_toolkit_answers_4xx_to_any_token(http, site, data, scheme):
+    """The resource-server toolkit (broker.resource_server) in front of an app: any signed
+    token, valid or mutated, is a 2xx or a 4xx, never an exception."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from broker.resource_server import RemoteJWKS, ResourceConfig, TokenVerifier
+    from broker.resource_server.asgi import TesseraAuthMiddleware
+
+    async def ok(_request: Any) -> JSONResponse:
+        return JSONResponse({})
+
+    verifier = TokenVerifier(ResourceConfig(f"{site.issuer}/demo", site.issuer),
+                             RemoteJWKS(f"{site.issuer}/jwks", http), None)
+    app = TesseraAuthMiddleware(Starlette(routes=[Route("/demo", ok)]), verifier)
+    token = data.draw(signed_jwt(_at_header(site), site.at_claims(), site.sign))
+    headers = {"Authorization": f"{scheme} {token}"}
+    if scheme == "DPoP":
+        headers["DPoP"] = make_proof(new_key(), htm="GET", htu="http://rs.test/demo",
+                                     access_token=token)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://rs.test") as rs:
+        assert_not_5xx(await rs.get("/demo", headers=headers))
+
+
 # -- introspection ---------------------------------------------------------------------------------
 
 @PROPERTY

@@ -27,7 +27,14 @@ from broker.admin.models.api_keys import ApiKeyCreate
 from broker.admin.services import api_keys as api_keys_service
 from broker.runtime import Broker
 from tenants import users
-from tenants.models import AuditEvent, Client, ReplayRecord, RevokedToken, SigningKey
+from tenants.models import (
+    AuditEvent,
+    Client,
+    ReplayRecord,
+    ResourceServerRow,
+    RevokedToken,
+    SigningKey,
+)
 from tenants.scope import tenant_scope
 from tests import admin_ops as ops
 from tests.conftest import ADMIN_TOKEN, BASE_URL, new_client, new_tenant
@@ -36,7 +43,7 @@ from tests.dpop_client import make_proof, new_key
 
 CC = {"grant_type": "client_credentials"}
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ROW_TABLES = (Client, SigningKey, ReplayRecord, RevokedToken)
+ROW_TABLES = (Client, SigningKey, ReplayRecord, RevokedToken, ResourceServerRow)
 
 
 # -- the two tenants --------------------------------------------------------------------
@@ -506,6 +513,7 @@ ADMIN_BODIES: dict[str, dict[str, Any]] = {
     "ManagedConnectionPatch": {"max_lifetime": 60}, "UpstreamPatch": {"display_name": "x"},
     "MetadataRefresh": {}, "ApiKeyRotation": {"overlap_seconds": 0},
     "LegacyAppPatch": {"name": "hijack"}, "KeyCompromise": {"reason": "isolation walk"},
+    "ResourcePatch": {"access_token_lifetime": 60},
 }
 
 
@@ -536,6 +544,8 @@ async def a_objects(broker: Broker, w: World) -> AdminObjects:
     entity = "https://sp.a.example/metadata"
     await ops.create_legacy_app(broker, w.a, {"entity_id": entity,
                                               "acs_urls": ["https://sp.a.example/acs"]})
+    await ops.create_resource(broker, w.a, name="walked-rs", identifier="https://rs.a.example/mcp",
+                              scopes={"mcp:read": "read"})
     r = await api_keys_service.create_api_key(broker, w.a, ApiKeyCreate(
         client_id=agent.client_id, name="walked key"))
     async with tenant_scope(broker.sessions, w.a) as scope:
@@ -544,7 +554,8 @@ async def a_objects(broker: Broker, w: World) -> AdminObjects:
     kid = next(k.kid for k in await broker.keys.keys(w.a) if k.state == "active")
     return AdminObjects({"client_id": agent.client_id, "link": link["id"],
                          "audience": audience, "upstream": "corp-a", "key_id": r.key_id,
-                         "entity_id": entity, "sub": user.id, "kid": kid})
+                         "entity_id": entity, "sub": user.id, "kid": kid,
+                         "resource": "walked-rs"})
 
 
 def _object_routes() -> list[Any]:

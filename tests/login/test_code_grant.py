@@ -212,3 +212,25 @@ async def test_code_is_tenant_bound(login: Login, app: TestClient,
     # untouched at its own tenant
     r = await redeem(browser, app, req, code)
     assert r.status_code == 200, r.text
+
+
+async def test_resource_server_as_the_resource(login: Login, app: TestClient,
+                                               browser: httpx.AsyncClient) -> None:
+    """An MCP client's code flow names the MCP server (a registered resource server, not one
+    of the client's audiences) as ``resource`` (RFC 8707): its tokens are for it; a resource
+    server that does not let the client in is ``invalid_target``."""
+    from tests import admin_ops as ops
+
+    mcp, closed = "https://mcp.login.example/mcp", "https://closed.login.example/mcp"
+    await ops.create_resource(login.broker, login.tenant, name="mcp-open", identifier=mcp,
+                              scopes={"read": ""})
+    other = await new_client(login.broker, login.tenant, name="someone else")
+    await ops.create_resource(login.broker, login.tenant, name="mcp-closed", identifier=closed,
+                              allowed_clients=[other.client_id])
+    req = request_for(app, scope="openid read", extra={"resource": mcp})
+    r = await redeem(browser, app, req, await code_for(login, req, browser))
+    assert r.status_code == 200, r.text
+    assert jwt_parts(r.json()["access_token"])[1]["aud"] == mcp
+    refused = request_for(app, scope="openid read", extra={"resource": closed})
+    location = (await browser.get(refused.url())).headers.get("location", "")
+    assert "error=invalid_target" in location, location

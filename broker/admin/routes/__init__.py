@@ -10,15 +10,18 @@ from pydantic import StringConstraints
 
 from broker.admin.models.common import Audience, ClientId, PartnerId, TenantName, UpstreamName
 from broker.admin.models.legacy_apps import EntityId
+from broker.admin.models.resources import ResourceName
 from broker.admin.route import PREFIX, AdminRoute, Call
 from broker.admin.routes.login import LOGIN
 from broker.admin.routes.registry import REGISTRY
+from broker.admin.routes.resources import RESOURCES
 from broker.admin.routes.runtime import RUNTIME
 from broker.admin.routes.tenants import CLIENTS, TENANTS
 
 __all__ = ["PATH_PARAMETERS", "PREFIX", "ROUTES", "AdminRoute", "Call"]
 
-ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *LOGIN, *RUNTIME)
+ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *LOGIN, *RUNTIME,
+                                   *RESOURCES)
 
 # what each path parameter is (for the OpenAPI document)
 PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -36,4 +39,5 @@ PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
     "entity_id": (EntityId, "the app's SAML entity ID (percent-encoded)"),
     "kid": (Annotated[str, StringConstraints(min_length=1, max_length=64)],
             "a signing key's kid"),
+    "resource": (ResourceName, "a resource server's name"),
 }

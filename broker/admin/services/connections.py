@@ -19,7 +19,7 @@ from broker.admin.models.connections import (
 from broker.admin.services.common import existing_tenant
 from broker.runtime import Broker
 from tenants import audit
-from tenants.models import Client, ManagedConnectionRow
+from tenants.models import Client, ManagedConnectionRow, Tenant
 from tenants.scope import TenantScope, scoped, tenant_scope
 
 SETTINGS = ("rules", "default_rule", "resources", "remote_client_id", "max_lifetime",
@@ -62,6 +62,7 @@ async def put_managed_connection(broker: Broker, tenant: str,
                                                  audience=body.audience, created_at=now,
                                                  remote_client_id=""))
         _apply(row, body.model_dump(include=set(SETTINGS)))
+        await _check_resources(broker, row)
         await scope.session.flush()
         await _audit(scope, row, "managed_connection.set", "changed", now)
         return connection_out(row)
@@ -101,9 +102,35 @@ async def update_managed_connection(broker: Broker, tenant: str, client_id: str,
         if row is None:
             raise _missing()
         _apply(row, body.model_dump(include=body.model_fields_set))
+        await _check_resources(broker, row)
         await scope.session.flush()
         await _audit(scope, row, "managed_connection.set", "changed", now)
         return connection_out(row)
+
+
+async def _check_resources(broker: Broker, row: ManagedConnectionRow) -> None:
+    """When the audience is a tenant of this deployment, every resource the connection names
+    must be a resource server registered there (or, as before resource servers, one of the
+    audiences of the remote client there): a typo is a 400 now, not an ID-JAG refused later."""
+    prefix = broker.issuer("")
+    if not row.audience.startswith(prefix) or not row.resources:
+        return
+    peer = row.audience.removeprefix(prefix)
+    async with broker.sessions() as session:
+        if "/" in peer or await session.get(Tenant, peer) is None:
+            return
+        remote = await scoped(session, peer).get(Client, row.remote_client_id)
+    audiences = set(remote.audiences or []) if remote is not None else set()
+    for resource in row.resources:
+        if resource in audiences:
+            continue
+        rs = await broker.resource_server(peer, identifier=resource)
+        if rs is None:
+            raise InvalidField("resources", f"{resource} is not a resource server of tenant "
+                                            f"{peer!r}")
+        if not rs.allows_client(row.remote_client_id):
+            raise InvalidField("resources", f"resource server {rs.name!r} of tenant {peer!r} "
+                                            f"does not let client {row.remote_client_id!r} in")
 
 
 async def delete_managed_connection(broker: Broker, tenant: str, client_id: str,
