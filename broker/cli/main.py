@@ -27,6 +27,7 @@ from broker.cli.commands import (
     deployment,
     legacy_apps,
     registry,
+    roles,
     runtime,
     tenants,
     upstreams,
@@ -57,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     deployment.add_parser(sub)
     for area in (tenants, clients, upstreams, registry, api_keys, legacy_apps, runtime,
-                 anomaly):
+                 anomaly, roles):
         area.add_parser(sub)
     return p
 

@@ -19,12 +19,11 @@ from urllib.parse import quote
 import httpx
 
 from adapters.errors import OAuthError
-from broker.admin import dispatch
+from broker.admin import dispatch, roles
 from broker.admin.route import PREFIX
 from broker.cli.exits import DENIED, UNAVAILABLE, CliError, for_status
 from broker.config import Settings, StartupError
 
-ACTOR = "cli"  # audit events of the local command line name it
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
@@ -61,7 +60,7 @@ class Local:
                    body: Any = None, query: Mapping[str, str] | None = None) -> Any:
         try:
             return await dispatch.run(self.broker, operation_id, params or {}, body=body,
-                                      query=query, actor=ACTOR)
+                                      query=query, principal=roles.CLI)
         except OAuthError as exc:
             raise CliError(exc.description or exc.error, for_status(exc.status)) from None
 

@@ -13,12 +13,13 @@ from broker.admin.models.legacy_apps import EntityId
 from broker.admin.route import PREFIX, AdminRoute, Call
 from broker.admin.routes.login import LOGIN
 from broker.admin.routes.registry import REGISTRY
+from broker.admin.routes.roles import ROLES
 from broker.admin.routes.runtime import RUNTIME
 from broker.admin.routes.tenants import CLIENTS, TENANTS
 
 __all__ = ["PATH_PARAMETERS", "PREFIX", "ROUTES", "AdminRoute", "Call"]
 
-ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *LOGIN, *RUNTIME)
+ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *LOGIN, *RUNTIME, *ROLES)
 
 # what each path parameter is (for the OpenAPI document)
 PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
