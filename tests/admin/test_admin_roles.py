@@ -22,7 +22,7 @@ from tests.conftest import new_client, new_tenant
 
 VALUES = {"client_id": "no-such-client", "partner": "no-such-partner", "link": "no-such-link",
           "audience": "https://nowhere.example/api", "upstream": "nosuch",
-          "key_id": "nosuch", "sub": "nosuch", "entity_id": "https://nowhere.example/sp"}
+          "key_id": "nosuch", "sub": "nosuch", "approval": "nosuch", "entity_id": "https://nowhere.example/sp"}
 IDS = [r.operation_id for r in ROUTES]
 
 

@@ -11,6 +11,7 @@ from pydantic import StringConstraints
 from broker.admin.models.common import Audience, ClientId, PartnerId, TenantName, UpstreamName
 from broker.admin.models.legacy_apps import EntityId
 from broker.admin.route import PREFIX, AdminRoute, Call
+from broker.admin.routes.approvals import APPROVALS
 from broker.admin.routes.login import LOGIN
 from broker.admin.routes.registry import REGISTRY
 from broker.admin.routes.roles import ROLES
@@ -19,7 +20,8 @@ from broker.admin.routes.tenants import CLIENTS, TENANTS
 
 __all__ = ["PATH_PARAMETERS", "PREFIX", "ROUTES", "AdminRoute", "Call"]
 
-ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *LOGIN, *RUNTIME, *ROLES)
+ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *LOGIN, *RUNTIME, *ROLES,
+                                   *APPROVALS)
 
 # what each path parameter is (for the OpenAPI document)
 PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -35,4 +37,6 @@ PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
     "sub": (Annotated[str, StringConstraints(min_length=1, max_length=64)],
             "a user's sub at this tenant"),
     "entity_id": (EntityId, "the app's SAML entity ID (percent-encoded)"),
+    "approval": (Annotated[str, StringConstraints(min_length=1, max_length=100)],
+                 "a pending request's id"),
 }
