@@ -138,6 +138,13 @@ async def revoke_api_key(broker: Broker, admin: Admin, _f: Form, p: dict[str, st
     await run(broker, admin, "revoke_api_key", key_id=p["key_id"])
 
 
+async def partner_status(broker: Broker, admin: Admin, _f: Form, p: dict[str, str]) -> None:
+    verb = p["verb"]
+    if verb not in ("activate", "suspend", "revoke"):
+        raise InvalidRequest(f"no partner action {verb!r}")
+    await run(broker, admin, f"{verb}_partner", partner=p["partner"])
+
+
 # (page, path under the page) -> action; the page is where the answer is shown
 ACTIONS: dict[tuple[str, str], Action] = {
     ("upstreams", "add-oidc"): add_oidc,
@@ -153,4 +160,5 @@ ACTIONS: dict[tuple[str, str], Action] = {
     ("roles", "assign"): assign_role,
     ("roles", "remove"): remove_role,
     ("api-keys", "{key_id}/revoke"): revoke_api_key,
+    ("partners", "{partner}/{verb}"): partner_status,
 }

@@ -23,7 +23,7 @@ from adapters.errors import OAuthError
 from broker import pages
 from broker.console import render, session
 from broker.console.actions import ACTIONS, Action
-from broker.console.views import SECTIONS, run
+from broker.console.views import REGISTRY_SECTIONS, SECTIONS, run
 from broker.forms import read_form
 from broker.runtime import Broker, TenantView
 
@@ -42,8 +42,9 @@ async def section_page(broker: Broker, admin: session.Admin, section: str, *,
     except OAuthError as exc:
         return render.page("console_refused.html", status=exc.status, tenant=admin.tenant,
                            message=exc.description or exc.error)
+    offered = {k: v for k, v in SECTIONS.items() if admin.uses(k, REGISTRY_SECTIONS)}
     return render.page(f"{section or 'overview'}.html", status=status, admin=admin,
-                       sections=SECTIONS, section=section, title=title,
+                       sections=offered, section=section, title=title,
                        base=session.home(admin.tenant), **context, **extra)
 
 

@@ -39,6 +39,20 @@ class Admin:
         return roles.TENANT_ADMIN in self.principal.roles
 
     @property
+    def tenant_roles(self) -> frozenset[str]:
+        return self.principal.roles & roles.TENANT_ROLES
+
+    @property
+    def registry_admin(self) -> bool:
+        return roles.REGISTRY_ADMIN in self.principal.roles
+
+    def uses(self, section: str, registry_sections: frozenset[str]) -> bool:
+        """Whether the navigation offers ``section`` (the operations decide anyway)."""
+        if section == "partners":
+            return self.registry_admin
+        return bool(self.tenant_roles) or section in registry_sections
+
+    @property
     def name(self) -> str:
         return self.user.email or self.user.name or self.user.id
 
@@ -64,7 +78,7 @@ async def signed_in(request: Request, broker: Broker, tenant: TenantView
     async with tenant_scope(broker.sessions, tenant.id) as scope:
         held = await role_assignments.roles_of(scope, "user", user.id, user.groups or [])
     principal = roles.user(tenant.id, user.id, held)
-    if not held & roles.TENANT_ROLES:
+    if not held & roles.ROLES:
         return render.page("console_refused.html", status=403, tenant=tenant,
                            message="You are signed in, but you hold no administrative role "
                            "at this organisation. Ask one of its administrators.")

@@ -16,12 +16,17 @@ AUDIT_PAGE = 200  # events shown at once (newest first)
 
 async def run(broker: Broker, admin: Admin, operation: str, body: Any = None,
               query: Mapping[str, str] | None = None, **params: str) -> Any:
-    """One admin operation as this administrator (role and tenant checked as over HTTP)."""
-    return await dispatch.run(broker, operation, {"tenant": admin.tenant.id, **params},
-                              body=body, query=query, principal=admin.principal)
+    """One admin operation as this administrator (role and tenant checked as over HTTP); a
+    route of a tenant is run at the administrator's own tenant."""
+    if "{tenant}" in dispatch.route_named(operation).path:
+        params = {"tenant": admin.tenant.id, **params}
+    return await dispatch.run(broker, operation, params, body=body, query=query,
+                              principal=admin.principal)
 
 
 async def overview(broker: Broker, admin: Admin, _q: Mapping[str, str]) -> dict[str, Any]:
+    if not admin.tenant_roles:  # a registry administrator only
+        return {"tenant_row": None, "pending": 0}
     return {"tenant_row": await run(broker, admin, "get_tenant"),
             "pending": len(await run(broker, admin, "list_pending_approvals"))}
 
@@ -82,6 +87,10 @@ async def api_keys(broker: Broker, admin: Admin, _q: Mapping[str, str]) -> dict[
     return {"items": await run(broker, admin, "list_api_keys", query={})}
 
 
+async def partners(broker: Broker, admin: Admin, _q: Mapping[str, str]) -> dict[str, Any]:
+    return {"items": await run(broker, admin, "list_partners")}
+
+
 # path segment -> (title, loader); the order is the navigation's
 SECTIONS: dict[str, tuple[str, Loader]] = {
     "": ("Overview", overview),
@@ -95,4 +104,6 @@ SECTIONS: dict[str, tuple[str, Loader]] = {
     "keys": ("Signing keys", keys),
     "audit": ("Audit", audit),
     "roles": ("Administrators", roles),
+    "partners": ("Registry partners", partners),
 }
+REGISTRY_SECTIONS = frozenset({"", "partners"})  # what a registry administrator uses
