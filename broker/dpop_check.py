@@ -26,7 +26,8 @@ def public_url(broker: Broker, request: Request) -> str:
     """The URL the client addressed, as the public base URL names it (the proof's htu): the
     path as sent (percent-encoded, e.g. an admin path holding an audience), not decoded."""
     raw = request.scope.get("raw_path")
-    path = raw.decode("latin-1") if isinstance(raw, bytes) and raw else request.url.path
+    path = (raw.split(b"?")[0].decode("latin-1") if isinstance(raw, bytes) and raw
+            else request.url.path)
     return broker.settings.base_url.rstrip("/") + path
 
 
