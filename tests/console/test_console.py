@@ -93,7 +93,10 @@ async def test_a_user_without_a_role_is_refused(broker: Broker,
 @pytest.mark.parametrize("page", ["", "/upstreams", "/clients", "/connections", "/approvals",
                                   "/trust-links", "/legacy-apps", "/api-keys", "/keys",
                                   "/audit", "/audit?verify=1", "/roles"])
-async def test_every_page_renders_with_a_strict_csp(admin: Browser, page: str) -> None:
+async def test_every_page_renders_with_a_strict_csp(admin: Browser, auditor: Browser,
+                                                    page: str) -> None:
+    r = await auditor.http.get(auditor.base + page)
+    assert r.status_code == 200 and 'method="post"' not in r.text, r.text
     r = await admin.http.get(admin.base + page)
     assert r.status_code == 200, r.text
     csp = r.headers["content-security-policy"]
@@ -288,3 +291,17 @@ async def test_keys_roles_and_audit(broker: Broker, admin: Browser) -> None:
     assert "role.assigned" in r.text and f"user:{admin.tenant}/{admin.sub}" in r.text
     r = await admin.http.get(admin.base + "/audit?verify=1")
     assert "Audit chain intact" in r.text
+
+
+async def test_test_login_goes_through_the_upstream_and_back(
+        broker: Broker, admin: Browser, auditor: Browser) -> None:
+    xml = metadata(new_key(), "https://idp.test.example/saml")
+    r = await admin.submit("/upstreams/add-saml", "/upstreams", name="tested", metadata_xml=xml)
+    assert r.status_code == 303
+    assert f'href="{admin.base}/upstreams/tested/test"' in (
+        await admin.http.get(admin.base + "/upstreams")).text
+    r = await admin.http.get(admin.base + "/upstreams/tested/test")
+    assert r.status_code == 303
+    assert r.headers["location"].startswith(f"{BASE_URL}/t/{admin.tenant}/login/tested?flow=")
+    assert (await admin.http.get(admin.base + "/upstreams/nosuch/test")).status_code == 404
+    assert (await auditor.http.get(auditor.base + "/upstreams/tested/test")).status_code == 403

@@ -105,6 +105,7 @@ async def test_the_registry_view_is_the_registry_admins(broker: Broker,
         "jwks_uri": f"https://{partner}.example/jwks"})
     assert r.status_code == 201, r.text
     rita = people["registry"]
+    assert "its partners" in (await rita.http.get(rita.base)).text
     page = await rita.http.get(rita.base + "/partners")
     assert page.status_code == 200 and "Partner Co" in page.text
     assert "Clients and agents" not in page.text  # no tenant role: no tenant pages offered
