@@ -145,6 +145,63 @@ async def partner_status(broker: Broker, admin: Admin, _f: Form, p: dict[str, st
     await run(broker, admin, f"{verb}_partner", partner=p["partner"])
 
 
+async def add_trust_link(broker: Broker, admin: Admin, form: Form, _p: dict[str, str]) -> None:
+    peer = form.require("peer")
+    kind, _, name = peer.partition(":")
+    if kind not in ("partner", "tenant") or not name:
+        raise InvalidRequest("peer: partner:<id> or tenant:<name>")
+    directions = [d for d in ("accept", "send") if form.get(d) == "on"]
+    ceiling = words(form.get("scope_ceiling"))
+    await run(broker, admin, "add_trust_link", body={
+        kind: name, "directions": directions, "scope_ceiling": ceiling or None})
+
+
+async def trust_link_status(broker: Broker, admin: Admin, _f: Form, p: dict[str, str]) -> None:
+    verb = p["verb"]
+    if verb not in ("suspend", "resume", "revoke"):
+        raise InvalidRequest(f"no trust link action {verb!r}")
+    await run(broker, admin, f"{verb}_trust_link", link=p["link"])
+
+
+async def add_legacy_app(broker: Broker, admin: Admin, form: Form, _p: dict[str, str]) -> None:
+    body: dict[str, Any] = {}
+    if form.get("metadata"):
+        body["metadata"] = form.get("metadata")
+    if form.get("entity_id"):
+        body["entity_id"] = form.get("entity_id")
+    if form.get("acs_url"):
+        body["acs_urls"] = [form.get("acs_url")]
+    if form.get("name"):
+        body["name"] = form.get("name")
+    await run(broker, admin, "create_legacy_app", body=body)
+
+
+async def legacy_app_status(broker: Broker, admin: Admin, form: Form,
+                            p: dict[str, str]) -> None:
+    verb = p["verb"]
+    entity_id = form.require("entity_id")
+    if verb == "delete":
+        await run(broker, admin, "delete_legacy_app", entity_id=entity_id)
+    elif verb in ("disable", "enable"):
+        await run(broker, admin, f"{verb}_legacy_app", body={"entity_id": entity_id})
+    else:
+        raise InvalidRequest(f"no legacy app action {verb!r}")
+
+
+async def create_api_key(broker: Broker, admin: Admin, form: Form,
+                         _p: dict[str, str]) -> dict[str, Any]:
+    made = await run(broker, admin, "create_api_key", body={
+        "client_id": form.require("client_id"), "name": form.require("name"),
+        "scopes": words(form.get("scopes"))})
+    return {"secret": made["api_key"], "secret_of": made["redacted"]}
+
+
+async def rotate_api_key(broker: Broker, admin: Admin, _f: Form,
+                         p: dict[str, str]) -> dict[str, Any]:
+    made = await run(broker, admin, "rotate_api_key", body={}, key_id=p["key_id"])
+    return {"secret": made["api_key"], "secret_of": made["redacted"]}
+
+
 # (page, path under the page) -> action; the page is where the answer is shown
 ACTIONS: dict[tuple[str, str], Action] = {
     ("upstreams", "add-oidc"): add_oidc,
@@ -159,6 +216,12 @@ ACTIONS: dict[tuple[str, str], Action] = {
     ("keys", "rotate"): rotate_keys,
     ("roles", "assign"): assign_role,
     ("roles", "remove"): remove_role,
+    ("trust-links", "add"): add_trust_link,
+    ("trust-links", "{link}/{verb}"): trust_link_status,
+    ("legacy-apps", "add"): add_legacy_app,
+    ("legacy-apps", "{verb}"): legacy_app_status,
+    ("api-keys", "create"): create_api_key,
+    ("api-keys", "{key_id}/rotate"): rotate_api_key,
     ("api-keys", "{key_id}/revoke"): revoke_api_key,
     ("partners", "{partner}/{verb}"): partner_status,
 }

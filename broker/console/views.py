@@ -84,7 +84,9 @@ async def legacy_apps(broker: Broker, admin: Admin, _q: Mapping[str, str]) -> di
 
 
 async def api_keys(broker: Broker, admin: Admin, _q: Mapping[str, str]) -> dict[str, Any]:
-    return {"items": await run(broker, admin, "list_api_keys", query={})}
+    return {"items": await run(broker, admin, "list_api_keys", query={}),
+            "clients": [c for c in await run(broker, admin, "list_clients")
+                        if c["status"] == "active"]}
 
 
 async def partners(broker: Broker, admin: Admin, _q: Mapping[str, str]) -> dict[str, Any]:

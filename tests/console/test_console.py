@@ -305,3 +305,42 @@ async def test_test_login_goes_through_the_upstream_and_back(
     assert r.headers["location"].startswith(f"{BASE_URL}/t/{admin.tenant}/login/tested?flow=")
     assert (await admin.http.get(admin.base + "/upstreams/nosuch/test")).status_code == 404
     assert (await auditor.http.get(auditor.base + "/upstreams/tested/test")).status_code == 403
+
+
+async def test_trust_links_legacy_apps_and_api_keys(broker: Broker, admin: Browser) -> None:
+    peer = await new_tenant(broker)
+    r = await admin.submit("/trust-links/add", "/trust-links", peer=f"tenant:{peer}",
+                           accept="on", scope_ceiling="read")
+    assert r.status_code == 303, r.text
+    page = (await admin.http.get(admin.base + "/trust-links")).text
+    assert peer in page and "status-active" in page
+    link = page.split(f"{admin.base}/trust-links/")[1].split("/")[0]
+    assert (await admin.submit(f"/trust-links/{link}/suspend", "/trust-links")).status_code == 303
+    assert "status-suspended" in (await admin.http.get(admin.base + "/trust-links")).text
+    r = await admin.submit("/trust-links/add", "/trust-links", peer="nobody")
+    assert r.status_code == 400
+
+    r = await admin.submit("/legacy-apps/add", "/legacy-apps", entity_id="https://sp.example/x",
+                           acs_url="https://sp.example/acs", name="Payroll")
+    assert r.status_code == 303, r.text
+    assert "Payroll" in (await admin.http.get(admin.base + "/legacy-apps")).text
+    r = await admin.submit("/legacy-apps/disable", "/legacy-apps",
+                           entity_id="https://sp.example/x")
+    assert r.status_code == 303
+    assert "status-disabled" in (await admin.http.get(admin.base + "/legacy-apps")).text
+    r = await admin.submit("/legacy-apps/add", "/legacy-apps", name="no entity")
+    assert r.status_code == 400
+
+    c = await new_client(broker, admin.tenant, name="key holder")
+    r = await admin.submit("/api-keys/create", "/api-keys", client_id=c.client_id,
+                           name="ci key")
+    assert r.status_code == 200 and 'id="secret"' in r.text
+    key = r.text.split('id="secret">')[1].split("<")[0]
+    assert key.startswith(f"tsk_{admin.tenant}_")
+    page = (await admin.http.get(admin.base + "/api-keys")).text
+    assert key not in page and "ci key" in page
+    key_id = key.split("_")[2]
+    r = await admin.submit(f"/api-keys/{key_id}/rotate", "/api-keys")
+    assert r.status_code == 200 and 'id="secret"' in r.text
+    assert (await admin.submit(f"/api-keys/{key_id}/revoke", "/api-keys")).status_code == 303
+    assert "status-revoked" in (await admin.http.get(admin.base + "/api-keys")).text

@@ -27,7 +27,7 @@ FIELDS = ("name", "client_id", "audience", "remote_client_id", "scope_0", "rule_
           "subject", "role", "discovery_url", "metadata_url", "metadata_xml", "reason",
           "default_rule", "approver", "owner", "purpose", "scopes", "audiences", "domains")
 PARAMS = {"name": "nosuch", "verb": "disable", "client_id": "nosuch", "id": "nosuch",
-          "key_id": "nosuch", "partner": "nosuch"}
+          "key_id": "nosuch", "partner": "nosuch", "link": "nosuch"}
 
 
 def _path(section: str, template: str) -> str:
