@@ -7,14 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
-from adapters.errors import InvalidRequest
+from starlette.responses import RedirectResponse, Response
+
+from adapters.errors import AccessDenied, InvalidRequest, NotFound
+from broker import login_flow
 from broker.console.session import Admin
 from broker.console.views import run
 from broker.forms import Form
 from broker.runtime import Broker
 
-Action = Callable[[Broker, Admin, Form, dict[str, str]], Awaitable[dict[str, Any] | None]]
+Action = Callable[[Broker, Admin, Form, dict[str, str]],
+                  Awaitable[dict[str, Any] | Response | None]]
 DISCOVERY = "/.well-known/openid-configuration"
 MAX_RULE_ROWS = 50
 
@@ -51,6 +56,22 @@ async def add_saml(broker: Broker, admin: Admin, form: Form, _p: dict[str, str])
         "name": form.require("name"), "kind": "saml",
         "display_name": form.get("display_name"), "domains": words(form.get("domains")),
         "saml": saml})
+
+
+async def test_login(broker: Broker, admin: Admin, _f: Form, p: dict[str, str]) -> Response:
+    """A login through one upstream that comes back to the upstreams page ("test login"):
+    a tenant administrator's, like any change (it replaces this browser's session)."""
+    if not admin.can_write:
+        raise AccessDenied("only a tenant administrator tests a login")
+    name = p["name"]
+    if name not in {u["name"] for u in await run(broker, admin, "list_upstreams")
+                    if u["status"] == "active"}:
+        raise NotFound(f"no active upstream {name[:64]!r}")
+    tenant = admin.tenant
+    start = f"{tenant.issuer}/login/{quote(name, safe='')}?flow="
+    return await login_flow.park_return(
+        broker, tenant, f"/t/{tenant.id}/console/upstreams?notice=tested",
+        lambda h: RedirectResponse(start + h, status_code=303))
 
 
 async def upstream_status(broker: Broker, admin: Admin, _f: Form, p: dict[str, str]) -> None:
@@ -206,6 +227,7 @@ async def rotate_api_key(broker: Broker, admin: Admin, _f: Form,
 ACTIONS: dict[tuple[str, str], Action] = {
     ("upstreams", "add-oidc"): add_oidc,
     ("upstreams", "add-saml"): add_saml,
+    ("upstreams", "{name}/test"): test_login,
     ("upstreams", "{name}/{verb}"): upstream_status,
     ("clients", "create"): create_client,
     ("clients", "{client_id}/rotate"): rotate_client,

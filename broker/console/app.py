@@ -5,7 +5,6 @@ export, and the two static files.
     GET  /t/{tenant}/console[/{section}]          a page (no session: log in, then back)
     POST /t/{tenant}/console/{section}/{...}      a form (see ``broker.console.actions``)
     GET  /t/{tenant}/console/audit/export         the audit chain, JSON lines
-    GET  /t/{tenant}/console/upstreams/{name}/test  a login through that upstream, back here
     GET  /console/static/{console.css|console.js}
 """
 
@@ -15,14 +14,13 @@ import json
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from adapters.errors import OAuthError
-from broker import login_flow, pages
+from broker import pages
 from broker.console import render, session
 from broker.console.actions import ACTIONS, Action
 from broker.console.views import REGISTRY_SECTIONS, SECTIONS, run
@@ -79,6 +77,8 @@ def _form(section: str, action: Action) -> Callable[[Request], Awaitable[Respons
         except OAuthError as exc:
             return await section_page(broker, found, section, status=exc.status,
                                       error=exc.description or exc.error, notice=None)
+        if isinstance(shown, Response):  # somewhere else (a test login at an upstream)
+            return shown
         if shown is not None:  # a secret: shown in this answer only
             return await section_page(broker, found, section, notice=None, error=None,
                                       **shown)
@@ -100,27 +100,6 @@ async def export_audit(request: Request, broker: Broker, tenant: TenantView) -> 
         "Content-Disposition": f'attachment; filename="audit-{tenant.id}.jsonl"'})
 
 
-@pages.tenant_page
-async def test_login(request: Request, broker: Broker, tenant: TenantView) -> Response:
-    """A login through one upstream that comes back to the upstreams page: the "test login"
-    button (a tenant administrator's, as any change would be)."""
-    found = await session.signed_in(request, broker, tenant)
-    if isinstance(found, Response):
-        return found
-    if not found.can_write:
-        return render.page("console_refused.html", status=403, tenant=tenant,
-                           message="Only a tenant administrator tests a login.")
-    name = request.path_params["name"]
-    upstreams = {u["name"] for u in await run(broker, found, "list_upstreams")}
-    if name not in upstreams:
-        return await section_page(broker, found, "upstreams", status=404, notice=None,
-                                  error=f"no upstream {name[:64]!r}")
-    start = f"{tenant.issuer}/login/{quote(name, safe='')}?flow="
-    return await login_flow.park_return(
-        broker, tenant, f"{session.home(tenant)}/upstreams?notice=tested",
-        lambda h: RedirectResponse(start + h, status_code=303))
-
-
 async def static(request: Request) -> Response:
     name = request.path_params["name"]
     if name not in STATIC:
@@ -132,8 +111,7 @@ async def static(request: Request) -> Response:
 
 def routes() -> list[Route]:
     out = [Route("/console/static/{name}", static, methods=["GET"]),
-           Route(CONSOLE + "/audit/export", export_audit, methods=["GET"]),
-           Route(CONSOLE + "/upstreams/{name}/test", test_login, methods=["GET"])]
+           Route(CONSOLE + "/audit/export", export_audit, methods=["GET"])]
     for section in SECTIONS:
         out.append(Route(CONSOLE + (f"/{section}" if section else ""), _page(section),
                          methods=["GET"]))

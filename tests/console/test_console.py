@@ -298,13 +298,20 @@ async def test_test_login_goes_through_the_upstream_and_back(
     xml = metadata(new_key(), "https://idp.test.example/saml")
     r = await admin.submit("/upstreams/add-saml", "/upstreams", name="tested", metadata_xml=xml)
     assert r.status_code == 303
-    assert f'href="{admin.base}/upstreams/tested/test"' in (
+    assert f'action="{admin.base}/upstreams/tested/test"' in (
         await admin.http.get(admin.base + "/upstreams")).text
-    r = await admin.http.get(admin.base + "/upstreams/tested/test")
+    r = await admin.submit("/upstreams/tested/test", "/upstreams")
     assert r.status_code == 303
     assert r.headers["location"].startswith(f"{BASE_URL}/t/{admin.tenant}/login/tested?flow=")
-    assert (await admin.http.get(admin.base + "/upstreams/nosuch/test")).status_code == 404
-    assert (await auditor.http.get(auditor.base + "/upstreams/tested/test")).status_code == 403
+    assert "tessera_flow" in r.headers["set-cookie"]
+    # a GET (a link from anywhere) starts nothing; a form without the token neither
+    assert (await admin.http.get(admin.base + "/upstreams/tested/test")).status_code == 405
+    r = await admin.http.post(admin.base + "/upstreams/tested/test", data={"csrf": "0" * 64})
+    assert r.status_code == 400
+    assert (await admin.submit("/upstreams/nosuch/test", "/upstreams")).status_code == 404
+    r = await auditor.http.post(auditor.base + "/upstreams/tested/test",
+                                data={"csrf": auditor.valid_csrf()})
+    assert r.status_code == 403
 
 
 async def test_trust_links_legacy_apps_and_api_keys(broker: Broker, admin: Browser) -> None:
