@@ -86,7 +86,7 @@ async def run(broker: Broker, operation_id: str, params: Mapping[str, str], *,
     roles.authorize(principal, route.roles, params)  # before the body is even looked at
     request = Call(broker, dict(params),
                    body_model(route, body if body is not None else {}, broker),
-                   query_model(route, query or {}, broker), principal)
+                   query_model(route, query or {}, broker), principal=principal)
     result = await call(route, request)
     adapter = response_adapter(route.response)
     return adapter.dump_python(adapter.validate_python(result), mode="json", by_alias=True)

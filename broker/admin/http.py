@@ -87,7 +87,8 @@ def endpoint(route: AdminRoute) -> Callable[[Request], Awaitable[Response]]:
             params = dict(request.path_params)
             roles.authorize(principal, route.roles, params)
             call = Call(broker, params, await _body(request, route, broker),
-                        dispatch.query_model(route, request.query_params, broker), principal)
+                        dispatch.query_model(route, request.query_params, broker),
+                        principal=principal)
             result = await dispatch.call(route, call)
         except OAuthError as exc:
             return error_response(exc)

@@ -8,13 +8,13 @@ Paths use Starlette's syntax; ``{name:uri}`` takes a non-empty value that may ho
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
 from broker.admin.models.common import Empty
-from broker.admin.roles import OPERATOR, ROLES, AdminPrincipal
+from broker.admin.roles import ROLES, AdminPrincipal
 from broker.runtime import Broker
 
 PREFIX = "/admin/v1"
@@ -28,7 +28,8 @@ class Call:
     params: Mapping[str, str]
     body: Any = None  # the request model, validated
     query: Any = None  # the query model, validated
-    principal: AdminPrincipal = OPERATOR  # who calls (``broker.admin.roles``)
+    # who calls (``broker.admin.roles``): always named, never a default super-admin
+    principal: AdminPrincipal = field(kw_only=True)
 
     def __getitem__(self, name: str) -> str:
         return self.params[name]
