@@ -166,8 +166,14 @@ def test_console_end_to_end(tessera_server: TesseraServer, world: dict[str, Any]
         page.get_by_label("Rule 2", exact=True).select_option("approve")
         page.get_by_role("button", name="Save connection").click()
         _done(page)
-        table = page.locator("table.connection").inner_text()
-        assert "invoices.read" in table and "approve" in table
+        assert page.get_by_label("Rule for invoices.read").input_value() == "grant"
+        assert page.get_by_label("Rule for invoices.pay").input_value() == "approve"
+        # the per-scope table is itself the form: deny paying, keep reading
+        page.get_by_label("Rule for invoices.pay").select_option("deny")
+        page.get_by_role("button", name="Save rules").click()
+        _done(page)
+        assert page.get_by_label("Rule for invoices.pay").input_value() == "deny"
+        assert page.get_by_label("Rule for invoices.read").input_value() == "grant"
         _shot(page, tmp_path, "connections")
 
         # a pending request (CIBA) for ada, from the agent just created

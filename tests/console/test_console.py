@@ -237,7 +237,17 @@ async def test_managed_connection_per_scope_table(broker: Broker, admin: Browser
     page = (await admin.http.get(admin.base + "/connections")).text
     for scope, rule in (("mail.read", "grant"), ("mail.send", "approve"),
                         ("mail.delete", "deny")):
-        assert f"<td>{scope}</td><td class=\"rule-{rule}\">{rule}</td>" in page
+        assert f'<td>{scope}</td><td class="rule-{rule}">' in page
+    # the table is the form: change one rule, add a scope
+    r = await admin.submit("/connections/put", "/connections", client_id=c.client_id,
+                           audience="https://mail.example", remote_client_id="mail-123",
+                           scope_0="mail.delete", rule_0="deny", scope_1="mail.read",
+                           rule_1="grant", scope_2="mail.send", rule_2="deny",
+                           scope_3="mail.archive", rule_3="grant", default_rule="deny")
+    assert r.status_code == 303, r.text
+    page = (await admin.http.get(admin.base + "/connections")).text
+    assert '<td>mail.send</td><td class="rule-deny">' in page
+    assert '<td>mail.archive</td><td class="rule-grant">' in page
     r = await admin.submit("/connections/put", "/connections", client_id=c.client_id,
                            audience="https://mail.example", remote_client_id="m",
                            scope_0="mail.read", rule_0="sometimes")
