@@ -6,6 +6,7 @@ DPoP-bound, presented with its proof: tessera's own token endpoint and resource 
                             signature, expired, revoked, not for ``{issuer}/admin``, not
                             DPoP-bound) — one answer, no hint which
     401 invalid_dpop_proof  the token is fine but its proof is missing or wrong
+    401 use_dpop_nonce      the tenant requires a server nonce: retry with ``DPoP-Nonce``
     403 access_denied       a valid admin client that holds no administrative role
 """
 
@@ -16,9 +17,17 @@ import hmac
 from starlette.requests import Request
 
 from adapters import jose
-from adapters.errors import AccessDenied, InvalidDPoPProof, InvalidToken, NotFound, OAuthError
+from adapters.errors import (
+    AccessDenied,
+    InvalidDPoPProof,
+    InvalidToken,
+    NotFound,
+    OAuthError,
+    UseDPoPNonce,
+)
 from broker import bearer
 from broker.admin import roles
+from broker.dpop_check import nonce_headers
 from broker.errors import challenge
 from broker.runtime import Broker
 from tenants import role_assignments
@@ -29,6 +38,13 @@ ADMIN_AUDIENCE = "/admin"  # appended to the tenant's issuer
 
 class ProofRefused(InvalidDPoPProof):
     """A protected resource answers a bad proof with 401 (RFC 9449 §7.1)."""
+
+    status = 401
+
+
+class NonceRequired(UseDPoPNonce):
+    """The tenant wants a server nonce in the proof: 401 with a fresh ``DPoP-Nonce``
+    (RFC 9449 §9); the client retries with it."""
 
     status = 401
 
@@ -74,8 +90,15 @@ async def caller(request: Request, broker: Broker) -> roles.AdminPrincipal:
     try:
         claims, scheme = await bearer.authenticate(broker, tenant, request)
     except InvalidDPoPProof as exc:
-        raise ProofRefused(exc.description, headers={"WWW-Authenticate": challenge(
-            "DPoP", {"realm": "tessera-admin", "error": "invalid_dpop_proof"})}) from None
+        raise ProofRefused(exc.description, headers={
+            "WWW-Authenticate": challenge("DPoP", {"realm": "tessera-admin",
+                                                   "error": "invalid_dpop_proof"}),
+            **nonce_headers(broker, tenant)}) from None
+    except UseDPoPNonce as exc:
+        raise NonceRequired(exc.description, headers={
+            "WWW-Authenticate": challenge("DPoP", {"realm": "tessera-admin",
+                                                   "error": "use_dpop_nonce"}),
+            **nonce_headers(broker, tenant, exc)}) from None
     except (OAuthError, bearer.Unauthenticated) as exc:
         raise refused(getattr(exc, "description", None) or "invalid token") from None
     audience = claims.get("aud")

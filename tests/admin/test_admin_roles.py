@@ -18,7 +18,8 @@ from broker.runtime import Broker
 from tenants.models import AuditEvent
 from tests.admin.admin_helpers import ADMIN
 from tests.admin.role_clients import AdminClient, admin_client, assign, path_of
-from tests.conftest import new_client, new_tenant
+from tests.conftest import BASE_URL, new_client, new_tenant
+from tests.dpop_client import make_proof, new_key
 
 VALUES = {"client_id": "no-such-client", "partner": "no-such-partner", "link": "no-such-link",
           "audience": "https://nowhere.example/api", "upstream": "nosuch",
@@ -203,3 +204,30 @@ async def test_assigning_to_someone_missing_is_a_404_and_writes_nothing(
                         json={"kind": "robot", "subject": "x", "role": "tenant_admin"})
     assert r.status_code == 400
     assert await _audit_count(broker) == before
+
+
+async def test_an_admin_client_at_a_tenant_requiring_dpop_nonces(
+        broker: Broker, http: httpx.AsyncClient) -> None:
+    t = await new_tenant(broker, dpop_nonce_required=True)
+    issuer = broker.issuer(t)
+    c = await new_client(broker, t, audiences=[f"{issuer}/admin"],
+                         dpop_bound_access_tokens=True)
+    await assign(broker, t, "client", c.client_id, roles.TENANT_ADMIN)
+    key = new_key()
+    url = f"{issuer}/token"
+    form = {"grant_type": "client_credentials", "resource": f"{issuer}/admin"}
+    r = await http.post(url, data=form, auth=c.basic,
+                        headers={"DPoP": make_proof(key, htm="POST", htu=url)})
+    nonce = r.headers["dpop-nonce"]
+    r = await http.post(url, data=form, auth=c.basic,
+                        headers={"DPoP": make_proof(key, htm="POST", htu=url, nonce=nonce)})
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    path = f"{PREFIX}/tenants/{t}/clients"
+    r = await http.get(path, headers={"Authorization": f"DPoP {token}", "DPoP": make_proof(
+        key, htm="GET", htu=BASE_URL + path, access_token=token)})
+    assert r.status_code == 401 and r.json()["error"] == "use_dpop_nonce"
+    nonce = r.headers["dpop-nonce"]
+    r = await http.get(path, headers={"Authorization": f"DPoP {token}", "DPoP": make_proof(
+        key, htm="GET", htu=BASE_URL + path, access_token=token, nonce=nonce)})
+    assert r.status_code == 200, r.text
