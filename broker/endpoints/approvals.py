@@ -192,8 +192,9 @@ async def api(request: Request) -> Response:
             raise InvalidRequest(f"body must be a JSON object: {exc}") from None
         if body.get("decision") not in DECISIONS or not isinstance(body.get("id"), str):
             raise InvalidRequest('give {"id": ..., "decision": "approve" | "deny"}')
-        result = await decide(broker, tenant, body["id"], DECISIONS[body["decision"]], user,
-                              "admin_api" if admin else "api")
+        with audit.acting_as("operator" if admin else f"user:{tenant.id}/{user.id}"):
+            result = await decide(broker, tenant, body["id"], DECISIONS[body["decision"]],
+                                  user, "admin_api" if admin else "api")
         return JSONResponse(result, headers=NO_STORE)
     except OAuthError as exc:
         return error_response(exc)
