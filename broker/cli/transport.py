@@ -21,6 +21,7 @@ import httpx
 from adapters.errors import OAuthError
 from broker.admin import dispatch, roles
 from broker.admin.route import PREFIX
+from broker.cli import admin_client
 from broker.cli.exits import DENIED, UNAVAILABLE, CliError, for_status
 from broker.config import Settings, StartupError
 
@@ -121,13 +122,21 @@ async def run_job(job: Job, url: str | None) -> Any:
 
 
 async def _remote(job: Job, url: str) -> Any:
-    try:
-        token = Settings.load().admin_token_value()
-    except StartupError:
-        raise CliError(f"{url} needs the admin token: set TESSERA_ADMIN_TOKEN or "
-                       "TESSERA_ADMIN_TOKEN_FILE", DENIED) from None
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30.0) as client:
+    """As the operator (the admin token), or as a tenant's admin client where
+    ``TESSERA_ADMIN_CLIENT`` names one (``broker.cli.admin_client``)."""
+    auth = admin_client.from_environment(url, dict(os.environ))
+    headers = {"Accept": "application/json"}
+    if auth is None:
+        try:
+            token = Settings.load().admin_token_value()
+        except StartupError:
+            raise CliError(f"{url} needs the admin token (TESSERA_ADMIN_TOKEN or "
+                           "TESSERA_ADMIN_TOKEN_FILE) or an admin client "
+                           "(TESSERA_ADMIN_CLIENT and TESSERA_ADMIN_CLIENT_SECRET)",
+                           DENIED) from None
+        headers["Authorization"] = f"Bearer {token}"
+    async with httpx.AsyncClient(base_url=url, headers=headers, auth=auth,
+                                 timeout=30.0) as client:
         return await job.run(Remote(url, client))
 
 
