@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from broker import metrics
+from broker import console, metrics
 from broker.admin import http as admin
 from broker.client_cert import ClientCertMiddleware
 from broker.endpoints import (
@@ -102,6 +102,7 @@ def create_app(broker: Broker, *, background: bool = True, migrate: bool = True)
         Route("/registry/list", federation.listing, methods=["GET"]),
         *revocation_feed.routes(),
         *admin.routes(),
+        *console.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: http_error})

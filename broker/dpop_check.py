@@ -23,8 +23,12 @@ class CheckedProof:
 
 
 def public_url(broker: Broker, request: Request) -> str:
-    """The URL the client addressed, as the public base URL names it (the proof's htu)."""
-    return broker.settings.base_url.rstrip("/") + request.url.path
+    """The URL the client addressed, as the public base URL names it (the proof's htu): the
+    path as sent (percent-encoded, e.g. an admin path holding an audience), not decoded."""
+    raw = request.scope.get("raw_path")
+    path = (raw.split(b"?")[0].decode("latin-1") if isinstance(raw, bytes) and raw
+            else request.url.path)
+    return broker.settings.base_url.rstrip("/") + path
 
 
 def check_proof(

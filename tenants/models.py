@@ -434,3 +434,17 @@ class ResourceServerRow(TenantOwned, Base):
     require_dpop: Mapped[bool] = mapped_column(Boolean, default=False)
     require_mtls: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class RoleAssignment(TenantOwned, Base):
+    """An administrative role of the tenant given to a principal of the tenant: a ``user``
+    (by the ``sub`` tessera issues), every user of an upstream ``group``, or a ``client``
+    (an admin client using client credentials + DPoP)."""
+
+    __tablename__ = "role_assignments"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # user | group | client
+    subject: Mapped[str] = mapped_column(String(256), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(400), default="")

@@ -1,7 +1,9 @@
-"""One admin operation run in process: the request and query models validated as the HTTP edge
-validates them (a ``400`` naming the field, nothing written), the handler run as an actor, and
-the answer as the JSON the edge would send. ``broker.admin.http`` and the command line's local
-transport (``broker.cli.transport``) both go through here: one validation path.
+"""One admin operation run in process: the caller's role checked (``broker.admin.roles``),
+the request and query models validated as the HTTP edge validates them (a ``400`` naming the
+field, nothing written), the handler run as the caller (audit ``actor``), and the answer
+as the JSON the edge would send. ``broker.admin.http`` and the command line's local transport
+(``broker.cli.transport``) and the console (``broker.console``) all go through here: one
+validation path, one role check.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from adapters.errors import NotFound
+from broker.admin import roles
 from broker.admin.errors import validation_error
 from broker.admin.routes import ROUTES, AdminRoute, Call
 from broker.runtime import Broker
@@ -66,15 +69,24 @@ def route_named(operation_id: str) -> AdminRoute:
         raise NotFound(f"no admin operation {operation_id!r}") from None
 
 
+async def call(route: AdminRoute, call: Call) -> Any:
+    """``route``'s handler for ``call`` once its principal may (``roles.authorize``: a
+    refusal before anything runs), with audit events naming the principal."""
+    roles.authorize(call.principal, route.roles, call.params)
+    with acting_as(call.principal.actor):
+        return await route.handler(call)
+
+
 async def run(broker: Broker, operation_id: str, params: Mapping[str, str], *,
               body: Any = None, query: Mapping[str, str] | None = None,
-              actor: str) -> Any:
-    """The operation's answer as plain JSON values (what ``GET``/``POST`` over HTTP returns)."""
+              principal: roles.AdminPrincipal) -> Any:
+    """The operation's answer as plain JSON values (what ``GET``/``POST`` over HTTP returns),
+    run as ``principal`` (the command line: ``roles.CLI``; the console: the signed-in user)."""
     route = route_named(operation_id)
-    call = Call(broker, dict(params),
-                body_model(route, body if body is not None else {}, broker),
-                query_model(route, query or {}, broker))
-    with acting_as(actor):
-        result = await route.handler(call)
+    roles.authorize(principal, route.roles, params)  # before the body is even looked at
+    request = Call(broker, dict(params),
+                   body_model(route, body if body is not None else {}, broker),
+                   query_model(route, query or {}, broker), principal=principal)
+    result = await call(route, request)
     adapter = response_adapter(route.response)
     return adapter.dump_python(adapter.validate_python(result), mode="json", by_alias=True)

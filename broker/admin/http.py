@@ -1,13 +1,17 @@
-"""The admin API's HTTP edge: the super-admin bearer token, the body read with a size limit
-by the one bounded JSON reader (``adapters.json_reader``: size, depth, finite numbers, unique
-members, strict UTF-8) and validated by the route's model (a ``400`` naming the field, nothing
-written), the handler run as actor ``operator``, and the answer serialised through the route's
-response model.
+"""The admin API's HTTP edge: the caller (``broker.admin.callers``: the operator's bearer or
+a tenant's admin client), its role and tenant checked against the route's ``roles``
+(``broker.admin.roles``) before the body is read, the body read with a size limit by the one
+bounded JSON reader (``adapters.json_reader``: size, depth, finite numbers, unique members,
+strict UTF-8) and validated by the route's model (a ``400`` naming the field, nothing
+written), the handler run as the caller (audit ``actor``), and the answer serialised through
+the route's response model.
 
-    401 invalid_token      no or wrong admin bearer (WWW-Authenticate: Bearer)
+    401 invalid_token      no or wrong credential (WWW-Authenticate: Bearer, DPoP)
+    403 access_denied      the caller's role does not allow the route
     400 invalid_request    body or query refused: ``field`` (and ``errors``) name what; a body
                            over ``max_body_bytes`` or not one JSON object
-    404 not_found          the object is not there (or is another tenant's)
+    404 not_found          the object is not there (or is another tenant's: a tenant-bound
+                           caller gets 404 for every path of another tenant)
 """
 
 from __future__ import annotations
@@ -21,16 +25,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from adapters import json_reader
-from adapters.errors import InvalidRequest, InvalidToken, OAuthError
-from broker.admin import dispatch, openapi
+from adapters.errors import InvalidRequest, OAuthError
+from broker.admin import callers, dispatch, openapi, roles
 from broker.admin.routes import PREFIX, ROUTES, AdminRoute, Call
-from broker.config import StartupError
-from broker.errors import NO_STORE, challenge, error_response
+from broker.errors import NO_STORE, error_response
 from broker.runtime import Broker
-from tenants import admin_credentials
-from tenants.audit import acting_as
-
-ACTOR = "operator"  # the super-admin bearer (role-scoped principals name themselves)
 
 
 class UriConvertor(Convertor[str]):
@@ -46,22 +45,6 @@ class UriConvertor(Convertor[str]):
 
 
 register_url_convertor("uri", UriConvertor())
-
-
-async def authorize(request: Request, broker: Broker) -> None:
-    """The admin bearer: the configured token, or after a rotation the stored one (and the
-    previous one during its overlap), read on every request (``tenants.admin_credentials``)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    try:
-        configured = broker.settings.admin_token_value()
-    except StartupError:
-        configured = ""
-    if scheme.lower() != "bearer" or not token.strip() or not await admin_credentials.accepts(
-            broker.sessions, configured, token.strip(), broker.clock.now()):
-        raise InvalidToken("admin bearer token required",
-                           headers={"WWW-Authenticate": challenge(
-                               "Bearer", {"realm": "tessera-admin", "error": "invalid_token"})})
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:
@@ -100,11 +83,13 @@ def endpoint(route: AdminRoute) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         broker: Broker = request.app.state.broker
         try:
-            await authorize(request, broker)
-            call = Call(broker, dict(request.path_params), await _body(request, route, broker),
-                        dispatch.query_model(route, request.query_params, broker))
-            with acting_as(ACTOR):
-                result = await route.handler(call)
+            principal = await callers.caller(request, broker)
+            params = dict(request.path_params)
+            roles.authorize(principal, route.roles, params)
+            call = Call(broker, params, await _body(request, route, broker),
+                        dispatch.query_model(route, request.query_params, broker),
+                        principal=principal)
+            result = await dispatch.call(route, call)
         except OAuthError as exc:
             return error_response(exc)
         content = adapter.dump_json(adapter.validate_python(result), by_alias=True)

@@ -60,9 +60,11 @@ def _operation(route: AdminRoute, schemas: dict[Any, Any]) -> dict[str, Any]:
             str(route.status): {"description": route.summary, "content": {"application/json": {
                 "schema": schemas[(("response", route.operation_id), "serialization")]}}},
             "400": _error("refused: the field and why"),
-            "401": _error("no or wrong admin bearer token"),
-            "404": _error("no such object (in this tenant)"),
+            "401": _error("no or wrong credential"),
+            "403": _error("the caller's role does not allow this operation"),
+            "404": _error("no such object (in this tenant; any path of another tenant)"),
         },
+        "x-tessera-roles": ["operator", *sorted(route.roles)],
     }
     if route.conflict:
         op["responses"]["409"] = _error("conflict: not possible now (try again later)")
@@ -137,11 +139,17 @@ def document(base_url: str) -> dict[str, Any]:
                  "apps, API keys and runtime control of a tessera broker. Every body is "
                  "validated against its schema; unknown fields are refused."},
         "servers": [{"url": base_url.rstrip("/") or "/"}],
-        "security": [{"adminBearer": []}],
+        "security": [{"adminBearer": []}, {"adminClient": []}],
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {"adminBearer": {
             "type": "http", "scheme": "bearer",
-            "description": "the admin token (tessera admin-token)"}}},
+            "description": "the admin token (tessera admin-token): the operator"},
+            "adminClient": {
+                "type": "http", "scheme": "DPoP",
+                "description": "an access token of an admin client of a tenant (client "
+                "credentials at the tenant's token endpoint, resource {issuer}/admin, "
+                "DPoP-bound) with its DPoP proof; its roles come from role assignments "
+                "(x-tessera-roles lists who may call each operation)"}}},
     }
     _no_null_defaults(doc)
     return doc

@@ -8,12 +8,13 @@ Paths use Starlette's syntax; ``{name:uri}`` takes a non-empty value that may ho
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
 from broker.admin.models.common import Empty
+from broker.admin.roles import ROLES, AdminPrincipal
 from broker.runtime import Broker
 
 PREFIX = "/admin/v1"
@@ -27,6 +28,8 @@ class Call:
     params: Mapping[str, str]
     body: Any = None  # the request model, validated
     query: Any = None  # the query model, validated
+    # who calls (``broker.admin.roles``): always named, never a default super-admin
+    principal: AdminPrincipal = field(kw_only=True)
 
     def __getitem__(self, name: str) -> str:
         return self.params[name]
@@ -43,6 +46,7 @@ class AdminRoute:
     handler: Handler
     summary: str
     tag: str
+    roles: frozenset[str]  # who besides the operator may call it (``broker.admin.roles``)
     request: type[BaseModel] | None = None  # every POST, PUT and PATCH has one (``Empty``)
     response: Any = None
     status: int = 200
@@ -53,22 +57,25 @@ class AdminRoute:
 
 
 def route(method: str, path: str, summary: str, tag: str, handler: Handler, *, name: str,
-          request: type[BaseModel] | None = None, response: Any = None, status: int = 200,
-          query: type[BaseModel] | None = None,
+          roles: frozenset[str], request: type[BaseModel] | None = None,
+          response: Any = None, status: int = 200, query: type[BaseModel] | None = None,
           creates: tuple[tuple[str, str], ...] = (), conflict: bool = False) -> AdminRoute:
-    """A row of the table; ``name`` is its OpenAPI operationId."""
+    """A row of the table; ``name`` is its OpenAPI operationId, ``roles`` (required) who
+    besides the operator may call it (``broker.admin.roles``)."""
     if request is None and method in ("POST", "PUT", "PATCH"):
         request = Empty
-    return AdminRoute(method, path, name, handler, summary, tag, request, response, status,
-                      query, creates, conflict)
+    if not roles <= ROLES:
+        raise ValueError(f"{name}: unknown roles {sorted(roles - ROLES)}")
+    return AdminRoute(method, path, name, handler, summary, tag, frozenset(roles), request,
+                      response, status, query, creates, conflict)
 
 
 def status_route(method: str, path: str, summary: str, tag: str, fn: Any, status: str,
-                 *keys: str, response: Any, name: str) -> AdminRoute:
+                 *keys: str, response: Any, name: str, roles: frozenset[str]) -> AdminRoute:
     """A row that sets a status: ``fn(broker, <path parameters keys>..., status)``."""
     return route(method, path, summary, tag,
                  lambda c: fn(c.broker, *[c[k] for k in keys], status), response=response,
-                 name=name)
+                 name=name, roles=roles)
 
 
 T = "/tenants/{tenant}"

@@ -30,6 +30,7 @@ from broker.cli.commands import (
     master_key,
     registry,
     resources,
+    roles,
     runtime,
     tenants,
     upstreams,
@@ -63,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
     deployment.add_parser(sub)
     master_key.add_parser(sub)
     for area in (tenants, keys, clients, upstreams, registry, api_keys, legacy_apps, runtime,
-                 anomaly, resources):
+                 anomaly, resources, roles):
         area.add_parser(sub)
     return p
 

@@ -19,12 +19,12 @@ from urllib.parse import quote
 import httpx
 
 from adapters.errors import OAuthError
-from broker.admin import dispatch
+from broker.admin import dispatch, roles
 from broker.admin.route import PREFIX
+from broker.cli import admin_client
 from broker.cli.exits import DENIED, UNAVAILABLE, CliError, for_status
 from broker.config import Settings, StartupError
 
-ACTOR = "cli"  # audit events of the local command line name it
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
@@ -61,7 +61,7 @@ class Local:
                    body: Any = None, query: Mapping[str, str] | None = None) -> Any:
         try:
             return await dispatch.run(self.broker, operation_id, params or {}, body=body,
-                                      query=query, actor=ACTOR)
+                                      query=query, principal=roles.CLI)
         except OAuthError as exc:
             raise CliError(exc.description or exc.error, for_status(exc.status)) from None
 
@@ -122,13 +122,21 @@ async def run_job(job: Job, url: str | None) -> Any:
 
 
 async def _remote(job: Job, url: str) -> Any:
-    try:
-        token = Settings.load().admin_token_value()
-    except StartupError:
-        raise CliError(f"{url} needs the admin token: set TESSERA_ADMIN_TOKEN or "
-                       "TESSERA_ADMIN_TOKEN_FILE", DENIED) from None
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30.0) as client:
+    """As the operator (the admin token), or as a tenant's admin client where
+    ``TESSERA_ADMIN_CLIENT`` names one (``broker.cli.admin_client``)."""
+    auth = admin_client.from_environment(url, dict(os.environ))
+    headers = {"Accept": "application/json"}
+    if auth is None:
+        try:
+            token = Settings.load().admin_token_value()
+        except StartupError:
+            raise CliError(f"{url} needs the admin token (TESSERA_ADMIN_TOKEN or "
+                           "TESSERA_ADMIN_TOKEN_FILE) or an admin client "
+                           "(TESSERA_ADMIN_CLIENT and TESSERA_ADMIN_CLIENT_SECRET)",
+                           DENIED) from None
+        headers["Authorization"] = f"Bearer {token}"
+    async with httpx.AsyncClient(base_url=url, headers=headers, auth=auth,
+                                 timeout=30.0) as client:
         return await job.run(Remote(url, client))
 
 

@@ -108,7 +108,7 @@ async def decide(broker: Broker, tenant: TenantView, handle: str, approve: bool,
         if user is not None and not ciba.may_decide(row, user):
             raise AccessDenied("this request is not addressed to you")
         seen = shown(row, types)
-        by = user.id if user is not None else "admin"
+        by = user.id if user is not None else (audit.current_actor() or "admin")[:64]
         if not await ciba.decide(scope, row, approve=approve, by=by, now=now):
             raise NotFound("no such pending request")
         await audit.record(scope.session, tenant.id, [audit.Event(
@@ -179,7 +179,7 @@ async def api(request: Request) -> Response:
                 raise InvalidToken("log in at the approvals page, or use an admin bearer")
             user = found[1]
         if request.method == "GET":
-            return JSONResponse({"pending": await _all(broker, tenant) if admin
+            return JSONResponse({"pending": await every_pending(broker, tenant) if admin
                                  else await _pending(broker, tenant, user)}, headers=NO_STORE)
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise InvalidRequest("send application/json")
@@ -192,14 +192,15 @@ async def api(request: Request) -> Response:
             raise InvalidRequest(f"body must be a JSON object: {exc}") from None
         if body.get("decision") not in DECISIONS or not isinstance(body.get("id"), str):
             raise InvalidRequest('give {"id": ..., "decision": "approve" | "deny"}')
-        result = await decide(broker, tenant, body["id"], DECISIONS[body["decision"]], user,
-                              "admin_api" if admin else "api")
+        with audit.acting_as("operator" if admin else f"user:{tenant.id}/{user.id}"):
+            result = await decide(broker, tenant, body["id"], DECISIONS[body["decision"]],
+                                  user, "admin_api" if admin else "api")
         return JSONResponse(result, headers=NO_STORE)
     except OAuthError as exc:
         return error_response(exc)
 
 
-async def _all(broker: Broker, tenant: TenantView) -> list[dict[str, Any]]:
+async def every_pending(broker: Broker, tenant: TenantView) -> list[dict[str, Any]]:
     """Every pending request of the tenant (the administrator's view)."""
     now = broker.clock.now()
     types = await broker.detail_types(tenant.id)

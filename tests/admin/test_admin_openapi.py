@@ -66,7 +66,9 @@ async def test_every_route_is_an_operation_with_its_models(http: httpx.AsyncClie
         assert names <= set(PATH_PARAMETERS)
     assert len(seen) == len(ROUTES)  # operation ids are unique
     assert sum(len(ops) for ops in doc["paths"].values()) == len(ROUTES)
-    assert doc["security"] == [{"adminBearer": []}]
+    assert doc["security"] == [{"adminBearer": []}, {"adminClient": []}]
+    assert all(op["x-tessera-roles"][0] == "operator" and "403" in op["responses"]
+               for item in doc["paths"].values() for op in item.values())
     assert doc["components"]["securitySchemes"]["adminBearer"] == {
         "type": "http", "scheme": "bearer",
         "description": doc["components"]["securitySchemes"]["adminBearer"]["description"]}

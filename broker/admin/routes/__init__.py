@@ -12,16 +12,18 @@ from broker.admin.models.common import Audience, ClientId, PartnerId, TenantName
 from broker.admin.models.legacy_apps import EntityId
 from broker.admin.models.resources import ResourceName
 from broker.admin.route import PREFIX, AdminRoute, Call
+from broker.admin.routes.approvals import APPROVALS
 from broker.admin.routes.login import LOGIN
 from broker.admin.routes.registry import REGISTRY
 from broker.admin.routes.resources import RESOURCES
+from broker.admin.routes.roles import ROLES
 from broker.admin.routes.runtime import RUNTIME
 from broker.admin.routes.tenants import CLIENTS, TENANTS
 
 __all__ = ["PATH_PARAMETERS", "PREFIX", "ROUTES", "AdminRoute", "Call"]
 
 ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *LOGIN, *RUNTIME,
-                                   *RESOURCES)
+                                   *RESOURCES, *ROLES, *APPROVALS)
 
 # what each path parameter is (for the OpenAPI document)
 PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -40,4 +42,6 @@ PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
     "kid": (Annotated[str, StringConstraints(min_length=1, max_length=64)],
             "a signing key's kid"),
     "resource": (ResourceName, "a resource server's name"),
+    "approval": (Annotated[str, StringConstraints(min_length=1, max_length=100)],
+                 "a pending request's id"),
 }

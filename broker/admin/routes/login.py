@@ -17,6 +17,7 @@ from broker.admin.models.upstreams import (
     UpstreamOut,
     UpstreamPatch,
 )
+from broker.admin.roles import READ, WRITE
 from broker.admin.route import AdminRoute, T, U, route, status_route
 from broker.admin.services import (
     agents,
@@ -27,47 +28,48 @@ from broker.admin.services import (
 LOGIN: tuple[AdminRoute, ...] = (
     route("GET", T + "/upstreams", "List upstream IdPs", "upstreams",
           lambda c: upstreams.list_upstreams(c.broker, c["tenant"]), response=list[UpstreamOut],
-          name="list_upstreams"),
+          roles=READ, name="list_upstreams"),
     route("POST", T + "/upstreams", "Add an upstream IdP (OIDC or SAML)", "upstreams",
           lambda c: upstreams.create_upstream(c.broker, c["tenant"], c.body),
           request=UpstreamCreate, response=UpstreamOut, status=201,
-          creates=(("upstream", "name"),), name="create_upstream"),
+          creates=(("upstream", "name"),), roles=WRITE, name="create_upstream"),
     route("GET", U, "Read an upstream IdP", "upstreams",
           lambda c: upstreams.get_upstream(c.broker, c["tenant"], c["upstream"]),
-          response=UpstreamOut, name="get_upstream"),
+          response=UpstreamOut, roles=READ, name="get_upstream"),
     route("PATCH", U, "Change an upstream IdP (display name, domains, mapping, settings, "
           "secret)", "upstreams",
           lambda c: upstreams.update_upstream(c.broker, c["tenant"], c["upstream"], c.body),
-          request=UpstreamPatch, response=UpstreamOut, name="update_upstream"),
+          request=UpstreamPatch, response=UpstreamOut, roles=WRITE, name="update_upstream"),
     route("DELETE", U, "Delete an upstream IdP (tombstone: its users unlinked, sessions ended)",
           "upstreams", lambda c: upstreams.delete_upstream(c.broker, c["tenant"], c["upstream"]),
-          response=UpstreamOut, name="delete_upstream"),
+          response=UpstreamOut, roles=WRITE, name="delete_upstream"),
     route("POST", U + "/refresh-metadata", "Refresh a SAML IdP's metadata (XML, URL, or the "
           "stored URL)", "upstreams",
           lambda c: upstreams.refresh_metadata(c.broker, c["tenant"], c["upstream"], c.body),
-          request=MetadataRefresh, response=UpstreamOut, name="refresh_upstream_metadata"),
+          request=MetadataRefresh, response=UpstreamOut,
+          roles=WRITE, name="refresh_upstream_metadata"),
     *(status_route("POST", f"{U}/{verb}", f"{verb.capitalize()} an upstream IdP", "upstreams",
                    upstreams.set_upstream_status, status, "tenant", "upstream",
-                   response=UpstreamOut, name=f"{verb}_upstream")
+                   response=UpstreamOut, roles=WRITE, name=f"{verb}_upstream")
       for verb, status in (("disable", "disabled"), ("enable", "active"))),
     route("GET", T + "/authorization-details-types", "List RAR authorization_details types",
           "authorization details", lambda c: keys_audit.list_detail_types(c.broker, c["tenant"]),
-          response=list[DetailTypeOut], name="list_detail_types"),
+          response=list[DetailTypeOut], roles=READ, name="list_detail_types"),
     route("POST", T + "/authorization-details-types", "Register a RAR type and its JSON Schema "
           "(replaces one of the same type)", "authorization details",
           lambda c: keys_audit.register_detail_type(c.broker, c["tenant"], c.body),
           request=DetailTypePut, response=DetailTypeOut, status=201,
-          name="register_detail_type"),
+          roles=WRITE, name="register_detail_type"),
     route("PUT", T + "/authorization-details-types", "Register or replace a RAR type and its "
           "JSON Schema", "authorization details",
           lambda c: keys_audit.register_detail_type(c.broker, c["tenant"], c.body),
-          request=DetailTypePut, response=DetailTypeOut, name="put_detail_type"),
+          request=DetailTypePut, response=DetailTypeOut, roles=WRITE, name="put_detail_type"),
     route("GET", T + "/users", "List users (created by logins)", "users",
           lambda c: agents.list_users(c.broker, c["tenant"]), response=list[UserOut],
-          name="list_users"),
+          roles=READ, name="list_users"),
     *(route("POST", f"{T}/users/{{sub}}/{verb}", f"{verb.capitalize()} a user", "users",
             lambda c, status=status: agents.set_user_status(
                 c.broker, c["tenant"], c["sub"], status, c.body.reason),
-            request=ReasonBody, response=UserStatusOut, name=f"{verb}_user")
+            request=ReasonBody, response=UserStatusOut, roles=WRITE, name=f"{verb}_user")
       for verb, status in (("disable", "disabled"), ("enable", "active"))),
 )
