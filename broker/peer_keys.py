@@ -18,6 +18,14 @@ class PeerKeyUnavailable(Exception):
     """The peer's keys could not be had (the message says why)."""
 
 
+def _inline(jwks: dict[str, object], kid: object) -> Key | None:
+    keys = [k for k in jwks.get("keys", []) if isinstance(k, dict)]  # type: ignore[attr-defined]
+    for jwk in keys:
+        if kid is None or jwk.get("kid") == kid:
+            return jose.import_public_jwk(jwk)
+    return None
+
+
 async def peer_key(broker: Broker, peer: Peer, header: dict[str, Any]) -> Key | None:
     kid, alg = header.get("kid"), str(header.get("alg"))
     if peer.peer_tenant is not None:
@@ -25,11 +33,14 @@ async def peer_key(broker: Broker, peer: Peer, header: dict[str, Any]) -> Key | 
             return None
         return await broker.keys.verification_key(peer.peer_tenant, kid)
     if peer.jwks is not None:
-        keys = [k for k in peer.jwks.get("keys", []) if isinstance(k, dict)]  # type: ignore[union-attr]
-        for jwk in keys:
-            if kid is None or jwk.get("kid") == kid:
-                return jose.import_public_jwk(jwk)
-        return None
+        found = _inline(peer.jwks, kid)
+        if found is None and isinstance(kid, str):
+            # a self-registered partner may have published a new key in its Entity
+            # Configuration: re-read it (at most once per interval per partner)
+            partner = await broker.refresher.on_unknown_kid(peer.issuer)
+            if partner is not None and partner.jwks is not None:
+                found = _inline(partner.jwks, kid)
+        return found
     if peer.jwks_uri is None:
         return None
     try:

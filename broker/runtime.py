@@ -24,6 +24,7 @@ from broker.config import Settings
 from broker.policy import ManagedConnection
 from registry import trust
 from registry.remote_keys import FetchPolicy, RemoteKeys
+from registry.self_registration import Refresher
 from registry.trust import Peer
 from tenants import agents, ciba, pending, revocations, token_state
 from tenants.db import create_engine, session_factory
@@ -140,6 +141,7 @@ class Broker:
     remote_keys: RemoteKeys
     oidc: OIDCUpstream
     sealer: Sealer
+    refresher: Refresher  # self-registered partners' keys from their Entity Configurations
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _directory: dict[tuple[str, str | None], tuple[TenantView, ClientView | None]] = field(
         default_factory=dict)
@@ -179,6 +181,8 @@ class Broker:
             oidc=OIDCUpstream(http, remote_keys, clock, url_check=remote_keys.check_target,
                               allow_http_loopback=settings.allow_http_loopback),
             sealer=Sealer(master),
+            refresher=Refresher(sessions, remote_keys, clock,
+                                allow_http_loopback=settings.allow_http_loopback),
         )
 
     def issuer(self, tenant_id: str) -> str:
@@ -306,6 +310,7 @@ class Broker:
                 await pending.purge_expired(self.sessions, self.clock.now())
                 await revocations.purge_expired(self.sessions, self.clock.now())
                 await ciba.expire_all(self.sessions, self.clock.now())
+                await self.refresher.tick()
                 await self.sample_key_ages()
                 self.sample_pools()
             except Exception:  # the schedule must survive a bad tick

@@ -8,6 +8,7 @@ Suspended, revoked or expired subordinates get no statement.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import select
@@ -37,6 +38,34 @@ def entity_configuration(
                 "federation_list_endpoint": f"{registry_id}/list",
                 "organization_name": "tessera trust registry",
             }
+        },
+    }
+
+
+def tenant_keys(tenant_id: str) -> str:
+    """The key service's slot for a tenant's federation keys (distinct from its token keys;
+    system slots start with ``_`` and fit the 64 characters a slot name has)."""
+    return "_fed-" + hashlib.sha256(tenant_id.encode()).hexdigest()[:32]
+
+
+def tenant_entity_configuration(
+    issuer: str, jwks: dict[str, Any], server_metadata: dict[str, Any], now: float, *,
+    authority_hints: list[str], organization_name: str,
+) -> dict[str, Any]:
+    """A tenant's Entity Configuration: its federation keys, its authorization server (and
+    OpenID provider) metadata, so another registry can register it as a partner."""
+    iat = int(now)
+    return {
+        "iss": issuer,
+        "sub": issuer,
+        "iat": iat,
+        "exp": iat + STATEMENT_LIFETIME,
+        "jwks": jwks,
+        "authority_hints": authority_hints,
+        "metadata": {
+            "federation_entity": {"organization_name": organization_name},
+            "oauth_authorization_server": server_metadata,
+            "openid_provider": server_metadata,
         },
     }
 
@@ -73,8 +102,13 @@ async def active_subordinates(
         server: dict[str, Any] = {"issuer": partner.issuer, **(partner.metadata_ or {})}
         if partner.jwks_uri:
             server["jwks_uri"] = partner.jwks_uri
+        statement_jwks = partner.jwks
+        if partner.federation_jwks:  # self-registered: its federation keys, token keys inside
+            statement_jwks = partner.federation_jwks
+            if partner.jwks:
+                server["jwks"] = partner.jwks
         out[partner.issuer] = {"metadata": {"oauth_authorization_server": server},
-                               "jwks": partner.jwks, "expires_at": partner.expires_at}
+                               "jwks": statement_jwks, "expires_at": partner.expires_at}
     for tenant in (await session.execute(select(Tenant).where(Tenant.status == "active"))
                    ).scalars():
         issuer = issuer_of(tenant.id)

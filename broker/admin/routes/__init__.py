@@ -14,11 +14,13 @@ from broker.admin.route import PREFIX, AdminRoute, Call
 from broker.admin.routes.login import LOGIN
 from broker.admin.routes.registry import REGISTRY
 from broker.admin.routes.runtime import RUNTIME
+from broker.admin.routes.self_registration import SELF_REGISTRATION
 from broker.admin.routes.tenants import CLIENTS, TENANTS
 
 __all__ = ["PATH_PARAMETERS", "PREFIX", "ROUTES", "AdminRoute", "Call"]
 
-ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *LOGIN, *RUNTIME)
+ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *SELF_REGISTRATION, *LOGIN,
+                                  *RUNTIME)
 
 # what each path parameter is (for the OpenAPI document)
 PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -34,4 +36,6 @@ PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
     "sub": (Annotated[str, StringConstraints(min_length=1, max_length=64)],
             "a user's sub at this tenant"),
     "entity_id": (EntityId, "the app's SAML entity ID (percent-encoded)"),
+    "invitation": (Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")],
+                   "an invitation's id"),
 }
