@@ -28,6 +28,7 @@ from broker.cli.commands import (
     legacy_apps,
     registry,
     runtime,
+    self_registration,
     tenants,
     upstreams,
 )
@@ -56,8 +57,8 @@ def parser() -> argparse.ArgumentParser:
                    "TESSERA_URL; without either: the local deployment)")
     sub = p.add_subparsers(dest="command", required=True)
     deployment.add_parser(sub)
-    for area in (tenants, clients, upstreams, registry, api_keys, legacy_apps, runtime,
-                 anomaly):
+    for area in (tenants, clients, upstreams, registry, self_registration, api_keys,
+                 legacy_apps, runtime, anomaly):
         area.add_parser(sub)
     return p
 
