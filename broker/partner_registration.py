@@ -3,11 +3,12 @@ API call these): register from an Entity Configuration, with an invitation code 
 registry admin; a partner's own status and refresh, authenticated by a request it signs with
 its registered federation keys.
 
-Order of ``register`` (nothing is written on a refusal): rate limit -> entity id syntax ->
-invitation readable and open for this entity (before any fetch: an anonymous caller cannot make
-tessera fetch anything) -> issuer not registered yet -> fetch and verify the configuration ->
-one transaction: claim the invitation (once) and record the partner ``pending`` with two audit
-events -> notify registry admins (webhook, in the background).
+Order of ``register`` (nothing is written on a refusal): entity id syntax -> invitation
+readable and open for this entity (before any fetch: an anonymous caller cannot make tessera
+fetch anything) -> issuer not registered yet -> rate limit of fetches (counted only for callers
+holding a usable code, so guessing codes cannot lock the door for the others) -> fetch and
+verify the configuration -> one transaction: claim the invitation (once) and record the partner
+``pending`` with two audit events -> notify registry admins (webhook, in the background).
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ class Window:
 
 
 REGISTRATIONS = Window()
-SIGNED_REQUESTS = Window(limit=120)
 
 
 def registry_id(broker: Broker) -> str:
@@ -70,9 +70,6 @@ async def register(broker: Broker, entity_id: str, *, invitation_code: str | Non
                    partner_id: str | None = None, display_name: str | None = None) -> Partner:
     """Register ``entity_id`` pending. Without ``invitation_code`` only a registry admin may
     call this (the admin API); the public endpoint always passes the code it was given."""
-    if invitation_code is not None and not REGISTRATIONS.take(time.monotonic()):
-        raise TooManyRequests("too many registrations; try again in a minute",
-                              headers={"Retry-After": "60"})
     loopback = broker.settings.allow_http_loopback
     try:
         self_registration.check_entity_id(entity_id, allow_http_loopback=loopback)
@@ -84,6 +81,9 @@ async def register(broker: Broker, entity_id: str, *, invitation_code: str | Non
                                         now=broker.clock.now())
             if await partners.by_issuer(session, entity_id) is not None:
                 raise RegistryError("this entity is registered already")
+        if invitation_code is not None and not REGISTRATIONS.take(time.monotonic()):
+            raise TooManyRequests("too many registrations; try again in a minute",
+                                  headers={"Retry-After": "60"})
         statement = await self_registration.fetch_configuration(
             broker.remote_keys, entity_id, now=broker.clock.now(), allow_http_loopback=loopback)
         pid = partner_id or self_registration.new_partner_id()
@@ -106,10 +106,9 @@ async def register(broker: Broker, entity_id: str, *, invitation_code: str | Non
 
 async def authenticate(broker: Broker, request_jwt: str) -> Partner:
     """The self-registered partner that signed ``request_jwt`` (an ``entity-request+jwt``
-    with ``aud`` = the registry) with one of its registered federation keys."""
-    if not SIGNED_REQUESTS.take(time.monotonic()):
-        raise TooManyRequests("too many requests; try again in a minute",
-                              headers={"Retry-After": "60"})
+    with ``aud`` = the registry) with one of its registered federation keys. Replaying one
+    within its lifetime (at most five minutes) shows only the same partner's status again, or
+    asks for a refresh that is rate-limited per partner."""
     refusal = NotAuthenticated("the request is not signed by a registered entity")
     try:
         issuer = jose.unverified_claims(request_jwt).get("iss")

@@ -133,7 +133,6 @@ async def web(broker: Broker) -> AsyncIterator[Web]:
     broker.remote_keys = RemoteKeys(client, broker.clock, FetchPolicy(), resolver=web.resolve)
     broker.refresher = Refresher(broker.sessions, broker.remote_keys, broker.clock)
     partner_registration.REGISTRATIONS._times.clear()
-    partner_registration.SIGNED_REQUESTS._times.clear()
     try:
         yield web
     finally:
@@ -489,3 +488,18 @@ async def test_registry_admins_are_notified(http, broker, web):
                                now=time.time())
     assert code not in hook.content.decode()
     await http.put("/admin/v1/registry/settings", json={"webhook_url": None}, headers=ADMIN)
+
+
+async def test_fetches_are_rate_limited_for_code_holders_only(http, broker, web, monkeypatch):
+    monkeypatch.setattr(partner_registration, "REGISTRATIONS",
+                        partner_registration.Window(limit=1))
+    first, second = web.entity(), web.entity()
+    for _ in range(5):  # guessing codes does not use up the window
+        assert (await register(http, first, "tri_guess")).status_code == 400
+    code1, code2 = (await invite(http))["code"], (await invite(http))["code"]
+    assert (await register(http, first, code1)).status_code == 201
+    before = await table_counts(broker)
+    r = await register(http, second, code2)
+    assert r.status_code == 429 and r.json()["error"] == "temporarily_unavailable", r.text
+    assert r.headers["retry-after"] == "60"
+    assert await table_counts(broker) == before and web.fetched(second) == 0
