@@ -126,14 +126,20 @@ def token_keys(statement: EntityStatement, *, allow_http_loopback: bool) -> Toke
     return TokenKeys(jwks_uri, jwks, metadata)
 
 
+def _printable(value: object, limit: int) -> str:
+    """``value`` if a string, without control characters, at most ``limit`` long."""
+    if not isinstance(value, str):
+        return ""
+    return "".join(c for c in value if c.isprintable())[:limit].strip()
+
+
 def _about(statement: EntityStatement) -> tuple[str, str]:
     """Display name and contact the entity gives for itself (federation_entity metadata)."""
     entity = statement.metadata.get("federation_entity", {})
-    name = entity.get("organization_name")
     contacts = entity.get("contacts")
     contact = contacts[0] if isinstance(contacts, list) and contacts else ""
-    return (name[:200] if isinstance(name, str) and name.strip() else statement.sub[:200],
-            contact[:320] if isinstance(contact, str) else "")
+    return (_printable(entity.get("organization_name"), 200) or statement.sub[:200],
+            _printable(contact, 320))
 
 
 def new_partner_id() -> str:

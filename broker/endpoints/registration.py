@@ -104,8 +104,9 @@ async def register(request: Request) -> Response:
         if not entity_id or not code:
             raise InvalidRequest("entity_id and invitation_code are required")
         name = params.get("display_name")
-        if name is not None and not 0 < len(name.strip()) <= 200:
-            raise InvalidRequest("display_name: 1 to 200 characters")
+        if name is not None and (not 0 < len(name.strip()) <= 200
+                                 or not name.isprintable()):
+            raise InvalidRequest("display_name: 1 to 200 printable characters")
         partner = await partner_registration.register(
             broker, entity_id, invitation_code=code, display_name=name)
     except OAuthError as exc:

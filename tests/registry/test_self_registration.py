@@ -54,6 +54,10 @@ class Entity:
     header: dict[str, Any] = field(default_factory=dict)
     signer: ECKey | None = None
     answer: Callable[[httpx.Request], httpx.Response] | None = None
+    jwks_path: str | None = None  # token keys by jwks_uri at this path instead of inline
+
+    def token_jwks(self) -> dict[str, Any]:
+        return {"keys": [k.as_dict(private=False) for k in (self.token, *self.extra_token)]}
 
     @property
     def id(self) -> str:
@@ -69,8 +73,8 @@ class Entity:
                                       "contacts": ["ops@" + self.host]},
                 "oauth_authorization_server": {
                     "issuer": self.id, "token_endpoint": f"{self.id}/token",
-                    "jwks": {"keys": [k.as_dict(private=False)
-                                      for k in (self.token, *self.extra_token)]}}},
+                    **({"jwks_uri": f"{self.id}{self.jwks_path}"} if self.jwks_path
+                       else {"jwks": self.token_jwks()})}},
         }
         claims.update(self.claims)
         signer = self.signer or self.fed
@@ -114,6 +118,9 @@ class Web:
             return httpx.Response(404)
         if entity.answer is not None:
             return entity.answer(request)
+        if entity.jwks_path and request.url.path == entity.jwks_path:
+            return httpx.Response(200, content=json.dumps(entity.token_jwks()).encode(),
+                                  headers={"content-type": "application/json"})
         if request.url.path != "/.well-known/openid-federation":
             return httpx.Response(404)
         return httpx.Response(200, content=entity.configuration().encode(),
@@ -445,6 +452,39 @@ async def test_unknown_kid_refreshes_once_per_interval(http, broker, web):
     peer = await broker.live_peer(tenant, entity.id, direction="accept")
     assert await peer_keys.peer_key(broker, peer, {"kid": "tok-other", "alg": "ES256"}) is None
     assert web.fetched(entity) == fetched + 1
+
+
+async def test_unknown_kid_follows_a_new_jwks_uri(http, broker, web):
+    entity, pid = await _approved(http, web, jwks_path="/jwks")
+    tenant = await new_tenant(broker)
+    r = await http.post(f"/admin/v1/tenants/{tenant}/trust-links", headers=ADMIN,
+                        json={"partner": pid, "directions": ["accept"]})
+    assert r.status_code == 201
+    peer = await broker.live_peer(tenant, entity.id, direction="accept")
+    assert peer is not None and peer.jwks_uri == f"{entity.id}/jwks"
+    assert await peer_keys.peer_key(broker, peer, {"kid": entity.token.kid, "alg": "ES256"})
+    # the partner moves its token keys to a new location with a new key
+    entity.jwks_path, entity.token = "/keys-2027", ECKey.generate_key(
+        "P-256", parameters={"kid": "tok-2027"})
+    key = await peer_keys.peer_key(broker, peer, {"kid": "tok-2027", "alg": "ES256"})
+    assert key is not None and key.as_dict(private=False)["x"] == entity.token.as_dict()["x"]
+    async with broker.sessions() as session:
+        assert (await session.get(Partner, pid)).jwks_uri == f"{entity.id}/keys-2027"
+
+
+async def test_declared_names_are_cleaned(http, web):
+    entity = web.entity()
+    entity.claims["metadata"] = {
+        "federation_entity": {"organization_name": "Acme\x00\n<script>", "contacts": [5]},
+        "openid_provider": {"jwks": entity.token_jwks()}}
+    r = await http.post("/admin/v1/registry/entities", json={"entity_id": entity.id},
+                        headers=ADMIN)
+    assert r.status_code == 201, r.text
+    assert r.json()["display_name"] == "Acme<script>" and r.json()["contact"] == ""
+    r = await http.post("/registry/register", json={
+        "entity_id": web.entity().id, "invitation_code": (await invite(http))["code"],
+        "display_name": "bad\x07name"})
+    assert r.status_code == 400 and "printable" in r.json()["error_description"]
 
 
 async def test_scheduled_refresh(http, broker, web, clocked_broker):
