@@ -43,7 +43,7 @@ def cmd_registry(args: argparse.Namespace) -> Job:
         return op("refresh_partner", PARTNER_COLS, partner=args.partner)
     if action == "webhook":
         return op("put_registry_settings", SETTINGS_COLS,
-                  body={"webhook_url": None if args.none else args.url})
+                  body={"webhook_url": None if args.none else args.webhook_url})
     return op("get_registry_settings", SETTINGS_COLS)
 
 
@@ -70,7 +70,7 @@ def add_parser(sub: Any) -> None:
     ref.add_argument("partner")
     hook = rsub.add_parser("webhook", help="where registry admins are notified")
     target = hook.add_mutually_exclusive_group(required=True)
-    target.add_argument("url", nargs="?")
+    target.add_argument("webhook_url", nargs="?", metavar="URL")  # not args.url: --url
     target.add_argument("--none", action="store_true", help="notify nowhere")
     listing = [rsub.add_parser(name) for name in ("invitations", "pending", "settings")]
     for sp in (inv, un, add, *decide, ref, hook, *listing):
