@@ -205,6 +205,8 @@ class Refresher:
     allow_http_loopback: bool = False
     min_interval: float = 30.0  # per partner, for every kind of trigger
     schedule_interval: float = 3600.0
+    retry_interval: float = 300.0  # a scheduled refresh that failed waits this long
+    per_tick: int = 20  # the most stale first; the rest on the next ticks
     on_change: Callable[[Refreshed], Awaitable[None]] | None = None
     _attempts: dict[str, float] = field(default_factory=dict)
 
@@ -259,16 +261,20 @@ class Refresher:
             return None
 
     async def tick(self) -> int:
-        """Refresh every live self-registered partner not refreshed for
-        ``schedule_interval``; how many were refreshed."""
+        """Refresh the live self-registered partners not refreshed for ``schedule_interval``
+        (at most ``per_tick``, stalest first; one that failed is retried after
+        ``retry_interval``); how many were refreshed."""
         now = self.clock.now()
         async with self.sessions() as session:
             # only self-registered partners carry keys_refreshed_at
             due = (await session.execute(select(Partner.id).where(
                 Partner.status.in_(("pending", "active", "suspended")),
-                Partner.keys_refreshed_at <= now - self.schedule_interval))).scalars().all()
+                Partner.keys_refreshed_at <= now - self.schedule_interval,
+            ).order_by(Partner.keys_refreshed_at))).scalars().all()
+        waiting = [p for p in due
+                   if now - self._attempts.get(p, float("-inf")) >= self.retry_interval]
         done = 0
-        for partner_id in due:
+        for partner_id in waiting[:self.per_tick]:
             try:
                 await self.refresh(partner_id)
                 done += 1

@@ -491,12 +491,23 @@ async def test_scheduled_refresh(http, broker, web, clocked_broker):
     entity, pid = await _approved(http, web)
     entity.extra_token.append(ECKey.generate_key("P-256", parameters={"kid": "tok-sched"}))
     later, clock = clocked_broker
-    refresher = Refresher(later.sessions, broker.remote_keys, clock)
+    refresher = Refresher(later.sessions, broker.remote_keys, clock, per_tick=10_000)
     clock.advance(3601)
     assert await refresher.tick() >= 1
     async with broker.sessions() as session:
         partner = await session.get(Partner, pid)
     assert "tok-sched" in [k["kid"] for k in partner.jwks["keys"]]
+    # a partner whose server fails is retried after retry_interval, not on every tick
+    entity.answer = lambda _r: httpx.Response(503)
+    clock.advance(3601)
+    await refresher.tick()
+    fetched = web.fetched(entity)
+    clock.advance(60)
+    await refresher.tick()
+    assert web.fetched(entity) == fetched
+    clock.advance(refresher.retry_interval)
+    await refresher.tick()
+    assert web.fetched(entity) == fetched + 1
 
 
 # -- notification -----------------------------------------------------------------------------
