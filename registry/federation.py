@@ -70,6 +70,15 @@ def tenant_entity_configuration(
     }
 
 
+def entity_request(issuer: str, audience: str, now: float, lifetime: int, jti: str
+                   ) -> dict[str, Any]:
+    """Claims of an ``entity-request+jwt``: the entity speaking to a registry it joined
+    (``adapters.entity_statement.verify_signed_request`` checks them)."""
+    iat = int(now)
+    return {"iss": issuer, "sub": issuer, "aud": audience, "iat": iat, "exp": iat + lifetime,
+            "jti": jti}
+
+
 def subordinate_statement(
     registry_id: str, subject: str, metadata: dict[str, Any], now: float,
     jwks: dict[str, Any] | None = None, expires_at: float | None = None,

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -20,7 +19,7 @@ import pytest
 from joserfc.jwk import KeySet
 
 from adapters import jose
-from adapters.entity_statement import REQUEST_TYP, verify_entity_configuration
+from adapters.entity_statement import verify_entity_configuration
 from broker import id_jag
 from broker.config import Settings
 from broker.runtime import Broker
@@ -61,15 +60,17 @@ def _broker_of(p: Process) -> Broker:
                                  master_key=p.master_key, admin_token="x" * 32, demo=False))
 
 
-async def signed_request(p: Process, tenant: str, registry_id: str, now: float) -> str:
-    broker = _broker_of(p)
-    try:
-        issuer = f"{p.base_url}/t/{tenant}"
-        return await broker.keys.sign(federation.tenant_keys(tenant), {"typ": REQUEST_TYP}, {
-            "iss": issuer, "sub": issuer, "aud": registry_id, "iat": int(now),
-            "exp": int(now) + 60, "jti": uuid.uuid4().hex})
-    finally:
-        await broker.close()
+def signed_request(p: Process, tenant: str, registry_id: str) -> str:
+    """``tessera federation request`` on the partner's deployment (its federation keys)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env.update({"TESSERA_DATABASE_URL": p.db_url, "TESSERA_MASTER_KEY": p.master_key,
+                "TESSERA_ADMIN_TOKEN": p.admin["Authorization"].removeprefix("Bearer "),
+                "TESSERA_BASE_URL": p.base_url, "PYTHONPATH": str(REPO_ROOT)})
+    done = subprocess.run([sys.executable, "-m", "broker.cli", "federation", "request",
+                           "--tenant", tenant, "--registry", registry_id], env=env,
+                          capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode().strip()
 
 
 async def rotate_federation_keys(p: Process, tenant: str) -> None:
@@ -140,9 +141,8 @@ async def test_a_partner_registers_itself_and_its_id_jag_is_redeemed(pair):
         assert count_partners(reg) == before
 
         # the partner sees its own status, proving it holds its federation keys
-        now = ec.iat  # the partner's clock (the same machine)
         status = await http.post(f"{reg.base_url}/registry/status", data={
-            "request": await signed_request(par, "acme", registry_id, now)})
+            "request": signed_request(par, "acme", registry_id)})
         assert status.status_code == 200 and status.json()["status"] == "pending", status.text
         # its public Entity Configuration is not a credential
         public_ec = (await http.get(f"{acme}/.well-known/openid-federation")).text
@@ -159,7 +159,7 @@ async def test_a_partner_registers_itself_and_its_id_jag_is_redeemed(pair):
         approved = cli(reg, "registry", "approve", partner_id, "--reason", "known partner")
         assert approved["status"] == "active"
         status = await http.post(f"{reg.base_url}/registry/status", data={
-            "request": await signed_request(par, "acme", registry_id, now)})
+            "request": signed_request(par, "acme", registry_id)})
         assert status.json()["status"] == "active"
 
         # the registry issues a Subordinate Statement carrying acme's federation keys
@@ -207,11 +207,9 @@ async def test_a_partner_registers_itself_and_its_id_jag_is_redeemed(pair):
         await rotate_federation_keys(par, "acme")
         refreshed = cli(reg, "registry", "refresh", partner_id)
         assert "federation_jwks" in refreshed["changed"], refreshed
-        now = float(jwt_parts((await http.get(
-            f"{acme}/.well-known/openid-federation")).text)[1]["iat"])
         r = await http.post(f"{reg.base_url}/registry/refresh", data={
-            "request": await signed_request(par, "acme", registry_id, now)})
+            "request": signed_request(par, "acme", registry_id)})
         assert r.status_code == 200 and r.json()["changed"] == [], r.text
         r = await http.post(f"{reg.base_url}/registry/refresh", data={
-            "request": await signed_request(par, "acme", registry_id, now)})
+            "request": signed_request(par, "acme", registry_id)})
         assert r.status_code == 400 and "at most every" in r.json()["error_description"]

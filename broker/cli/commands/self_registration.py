@@ -6,15 +6,25 @@
     tessera registry pending | approve PARTNER [--reason R] | reject PARTNER [--reason R]
     tessera registry refresh PARTNER
     tessera registry webhook (URL | --none) | settings
+
+and ``tessera federation request``: what a tenant of this broker, registered as a partner
+elsewhere, signs with its federation keys to ask that registry for its status or a refresh.
+
+    tessera federation request --tenant T --registry REGISTRY_ID [--lifetime SECONDS]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import secrets
 from typing import Any
 
+from adapters.entity_statement import MAX_REQUEST_LIFETIME, REQUEST_TYP
+from broker.cli.exits import OK, USAGE, CliError
 from broker.cli.inputs import given
-from broker.cli.transport import Job, op
+from broker.cli.transport import Job, Local, Transport, op
+from registry import federation
 
 INVITATION_COLS = ("id", "code", "entity_id", "state", "expires_at", "partner")
 PARTNER_COLS = ("id", "issuer", "status", "display_name", "keys_refreshed_at")
@@ -47,7 +57,42 @@ def cmd_registry(args: argparse.Namespace) -> Job:
     return op("get_registry_settings", SETTINGS_COLS)
 
 
+def cmd_federation(args: argparse.Namespace) -> Job:
+    """Sign an entity request as the tenant (local deployment only: its federation keys)."""
+    if not 0 < args.lifetime <= MAX_REQUEST_LIFETIME:
+        raise CliError(f"--lifetime: 1 to {MAX_REQUEST_LIFETIME} seconds", USAGE)
+
+    async def sign(t: Transport) -> dict[str, Any]:
+        if not isinstance(t, Local):
+            raise CliError("federation request signs with the local deployment's keys", USAGE)
+        broker = t.broker
+        tenant = await broker.tenant(args.tenant)  # NotFound: exit 4
+        slot = federation.tenant_keys(tenant.id)
+        if not (await broker.keys.jwks(slot))["keys"]:
+            await broker.keys.ensure(slot)
+            broker.keys.invalidate(slot)
+        claims = federation.entity_request(tenant.issuer, args.registry, broker.clock.now(),
+                                           args.lifetime, secrets.token_urlsafe(12))
+        return {"request": await broker.keys.sign(slot, {"typ": REQUEST_TYP}, claims)}
+
+    def render(value: Any) -> int:
+        print(json.dumps(value, indent=2) if args.json else value["request"])
+        return OK
+
+    return Job(sign, render=render)
+
+
 def add_parser(sub: Any) -> None:
+    fed = sub.add_parser("federation", help="this broker's tenants as federation entities")
+    fsub = fed.add_subparsers(dest="action", required=True)
+    freq = fsub.add_parser("request", help="sign an entity-request+jwt as a tenant (for "
+                           "/registry/status and /registry/refresh of a registry it joined)")
+    freq.add_argument("--tenant", required=True)
+    freq.add_argument("--registry", required=True, help="the registry's entity id (aud)")
+    freq.add_argument("--lifetime", type=int, default=60, help="seconds (at most 300)")
+    freq.add_argument("--json", action="store_true")
+    freq.set_defaults(func=cmd_federation, local_only=True)
+
     reg = sub.add_parser("registry", help="partner self-registration: invitations, approvals")
     rsub = reg.add_subparsers(dest="action", required=True)
     inv = rsub.add_parser("invite", help="issue a one-use invitation code (shown once)")
