@@ -47,3 +47,21 @@ def test_webhook_setting(cli):
     assert cleared["webhook_url"] is None and cleared["secret"] is None
     shown = json.loads(cli("registry", "settings", "--json").stdout)
     assert shown == {"webhook_url": None, "secret": None, "secret_revealed": False}
+
+
+def test_federation_request(cli):
+    from tests.broker.helpers import jwt_parts
+
+    cli("tenant", "create", "acme")
+    token = cli("federation", "request", "--tenant", "acme", "--registry",
+                "https://registry.example/registry").stdout.strip()
+    header, claims = jwt_parts(token)
+    assert header["typ"] == "entity-request+jwt"
+    assert claims["iss"] == claims["sub"] and claims["iss"].endswith("/t/acme")
+    assert claims["aud"] == "https://registry.example/registry"
+    assert claims["exp"] - claims["iat"] == 60
+    r = cli("federation", "request", "--tenant", "nope", "--registry", "x", check=False)
+    assert r.returncode == NOT_FOUND
+    r = cli("federation", "request", "--tenant", "acme", "--registry", "x", "--lifetime",
+            "3600", check=False)
+    assert r.returncode == USAGE
