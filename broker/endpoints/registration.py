@@ -22,6 +22,7 @@ from broker import pages, partner_registration
 from broker.errors import error_response
 from broker.forms import Form, parse_form
 from broker.runtime import Broker
+from tenants import audit
 from tenants.models import Partner
 
 FIELDS = ("entity_id", "invitation_code", "display_name")
@@ -107,8 +108,9 @@ async def register(request: Request) -> Response:
         if name is not None and (not 0 < len(name.strip()) <= 200
                                  or not name.isprintable()):
             raise InvalidRequest("display_name: 1 to 200 printable characters")
-        partner = await partner_registration.register(
-            broker, entity_id, invitation_code=code, display_name=name)
+        with audit.acting_as(f"entity {entity_id}"):  # holding an invitation code
+            partner = await partner_registration.register(
+                broker, entity_id, invitation_code=code, display_name=name)
     except OAuthError as exc:
         if is_form:
             return form_page(exc.description or exc.error, status=exc.status)
@@ -140,7 +142,8 @@ async def refresh(request: Request) -> Response:
     broker: Broker = request.app.state.broker
     try:
         partner = await _signed(request)
-        partner, changed = await partner_registration.refresh(broker, partner.id)
+        with audit.acting_as(f"entity {partner.issuer}"):
+            partner, changed = await partner_registration.refresh(broker, partner.id)
     except OAuthError as exc:
         return error_response(exc)
     return JSONResponse({**status_of(partner), "changed": changed}, headers=NO_STORE)

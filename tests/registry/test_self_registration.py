@@ -190,6 +190,11 @@ async def test_register_with_invitation_then_approve(http, broker, web):
     pid = body["partner_id"]
     assert await registry_actions(broker, entity.id) == [
         "partner.registered", "partner.registration_pending"]
+    async with broker.sessions() as session:
+        actors = {e.detail.get("actor") for e in (await session.execute(select(AuditEvent).where(
+            AuditEvent.tenant_id == "_registry"))).scalars()
+            if (e.detail or {}).get("issuer") == entity.id}
+    assert actors == {f"entity {entity.id}"}
 
     # the code is now used, and shows who used it; it is never shown again
     listed = (await http.get("/admin/v1/registry/invitations", headers=ADMIN)).json()
