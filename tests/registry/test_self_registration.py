@@ -23,7 +23,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 from sqlalchemy import func, select
 
-from adapters.entity_statement import REQUEST_TYP, STATEMENT_TYP
+from adapters.entity_statement import REQUEST_TYP, STATEMENT_TYP, verify_entity_configuration
 from adapters.errors import InvalidRequest
 from broker import partner_registration, peer_keys, webhooks
 from broker.runtime import Broker
@@ -216,6 +216,7 @@ async def test_register_with_invitation_then_approve(http, broker, web):
         assert r.status_code == 400 and "only a pending" in r.json()["error_description"]
     assert await table_counts(broker) == before
 
+    assert entity.id in (await http.get("/registry/list")).json()
     # the Subordinate Statement carries its federation keys, its token keys in metadata
     r = await http.get("/registry/fetch", params={"sub": entity.id})
     assert r.status_code == 200
@@ -559,3 +560,26 @@ async def test_fetches_are_rate_limited_for_code_holders_only(http, broker, web,
     assert r.status_code == 429 and r.json()["error"] == "temporarily_unavailable", r.text
     assert r.headers["retry-after"] == "60"
     assert await table_counts(broker) == before and web.fetched(second) == 0
+
+
+async def test_tenant_entity_configuration(http, broker):
+    tenant = await new_tenant(broker)
+    issuer = broker.issuer(tenant)
+    r = await http.get(f"/t/{tenant}/.well-known/openid-federation")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/entity-statement+jwt")
+    claims = json.loads(jws.extract_compact(r.text.encode()).payload)
+    statement = verify_entity_configuration(r.text, entity_id=issuer, now=time.time())
+    assert statement.authority_hints == (REGISTRY_ID,)
+    server = statement.metadata["oauth_authorization_server"]
+    assert server["issuer"] == issuer and server["jwks_uri"] == f"{issuer}/jwks"
+    token_kids = {k["kid"] for k in (await http.get(f"/t/{tenant}/jwks")).json()["keys"]}
+    assert token_kids.isdisjoint(k["kid"] for k in claims["jwks"]["keys"])
+    # the same keys on the next request (one slot per tenant, made once)
+    again = verify_entity_configuration(
+        (await http.get(f"/t/{tenant}/.well-known/openid-federation")).text,
+        entity_id=issuer, now=time.time())
+    assert again.jwks == statement.jwks
+    for missing in ("no-such-tenant", "_registry", "%00"):
+        r = await http.get(f"/t/{missing}/.well-known/openid-federation")
+        assert r.status_code == 404 and r.json()["error"] == "not_found", r.text
