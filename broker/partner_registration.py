@@ -136,6 +136,4 @@ async def refresh(broker: Broker, partner_id: str, *, limited: bool = True) -> t
         raise NotFound(f"no self-registered partner {partner_id!r}") from None
     except RegistryError as exc:
         raise _refused(exc) from exc
-    if done.partner.jwks_uri:
-        broker.remote_keys.forget(done.partner.jwks_uri)
-    return done.partner, done.changed
+    return done.partner, done.changed  # a change: the refresher's on_change told the admins

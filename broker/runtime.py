@@ -24,7 +24,7 @@ from broker.config import Settings
 from broker.policy import ManagedConnection
 from registry import trust
 from registry.remote_keys import FetchPolicy, RemoteKeys
-from registry.self_registration import Refresher
+from registry.self_registration import Refreshed, Refresher
 from registry.trust import Peer
 from tenants import agents, ciba, pending, revocations, token_state
 from tenants.db import create_engine, session_factory
@@ -166,7 +166,7 @@ class Broker:
             settings.key_backend, master, module=settings.pkcs11_module,
             token_label=settings.pkcs11_token_label, pin=settings.pkcs11_pin,
             pin_file=settings.pkcs11_pin_file, sessions=settings.pkcs11_sessions)
-        return cls(
+        broker = cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
@@ -184,6 +184,20 @@ class Broker:
             refresher=Refresher(sessions, remote_keys, clock,
                                 allow_http_loopback=settings.allow_http_loopback),
         )
+        broker.refresher.on_change = broker._partner_keys_changed
+        return broker
+
+    async def _partner_keys_changed(self, done: Refreshed) -> None:
+        """A self-registered partner's keys changed (schedule, unknown kid, on request): the
+        next token is checked against the new ones, and registry admins are told."""
+        from broker import registry_notify  # it imports this module
+
+        if done.partner.jwks_uri:
+            self.remote_keys.forget(done.partner.jwks_uri)
+        registry_notify.notify(self, f"{self.settings.base_url.rstrip('/')}/registry",
+                               "partner.keys_refreshed", {
+                                   "partner": done.partner.id, "entity_id": done.partner.issuer,
+                                   "changed": done.changed})
 
     def issuer(self, tenant_id: str) -> str:
         return f"{self.settings.base_url.rstrip('/')}/t/{tenant_id}"

@@ -138,7 +138,8 @@ async def web(broker: Broker) -> AsyncIterator[Web]:
     saved = broker.http, broker.remote_keys, broker.refresher
     broker.http = client
     broker.remote_keys = RemoteKeys(client, broker.clock, FetchPolicy(), resolver=web.resolve)
-    broker.refresher = Refresher(broker.sessions, broker.remote_keys, broker.clock)
+    broker.refresher = Refresher(broker.sessions, broker.remote_keys, broker.clock,
+                                 on_change=broker._partner_keys_changed)
     partner_registration.REGISTRATIONS._times.clear()
     try:
         yield web
@@ -544,6 +545,18 @@ async def test_registry_admins_are_notified(http, broker, web):
         assert webhooks.verify(secret, hook.headers["tessera-signature"], hook.content,
                                now=time.time())
     assert code not in hook.content.decode()
+    # a change of keys is news too
+    pid = body["data"]["partner"]
+    entity.extra_fed.append(ECKey.generate_key("P-256", parameters={"kid": "fed-added"}))
+    r = await http.post(f"/admin/v1/partners/{pid}/refresh", headers=ADMIN)
+    assert r.json()["changed"] == ["federation_jwks"], r.text
+    for _ in range(100):
+        if len(web.hooks) > 1:
+            break
+        await asyncio.sleep(0.02)
+    body = json.loads(web.hooks[-1].content)
+    assert body["type"] == "partner.keys_refreshed" and body["data"]["partner"] == pid
+    assert body["data"]["changed"] == ["federation_jwks"]
     await http.put("/admin/v1/registry/settings", json={"webhook_url": None}, headers=ADMIN)
 
 
