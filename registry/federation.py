@@ -122,5 +122,6 @@ async def active_subordinates(
                    ).scalars():
         issuer = issuer_of(tenant.id)
         out[issuer] = {"metadata": {"oauth_authorization_server": {
-            "issuer": issuer, "jwks_uri": f"{issuer}/jwks"}}, "jwks": None, "expires_at": None}
+            "issuer": issuer, "jwks_uri": f"{issuer}/jwks"}}, "jwks": None, "expires_at": None,
+            "tenant": tenant.id}  # its federation keys: the key service's (``tenant_keys``)
     return out

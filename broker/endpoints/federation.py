@@ -46,9 +46,14 @@ async def fetch(request: Request) -> Response:
     if known is None:
         return error_response(NotFound("the registry vouches for no such entity"))
     await entity_configuration_keys(broker)
+    jwks = known["jwks"]
+    if isinstance(known.get("tenant"), str):  # a tenant of ours: its federation keys
+        slot = federation.tenant_keys(str(known["tenant"]))
+        await entity_configuration_keys(broker, slot)
+        jwks = await broker.keys.jwks(slot)
     claims = federation.subordinate_statement(
         registry_id(broker), sub, known["metadata"], broker.clock.now(),  # type: ignore[arg-type]
-        jwks=known["jwks"], expires_at=known["expires_at"],  # type: ignore[arg-type]
+        jwks=jwks, expires_at=known["expires_at"],  # type: ignore[arg-type]
     )
     return Response(await _sign(broker, claims), media_type=MEDIA)
 

@@ -593,6 +593,11 @@ async def test_tenant_entity_configuration(http, broker):
         (await http.get(f"/t/{tenant}/.well-known/openid-federation")).text,
         entity_id=issuer, now=time.time())
     assert again.jwks == statement.jwks
+    # the registry's Subordinate Statement about the tenant names the same federation keys,
+    # so the chain tenant -> registry verifies
+    r = await http.get("/registry/fetch", params={"sub": issuer})
+    assert r.status_code == 200
+    assert json.loads(jws.extract_compact(r.text.encode()).payload)["jwks"] == statement.jwks
     for missing in ("no-such-tenant", "_registry", "%00"):
         r = await http.get(f"/t/{missing}/.well-known/openid-federation")
         assert r.status_code == 404 and r.json()["error"] == "not_found", r.text
