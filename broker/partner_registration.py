@@ -17,6 +17,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import IntegrityError
+
 from adapters import jose
 from adapters.entity_statement import EntityStatementError, verify_signed_request
 from adapters.errors import InvalidRequest, NotFound, OAuthError
@@ -98,6 +100,8 @@ async def register(broker: Broker, entity_id: str, *, invitation_code: str | Non
                 display_name=display_name, via=via)
     except RegistryError as exc:
         raise _refused(exc) from exc
+    except IntegrityError:  # registered by a concurrent request between our check and insert
+        raise InvalidRequest("this entity is registered already") from None
     registry_notify.notify(broker, registry_id(broker), "partner.registration_pending", {
         "partner": partner.id, "entity_id": partner.issuer,
         "display_name": partner.display_name})

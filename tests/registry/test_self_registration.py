@@ -302,6 +302,16 @@ async def test_concurrent_use_of_one_code_registers_once(http, broker, web):
     assert sorted(r.status_code for r in results) == [201, 400]
 
 
+async def test_concurrent_registrations_of_one_entity_register_it_once(http, broker, web):
+    entity = web.entity()
+    codes = [(await invite(http))["code"] for _ in range(3)]
+    results = await asyncio.gather(*(register(http, entity, c) for c in codes))
+    assert sorted(r.status_code for r in results) == [201, 400, 400], [r.text for r in results]
+    listed = (await http.get("/admin/v1/registry/invitations", headers=ADMIN)).json()
+    assert sum(1 for i in listed if i["state"] == "used" and i["entity_id"] is None
+               and i["id"] in {c.split("_")[1] for c in codes}) == 1
+
+
 # -- the statement --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spoil, why", [
