@@ -26,6 +26,7 @@ from broker.policy import ManagedConnection
 from broker.resources import ResourceServer
 from registry import trust
 from registry.remote_keys import FetchPolicy, RemoteKeys
+from registry.self_registration import Refreshed, Refresher
 from registry.trust import Peer
 from tenants import agents, ciba, pending, revocations, token_state
 from tenants.db import create_engine, session_factory
@@ -153,6 +154,7 @@ class Broker:
     remote_keys: RemoteKeys
     oidc: OIDCUpstream
     sealer: Sealer
+    refresher: Refresher  # self-registered partners' keys from their Entity Configurations
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _directory: dict[tuple[str, str | None], tuple[TenantView, ClientView | None]] = field(
         default_factory=dict)
@@ -179,7 +181,7 @@ class Broker:
             settings.key_backend, master, accepted=accepted, module=settings.pkcs11_module,
             token_label=settings.pkcs11_token_label, pin=settings.pkcs11_pin,
             pin_file=settings.pkcs11_pin_file, sessions=settings.pkcs11_sessions)
-        return cls(
+        broker = cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
@@ -195,7 +197,23 @@ class Broker:
             oidc=OIDCUpstream(http, remote_keys, clock, url_check=remote_keys.check_target,
                               allow_http_loopback=settings.allow_http_loopback),
             sealer=Sealer(master, accepted=accepted),
+            refresher=Refresher(sessions, remote_keys, clock,
+                                allow_http_loopback=settings.allow_http_loopback),
         )
+        broker.refresher.on_change = broker._partner_keys_changed
+        return broker
+
+    async def _partner_keys_changed(self, done: Refreshed) -> None:
+        """A self-registered partner's keys changed (schedule, unknown kid, on request): the
+        next token is checked against the new ones, and registry admins are told."""
+        from broker import registry_notify  # it imports this module
+
+        if done.partner.jwks_uri:
+            self.remote_keys.forget(done.partner.jwks_uri)
+        registry_notify.notify(self, f"{self.settings.base_url.rstrip('/')}/registry",
+                               "partner.keys_refreshed", {
+                                   "partner": done.partner.id, "entity_id": done.partner.issuer,
+                                   "changed": done.changed})
 
     def issuer(self, tenant_id: str) -> str:
         return f"{self.settings.base_url.rstrip('/')}/t/{tenant_id}"
@@ -359,6 +377,7 @@ class Broker:
                 await pending.purge_expired(self.sessions, self.clock.now())
                 await revocations.purge_expired(self.sessions, self.clock.now())
                 await ciba.expire_all(self.sessions, self.clock.now())
+                await self.refresher.tick()
                 await self.sample_key_ages()
                 self.sample_pools()
             except Exception:  # the schedule must survive a bad tick

@@ -8,6 +8,7 @@ Suspended, revoked or expired subordinates get no statement.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import select
@@ -39,6 +40,43 @@ def entity_configuration(
             }
         },
     }
+
+
+def tenant_keys(tenant_id: str) -> str:
+    """The key service's slot for a tenant's federation keys (distinct from its token keys;
+    system slots start with ``_`` and fit the 64 characters a slot name has)."""
+    return "_fed-" + hashlib.sha256(tenant_id.encode()).hexdigest()[:32]
+
+
+def tenant_entity_configuration(
+    issuer: str, jwks: dict[str, Any], server_metadata: dict[str, Any], now: float, *,
+    authority_hints: list[str], organization_name: str,
+) -> dict[str, Any]:
+    """A tenant's Entity Configuration: its federation keys, its authorization server (and
+    OpenID provider) metadata, so another registry can register it as a partner."""
+    iat = int(now)
+    return {
+        "iss": issuer,
+        "sub": issuer,
+        "iat": iat,
+        "exp": iat + STATEMENT_LIFETIME,
+        "jwks": jwks,
+        "authority_hints": authority_hints,
+        "metadata": {
+            "federation_entity": {"organization_name": organization_name},
+            "oauth_authorization_server": server_metadata,
+            "openid_provider": server_metadata,
+        },
+    }
+
+
+def entity_request(issuer: str, audience: str, now: float, lifetime: int, jti: str
+                   ) -> dict[str, Any]:
+    """Claims of an ``entity-request+jwt``: the entity speaking to a registry it joined
+    (``adapters.entity_statement.verify_signed_request`` checks them)."""
+    iat = int(now)
+    return {"iss": issuer, "sub": issuer, "aud": audience, "iat": iat, "exp": iat + lifetime,
+            "jti": jti}
 
 
 def subordinate_statement(
@@ -73,11 +111,17 @@ async def active_subordinates(
         server: dict[str, Any] = {"issuer": partner.issuer, **(partner.metadata_ or {})}
         if partner.jwks_uri:
             server["jwks_uri"] = partner.jwks_uri
+        statement_jwks = partner.jwks
+        if partner.federation_jwks:  # self-registered: its federation keys, token keys inside
+            statement_jwks = partner.federation_jwks
+            if partner.jwks:
+                server["jwks"] = partner.jwks
         out[partner.issuer] = {"metadata": {"oauth_authorization_server": server},
-                               "jwks": partner.jwks, "expires_at": partner.expires_at}
+                               "jwks": statement_jwks, "expires_at": partner.expires_at}
     for tenant in (await session.execute(select(Tenant).where(Tenant.status == "active"))
                    ).scalars():
         issuer = issuer_of(tenant.id)
         out[issuer] = {"metadata": {"oauth_authorization_server": {
-            "issuer": issuer, "jwks_uri": f"{issuer}/jwks"}}, "jwks": None, "expires_at": None}
+            "issuer": issuer, "jwks_uri": f"{issuer}/jwks"}}, "jwks": None, "expires_at": None,
+            "tenant": tenant.id}  # its federation keys: the key service's (``tenant_keys``)
     return out

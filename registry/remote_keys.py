@@ -336,14 +336,15 @@ class RemoteKeys:
         await self._check_resolved(url)
 
     async def fetch_document(self, url: str, *, media_types: frozenset[str],
-                             max_bytes: int) -> bytes:
-        """Any remote document (an IdP's SAML metadata) under the same guards as a JWKS."""
+                             max_bytes: int, max_redirects: int | None = None) -> bytes:
+        """Any remote document (an IdP's SAML metadata) under the same guards as a JWKS;
+        ``max_redirects`` lowers the policy's (0: the document must be at ``url`` itself)."""
         async def read(response: httpx.Response, current: str) -> tuple[bytes, float | None]:
             return await self._read_bytes(response, current, media_types, max_bytes), None
 
         try:
             async with asyncio.timeout(self._policy.timeout):
-                body, _ = await self._follow(url, read)
+                body, _ = await self._follow(url, read, max_redirects)
                 return body
         except (TimeoutError, httpx.TimeoutException):
             raise RemoteKeyError(
@@ -361,9 +362,13 @@ class RemoteKeys:
     async def _follow(
         self, url: str,
         read: Callable[[httpx.Response, str], Awaitable[tuple[Any, float | None]]],
+        max_redirects: int | None = None,
     ) -> tuple[Any, float | None]:
         current = url
-        for _hop in range(self._policy.max_redirects + 1):
+        limit = self._policy.max_redirects
+        if max_redirects is not None:
+            limit = min(limit, max_redirects)
+        for _hop in range(limit + 1):
             await self.check_target(current)
             try:
                 async with self._http.stream(
@@ -383,7 +388,7 @@ class RemoteKeys:
                 raise
             except httpx.HTTPError as exc:
                 raise RemoteKeyError(f"fetching {current} failed: {type(exc).__name__}") from None
-        raise RemoteKeyError(f"{url} redirected more than {self._policy.max_redirects} times")
+        raise RemoteKeyError(f"{url} redirected more than {limit} times")
 
     async def _check_resolved(self, url: str) -> None:
         host = httpx.URL(url).raw_host.decode("ascii")

@@ -159,6 +159,37 @@ class Partner(Base):
     expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    # registered from its OpenID Federation Entity Configuration: its federation keys (they
+    # sign its statements and requests; ``jwks``/``jwks_uri`` above are its token keys)
+    federation_jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    keys_refreshed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class RegistryInvitation(Base):
+    """A one-use invitation code a registry admin issued for a partner to register with;
+    only the code's SHA-256 is kept."""
+
+    __tablename__ = "registry_invitations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    entity_id: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    partner_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class RegistrySetting(Base):
+    """Registry-wide settings (one row, id 1): where registry admins are notified."""
+
+    __tablename__ = "registry_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class TrustLink(TenantOwned, Base):

@@ -32,6 +32,7 @@ from broker.cli.commands import (
     resources,
     roles,
     runtime,
+    self_registration,
     tenants,
     upstreams,
 )
@@ -63,8 +64,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     deployment.add_parser(sub)
     master_key.add_parser(sub)
-    for area in (tenants, keys, clients, upstreams, registry, api_keys, legacy_apps, runtime,
-                 anomaly, resources, roles):
+    for area in (tenants, keys, clients, upstreams, registry, self_registration, api_keys,
+                 legacy_apps, runtime, anomaly, resources, roles):
         area.add_parser(sub)
     return p
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.errors import InvalidRequest, NotFound
+from adapters.errors import InvalidRequest, NotFound, OAuthError
+from broker.endpoints import metadata
 from broker.errors import error_response
 from broker.runtime import Broker
 from registry import federation
@@ -45,17 +46,42 @@ async def fetch(request: Request) -> Response:
     if known is None:
         return error_response(NotFound("the registry vouches for no such entity"))
     await entity_configuration_keys(broker)
+    jwks = known["jwks"]
+    if isinstance(known.get("tenant"), str):  # a tenant of ours: its federation keys
+        slot = federation.tenant_keys(str(known["tenant"]))
+        await entity_configuration_keys(broker, slot)
+        jwks = await broker.keys.jwks(slot)
     claims = federation.subordinate_statement(
         registry_id(broker), sub, known["metadata"], broker.clock.now(),  # type: ignore[arg-type]
-        jwks=known["jwks"], expires_at=known["expires_at"],  # type: ignore[arg-type]
+        jwks=jwks, expires_at=known["expires_at"],  # type: ignore[arg-type]
     )
     return Response(await _sign(broker, claims), media_type=MEDIA)
 
 
-async def entity_configuration_keys(broker: Broker) -> None:
-    if not (await broker.keys.jwks(federation.REGISTRY_KEYS))["keys"]:
-        await broker.keys.ensure(federation.REGISTRY_KEYS)
-        broker.keys.invalidate(federation.REGISTRY_KEYS)
+async def entity_configuration_keys(broker: Broker,
+                                    slot: str = federation.REGISTRY_KEYS) -> None:
+    if not (await broker.keys.jwks(slot))["keys"]:
+        await broker.keys.ensure(slot)
+        broker.keys.invalidate(slot)
+
+
+async def tenant_entity_configuration(request: Request) -> Response:
+    """``/t/{tenant}/.well-known/openid-federation``: the tenant as a federation entity,
+    signed with its own federation keys; its superior is this broker's registry."""
+    broker: Broker = request.app.state.broker
+    try:
+        tenant = await broker.tenant(request.path_params["tenant"])
+    except OAuthError as exc:
+        return error_response(exc)
+    slot = federation.tenant_keys(tenant.id)
+    await entity_configuration_keys(broker, slot)
+    server = metadata.server_metadata(tenant, tenant.settings.key_alg,
+                                      sorted(await broker.detail_types(tenant.id)))
+    claims = federation.tenant_entity_configuration(
+        tenant.issuer, await broker.keys.jwks(slot), server, broker.clock.now(),
+        authority_hints=[registry_id(broker)], organization_name=tenant.id)
+    token = await broker.keys.sign(slot, {"typ": federation.STATEMENT_TYP}, claims)
+    return Response(token, media_type=MEDIA, headers={"Cache-Control": "public, max-age=60"})
 
 
 async def listing(request: Request) -> Response:

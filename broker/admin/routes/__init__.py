@@ -18,12 +18,13 @@ from broker.admin.routes.registry import REGISTRY
 from broker.admin.routes.resources import RESOURCES
 from broker.admin.routes.roles import ROLES
 from broker.admin.routes.runtime import RUNTIME
+from broker.admin.routes.self_registration import SELF_REGISTRATION
 from broker.admin.routes.tenants import CLIENTS, TENANTS
 
 __all__ = ["PATH_PARAMETERS", "PREFIX", "ROUTES", "AdminRoute", "Call"]
 
-ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *LOGIN, *RUNTIME,
-                                   *RESOURCES, *ROLES, *APPROVALS)
+ROUTES: tuple[AdminRoute, ...] = (*TENANTS, *CLIENTS, *REGISTRY, *SELF_REGISTRATION, *LOGIN,
+                                   *RUNTIME, *RESOURCES, *ROLES, *APPROVALS)
 
 # what each path parameter is (for the OpenAPI document)
 PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -44,4 +45,6 @@ PATH_PARAMETERS: dict[str, tuple[Any, str]] = {
     "resource": (ResourceName, "a resource server's name"),
     "approval": (Annotated[str, StringConstraints(min_length=1, max_length=100)],
                  "a pending request's id"),
+    "invitation": (Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")],
+                   "an invitation's id"),
 }
