@@ -32,7 +32,7 @@ def _settings() -> Settings:
         opened = asyncio.run(open_deployment(settings, Mode.WORKER, admin_token=True))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise SystemExit(6) from None  # as the CLI: cannot start here
     return opened.settings
 
 

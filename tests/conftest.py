@@ -247,3 +247,15 @@ def empty_postgres() -> Any:
         pytest.skip("the test role may not CREATE DATABASE (grant CREATEDB, as .ci/run does)")
     yield url.set(database=name).render_as_string(hide_password=False)
     asyncio.run(run(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+async def published_long_ago(broker: Any, tenant: str) -> None:
+    """As if ``tenant``'s keys had been published a publication period ago (a rotation may
+    then promote the next key without the 409 of a too-early rotation)."""
+    from sqlalchemy import update
+
+    from tenants.models import SigningKey
+
+    async with broker.sessions() as session, session.begin():
+        await session.execute(update(SigningKey).where(SigningKey.tenant_id == tenant).values(
+            created_at=SigningKey.created_at - broker.keys.publication_period))

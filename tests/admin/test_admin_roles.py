@@ -23,7 +23,9 @@ from tests.dpop_client import make_proof, new_key
 
 VALUES = {"client_id": "no-such-client", "partner": "no-such-partner", "link": "no-such-link",
           "audience": "https://nowhere.example/api", "upstream": "nosuch",
-          "key_id": "nosuch", "sub": "nosuch", "approval": "nosuch", "entity_id": "https://nowhere.example/sp"}
+          "key_id": "nosuch", "sub": "nosuch", "approval": "nosuch",
+          "entity_id": "https://nowhere.example/sp", "kid": "nosuch", "resource": "nosuch",
+          "invitation": "0123456789abcdef"}
 IDS = [r.operation_id for r in ROUTES]
 
 

@@ -177,7 +177,7 @@ def test_cli_runtime_control(tmp_path):
     missing = cli("user", "disable", *t, "nobody", check=False)
     assert missing.returncode == 4 and "no user" in missing.stderr
     assert json.loads(cli("agent", "retire", *t, client, "--json").stdout)["status"] == "retired"
-    assert cli("agent", "resume", *t, client, check=False).returncode == 4
+    assert cli("agent", "resume", *t, client, check=False).returncode == 5
     actions = [json.loads(x)["action"] for x in
                cli("audit", "export", *t).stdout.splitlines()]
     for action in ("agent.updated", "agent.suspended", "agent.resumed", "tokens.revoked",

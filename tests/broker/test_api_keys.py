@@ -350,6 +350,6 @@ def test_cli_create_list_rotate_revoke(cli):
     assert secret not in export and api_keys.parse(rotated["api_key"]).secret not in export
     proc = cli("api-key", "create", "--tenant", "acme", "--client", "ghost", "--name", "x",
                check=False)
-    assert proc.returncode == 4 and "no client" in proc.stderr
+    assert proc.returncode == 5 and "no client" in proc.stderr
     proc = cli("api-key", "rotate", "--tenant", "acme", "abcdefghijklmnop", check=False)
     assert proc.returncode == 4 and "no API key" in proc.stderr

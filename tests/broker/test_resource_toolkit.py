@@ -20,7 +20,7 @@ from broker.resource_server.asgi import TesseraAuthMiddleware
 from broker.resource_server.mcp_sdk import TesseraTokenVerifier
 from broker.resource_server.verifier import Introspection, Refusal
 from tests import admin_ops as ops
-from tests.conftest import new_client, new_tenant
+from tests.conftest import new_client, new_tenant, published_long_ago
 from tests.dpop_client import make_proof, new_key
 
 MCP = "https://mcp.example/mcp"
@@ -178,6 +178,7 @@ async def test_feed_unreachable_fails_closed_after_max_staleness(http, broker):
 async def test_key_rotation_is_followed(http, broker):
     s = await protect(http, broker)
     assert (await s.app.get("/mcp", headers=bearer(await s.token(http)))).status_code == 200
+    await published_long_ago(broker, s.tenant)
     await ops.rotate_keys(broker, s.tenant)
     r = await s.app.get("/mcp", headers=bearer(await s.token(http)))
     assert r.status_code == 200, r.text

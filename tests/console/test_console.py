@@ -19,7 +19,7 @@ from broker.runtime import Broker
 from tenants.models import AuditEvent, Client
 from tests.admin.admin_helpers import metadata, new_key
 from tests.admin.role_clients import assign
-from tests.conftest import BASE_URL, new_client, new_tenant
+from tests.conftest import BASE_URL, new_client, new_tenant, published_long_ago
 from tests.console.console_helpers import Browser, sign_in
 
 ADMINS, AUDITORS = "tessera-admins", "auditors"
@@ -282,7 +282,8 @@ async def test_pending_approval_is_approved_from_the_console(
     assert approved.detail["via"] == "admin"
 
 
-async def test_keys_roles_and_audit(broker: Broker, admin: Browser) -> None:
+async def test_keys_roles_and_audit(broker: Broker, admin: Browser, tenant_a: str) -> None:
+    await published_long_ago(broker, tenant_a)
     before = (await admin.http.get(admin.base + "/keys")).text.count("<code>")
     r = await admin.submit("/keys/rotate", "/keys")
     assert r.status_code == 303 and r.headers["location"].endswith("/keys?notice=done")

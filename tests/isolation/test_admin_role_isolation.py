@@ -62,7 +62,9 @@ async def b_objects(broker: Broker) -> dict[str, str]:
     return {"tenant": b, "client_id": client.client_id, "upstream": "b-saml",
             "key_id": key["key_id"], "link": link["id"], "audience": "https://api.b.example",
             "sub": user.id, "partner": "no-partner", "approval": "none",
-            "entity_id": "https://sp.b.example"}
+            "entity_id": "https://sp.b.example",
+            "kid": next(k.kid for k in await broker.keys.keys(b) if k.state == "active"),
+            "resource": "no-resource", "invitation": "0123456789abcdef"}
 
 
 @pytest.mark.parametrize("who", [roles.TENANT_ADMIN, roles.TENANT_AUDITOR,

@@ -126,7 +126,7 @@ def cmd_admin_token(args: argparse.Namespace) -> int | Job:
 
     def render(value: Any) -> int:
         settings = Settings.load()
-        path = None if remote_url(args.url) or settings.admin_token else \
+        path = None if remote_url(args.broker_url) or settings.admin_token else \
             settings.admin_token_path()
         if path is not None:
             _replace_secret_file(path, value["admin_token"])
