@@ -47,17 +47,29 @@ class UriConvertor(Convertor[str]):
 register_url_convertor("uri", UriConvertor())
 
 
+DRAIN_LIMIT = 8 * 1024 * 1024  # read and dropped so the sender can take the 400
+
+
 async def read_bounded(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it is larger than ``limit`` (never buffered whole)."""
+    """The body, refused when it is larger than ``limit`` (never buffered whole). A refused
+    body up to ``DRAIN_LIMIT`` is read and dropped first: an HTTP/1.1 client still sending it
+    would otherwise block on a full socket and never read the answer; past that the
+    connection is closed with the answer."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise InvalidRequest(f"the body is larger than {limit} bytes")
+    too_large = InvalidRequest(f"the body is larger than {limit} bytes")
+    if declared.isdigit() and int(declared) > DRAIN_LIMIT:
+        too_large.headers = {**(too_large.headers or {}), "Connection": "close"}
+        raise too_large
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise InvalidRequest(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
+        if size > DRAIN_LIMIT:
+            too_large.headers = {**(too_large.headers or {}), "Connection": "close"}
+            raise too_large
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise too_large
     return b"".join(chunks)
 
 
