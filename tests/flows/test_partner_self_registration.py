@@ -25,6 +25,7 @@ from broker.config import Settings
 from broker.runtime import Broker
 from registry import federation
 from tests.broker.helpers import jwt_parts
+from tests.conftest import published_long_ago
 from tests.flows.test_two_brokers import REPO_ROOT, Process, _id_token, _start
 
 
@@ -76,6 +77,8 @@ def signed_request(p: Process, tenant: str, registry_id: str) -> str:
 async def rotate_federation_keys(p: Process, tenant: str) -> None:
     broker = _broker_of(p)
     try:
+        # as if the next key had been published long enough (the partner's own JWKS wait)
+        await published_long_ago(broker, federation.tenant_keys(tenant))
         await broker.keys.rotate(federation.tenant_keys(tenant), reason="test")
     finally:
         await broker.close()
