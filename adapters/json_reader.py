@@ -11,7 +11,9 @@ through ``loads`` (or ``load_object``). On top of ``json.loads`` it refuses:
   fit a float as infinity (``1e400``): every number that comes out is finite;
 * the same member name twice in one object (§4 leaves it open; RFC 7515 §5.2 and RFC 7519 §4
   allow rejecting it, and two parsers picking different members is a classic confusion);
-* strings holding a lone UTF-16 surrogate (``"\\ud800"``), which no UTF-8 encoder can write.
+* strings holding a lone UTF-16 surrogate (``"\\ud800"``), which no UTF-8 encoder can write;
+* strings (values or member names) holding U+0000 (``"\\u0000"``): PostgreSQL cannot store it
+  in text, and no identifier, claim or setting has a use for it.
 
 The depth check is cheap on the hot path: the number of ``[`` and ``{`` bounds the depth, so
 only a document with more brackets than ``max_depth`` (rare for a JWT) is measured, with
@@ -141,9 +143,29 @@ def loads(data: bytes | str, *, max_bytes: int | None = MAX_BYTES,
         raise JSONInputError(f"nested deeper than {max_depth} levels") from None
     except ValueError as exc:  # JSONDecodeError, int digits limit
         raise JSONInputError(f"malformed JSON ({_reason(exc)})") from None
-    if "\\u" in text and _has_lone_surrogate(value):
-        raise JSONInputError("string with a lone surrogate")
+    if "\\u" in text:
+        if _has_lone_surrogate(value):
+            raise JSONInputError("string with a lone surrogate")
+        if "\\u0000" in text and _has_nul(value):
+            raise JSONInputError("string with a NUL character")
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (a member name too) holds U+0000. Only called
+    when the text has the escape (a raw NUL is refused by the decoder already)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def load_object(data: bytes | str, *, max_bytes: int | None = MAX_BYTES,

@@ -17,14 +17,18 @@ def _decode(text: str) -> str:
     if _BAD_ESCAPE.search(text):
         raise InvalidRequest("malformed percent-encoding in form body")
     try:
-        return unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
+        value = unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRequest("form body is not UTF-8") from exc
+    if "\x00" in value:  # no OAuth parameter has one (RFC 6749 App. A); PostgreSQL cannot store it
+        raise InvalidRequest("a parameter holds a NUL character")
+    return value
 
 
 def parse_form(body: bytes) -> list[tuple[str, str]]:
     """application/x-www-form-urlencoded, strictly: every pair has '=', every escape is two
-    hex digits, every value is UTF-8 (WHATWG URL §5.1 without its error recovery)."""
+    hex digits, every value is UTF-8 without NUL (WHATWG URL §5.1 without its error
+    recovery)."""
     try:
         text = body.decode("ascii")
     except UnicodeDecodeError as exc:

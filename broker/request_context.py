@@ -12,6 +12,17 @@
   logger with the id, the method and the path (never the query, headers or body: they may
   hold credentials). Any other 500 the app answers is logged there too, without traceback.
 
+* refuses, before any route sees it, a path holding NUL (``/t/%00/...``: ``404 not_found``)
+  or a query string holding ``%00`` (``400 invalid_request``): no tenant, client or
+  parameter has one, and PostgreSQL cannot store or even compare it (form bodies and JSON are
+  refused the same in ``broker.forms`` and ``adapters.json_reader``).
+
+* reads and drops what is left of a request body the app did not read (an early 401, 404 or
+  400) before the answer starts, up to ``DRAIN_LIMIT``: an HTTP/1.1 client sends its whole
+  body before it reads, and Hypercorn stops reading a connection whose app has stopped, so
+  the client (or its next request on the same connection) would wait forever. A body larger
+  than that is left unread and the answer says ``Connection: close``.
+
 A 500 is always a bug: bad input gets a 4xx from the handler that understands it. The test
 suite fails any test during which the ``tessera.server_error`` logger said something.
 """
@@ -29,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER: Final = b"x-request-id"
 SAFE_ID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+DRAIN_LIMIT: Final = 8 * 1024 * 1024
 LOGGER: Final = "tessera.server_error"
 
 log = logging.getLogger(LOGGER)
@@ -50,6 +62,31 @@ def _chosen_id(scope: Scope) -> str:
 def _with_id(message: Message, rid: bytes) -> Message:
     headers = [(k, v) for k, v in message.get("headers") or () if k.lower() != HEADER]
     return {**message, "headers": [*headers, (HEADER, rid)]}
+
+
+def _nul_refusal(scope: Scope) -> tuple[int, bytes] | None:
+    if "\x00" in scope.get("path", ""):
+        return 404, json.dumps({"error": "not_found",
+                                "error_description": "no such resource"}).encode()
+    if b"%00" in scope.get("query_string", b""):
+        return 400, json.dumps({"error": "invalid_request",
+                                "error_description": "a query parameter holds a NUL "
+                                "character"}).encode()
+    return None
+
+
+async def _drain(receive: Receive) -> bool:
+    """Read the rest of the request body; False if it is more than ``DRAIN_LIMIT``."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return True  # the client is gone
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+        if size > DRAIN_LIMIT:
+            return False
 
 
 def server_error_body(rid: str) -> bytes:
@@ -74,30 +111,50 @@ class RequestContextMiddleware:
         raw_id = rid.encode("ascii")
         scope.setdefault("state", {})["request_id"] = rid
         started = False
+        body_done = False
+
+        async def receive_watched() -> Message:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
                 message = _with_id(message, raw_id)
+                if not body_done and not await _drain(receive_watched):
+                    message["headers"].append((b"connection", b"close"))
                 if message["status"] == 500:
                     log.error("answered 500 to %s %r [request_id=%s]",
                               scope.get("method"), scope.get("path"), rid)
             await send(message)
 
+        async def answer(status: int, body: bytes) -> None:
+            """An answer of this middleware's own (a refusal, the last-resort 500)."""
+            headers = [(b"content-type", b"application/json"),
+                       (b"content-length", str(len(body)).encode()),
+                       (b"cache-control", b"no-store"), (b"pragma", b"no-cache"),
+                       (HEADER, raw_id)]
+            if not body_done and not await _drain(receive_watched):
+                headers.append((b"connection", b"close"))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        refused = _nul_refusal(scope)
+        if refused is not None:
+            await answer(*refused)
+            return
         token = _current.set(rid)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_watched, send_with_id)
         except Exception:
             log.exception("unexpected error in %s %r [request_id=%s]",
                           scope.get("method"), scope.get("path"), rid)
             if started:  # too late for another answer: let the server drop the connection
                 raise
-            body = server_error_body(rid)
-            await send({"type": "http.response.start", "status": 500, "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"), (b"pragma", b"no-cache"), (HEADER, raw_id)]})
-            await send({"type": "http.response.body", "body": body})
+            await answer(500, server_error_body(rid))
         finally:
             _current.reset(token)

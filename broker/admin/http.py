@@ -47,29 +47,18 @@ class UriConvertor(Convertor[str]):
 register_url_convertor("uri", UriConvertor())
 
 
-DRAIN_LIMIT = 8 * 1024 * 1024  # read and dropped so the sender can take the 400
-
-
 async def read_bounded(request: Request, limit: int) -> bytes:
-    """The body, refused when it is larger than ``limit`` (never buffered whole). A refused
-    body up to ``DRAIN_LIMIT`` is read and dropped first: an HTTP/1.1 client still sending it
-    would otherwise block on a full socket and never read the answer; past that the
-    connection is closed with the answer."""
+    """The body, refused when it is larger than ``limit`` (never buffered whole; what is left
+    unread is dropped by ``broker.request_context`` before the answer goes out)."""
     declared = request.headers.get("content-length", "")
-    too_large = InvalidRequest(f"the body is larger than {limit} bytes")
-    if declared.isdigit() and int(declared) > DRAIN_LIMIT:
-        too_large.headers = {**(too_large.headers or {}), "Connection": "close"}
-        raise too_large
+    if declared.isdigit() and int(declared) > limit:
+        raise InvalidRequest(f"the body is larger than {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > DRAIN_LIMIT:
-            too_large.headers = {**(too_large.headers or {}), "Connection": "close"}
-            raise too_large
-        if size <= limit:
-            chunks.append(chunk)
-    if size > limit:
-        raise too_large
+        if size > limit:
+            raise InvalidRequest(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
     return b"".join(chunks)
 
 
