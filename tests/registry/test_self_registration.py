@@ -496,6 +496,14 @@ async def test_declared_names_are_cleaned(http, web):
         "openid_provider": {"jwks": entity.token_jwks()}}
     r = await http.post("/admin/v1/registry/entities", json={"entity_id": entity.id},
                         headers=ADMIN)
+    # a statement holding NUL is refused whole (the one JSON reader; PostgreSQL cannot store it)
+    assert r.status_code == 400 and "NUL" in r.json()["error_description"], r.text
+    entity = web.entity()
+    entity.claims["metadata"] = {
+        "federation_entity": {"organization_name": "Acme\x01\n<script>", "contacts": [5]},
+        "openid_provider": {"jwks": entity.token_jwks()}}
+    r = await http.post("/admin/v1/registry/entities", json={"entity_id": entity.id},
+                        headers=ADMIN)
     assert r.status_code == 201, r.text
     assert r.json()["display_name"] == "Acme<script>" and r.json()["contact"] == ""
     r = await http.post("/registry/register", json={
