@@ -31,7 +31,8 @@ async def entry(request: Request) -> Response:
     try:
         given = (await read_params(request, MAX_QUERY)).get("tenant")
     except OAuthError as exc:  # repeated, malformed or oversized query
-        return _ask(status=400, error=exc.description or exc.error)
+        return _ask(status=400, error=f"The address could not be read: "
+                    f"{exc.description or exc.error}.")
     if given is None:
         if "tenant" in request.query_params:
             return _ask(status=400, error="Enter the name of your organisation.")
