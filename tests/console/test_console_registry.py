@@ -186,6 +186,10 @@ async def test_invitation_code_is_shown_once(broker: Broker, people: dict[str, B
 async def test_registry_forms_refuse_without_csrf_or_the_role(
         broker: Broker, people: dict[str, Browser]) -> None:
     rita = people["registry"]
+    page = await rita.http.get(rita.base + "/partners")
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+    assert "<script>" not in page.text and " style=" not in page.text
+    assert page.text.count('name="csrf"') == page.text.count('method="post"') > 0
     before = await _counts(broker)
     for path in ("/partners/invite", "/partners/nosuch/approve",
                  "/partners/register-entity"):
