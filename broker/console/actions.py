@@ -5,7 +5,6 @@ secret). Refusals are the operations' own ``OAuthError``s."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -13,25 +12,20 @@ from starlette.responses import RedirectResponse, Response
 
 from adapters.errors import AccessDenied, InvalidRequest, NotFound
 from broker import login_flow
+from broker.console import edit_actions, registry_actions
+from broker.console.kit import Action, Done, without_suffix, words
 from broker.console.session import Admin
 from broker.console.views import run
 from broker.forms import Form
 from broker.runtime import Broker
 
-Action = Callable[[Broker, Admin, Form, dict[str, str]],
-                  Awaitable[dict[str, Any] | Response | None]]
 DISCOVERY = "/.well-known/openid-configuration"
 MAX_RULE_ROWS = 50
 
 
-def words(value: str | None) -> list[str]:
-    return [w for w in (value or "").replace(",", " ").split() if w]
-
-
 def issuer_of(discovery_url: str) -> str:
     """An issuer from what an administrator pastes: the issuer, or its discovery URL."""
-    url = discovery_url.strip()
-    return url[: -len(DISCOVERY)] if url.endswith(DISCOVERY) else url.rstrip("/")
+    return without_suffix(discovery_url, DISCOVERY)
 
 
 async def add_oidc(broker: Broker, admin: Admin, form: Form, _p: dict[str, str]) -> None:
@@ -143,6 +137,14 @@ async def rotate_keys(broker: Broker, admin: Admin, _f: Form, _p: dict[str, str]
     await run(broker, admin, "rotate_keys")
 
 
+async def compromise_key(broker: Broker, admin: Admin, form: Form, p: dict[str, str]) -> Done:
+    """Emergency rotation of one key (the page asks first): out of the JWKS, every token it
+    signed refused, a new key signs."""
+    await run(broker, admin, "compromise_key", body={"reason": form.get("reason") or ""},
+              kid=p["kid"])
+    return Done("compromised")
+
+
 async def assign_role(broker: Broker, admin: Admin, form: Form, _p: dict[str, str]) -> None:
     await run(broker, admin, "assign_role", body={
         "kind": form.require("kind"), "subject": form.require("subject"),
@@ -159,22 +161,13 @@ async def revoke_api_key(broker: Broker, admin: Admin, _f: Form, p: dict[str, st
     await run(broker, admin, "revoke_api_key", key_id=p["key_id"])
 
 
-async def partner_status(broker: Broker, admin: Admin, _f: Form, p: dict[str, str]) -> None:
-    verb = p["verb"]
-    if verb not in ("activate", "suspend", "revoke"):
-        raise InvalidRequest(f"no partner action {verb!r}")
-    await run(broker, admin, f"{verb}_partner", partner=p["partner"])
-
-
 async def add_trust_link(broker: Broker, admin: Admin, form: Form, _p: dict[str, str]) -> None:
     peer = form.require("peer")
     kind, _, name = peer.partition(":")
     if kind not in ("partner", "tenant") or not name:
         raise InvalidRequest("peer: partner:<id> or tenant:<name>")
-    directions = [d for d in ("accept", "send") if form.get(d) == "on"]
-    ceiling = words(form.get("scope_ceiling"))
     await run(broker, admin, "add_trust_link", body={
-        kind: name, "directions": directions, "scope_ceiling": ceiling or None})
+        kind: name, **edit_actions.trust_link_fields(form)})
 
 
 async def trust_link_status(broker: Broker, admin: Admin, _f: Form, p: dict[str, str]) -> None:
@@ -223,7 +216,8 @@ async def rotate_api_key(broker: Broker, admin: Admin, _f: Form,
     return {"secret": made["api_key"], "secret_of": made["redacted"]}
 
 
-# (page, path under the page) -> action; the page is where the answer is shown
+# (page, path under the page) -> action; the page is where the answer is shown. Routes are
+# matched in this order: a fixed path ("edit") before the "{verb}" of the same shape.
 ACTIONS: dict[tuple[str, str], Action] = {
     ("upstreams", "add-oidc"): add_oidc,
     ("upstreams", "add-saml"): add_saml,
@@ -236,14 +230,17 @@ ACTIONS: dict[tuple[str, str], Action] = {
     ("connections", "delete"): delete_connection,
     ("approvals", "{id}/{verb}"): decide,
     ("keys", "rotate"): rotate_keys,
+    ("keys", "{kid}/compromise"): compromise_key,
     ("roles", "assign"): assign_role,
     ("roles", "remove"): remove_role,
     ("trust-links", "add"): add_trust_link,
+    ("trust-links", "{link}/edit"): edit_actions.edit_trust_link,
     ("trust-links", "{link}/{verb}"): trust_link_status,
     ("legacy-apps", "add"): add_legacy_app,
+    ("legacy-apps", "edit"): edit_actions.edit_legacy_app,
     ("legacy-apps", "{verb}"): legacy_app_status,
     ("api-keys", "create"): create_api_key,
     ("api-keys", "{key_id}/rotate"): rotate_api_key,
     ("api-keys", "{key_id}/revoke"): revoke_api_key,
-    ("partners", "{partner}/{verb}"): partner_status,
+    **registry_actions.ACTIONS,
 }

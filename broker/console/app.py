@@ -5,6 +5,8 @@ export, and the two static files.
     GET  /t/{tenant}/console[/{section}]          a page (no session: log in, then back)
     POST /t/{tenant}/console/{section}/{...}      a form (see ``broker.console.actions``)
     GET  /t/{tenant}/console/audit/export         the audit chain, JSON lines
+    GET  /registry/console[?tenant=T]             registry administrators' way in: T's
+                                                  console, partners section
     GET  /console/static/{console.css|console.js}
 """
 
@@ -21,8 +23,9 @@ from starlette.routing import Route
 
 from adapters.errors import OAuthError
 from broker import pages
-from broker.console import render, session
-from broker.console.actions import ACTIONS, Action
+from broker.console import registry_entry, render, session
+from broker.console.actions import ACTIONS
+from broker.console.kit import Action, Done
 from broker.console.views import REGISTRY_SECTIONS, SECTIONS, run
 from broker.forms import read_form
 from broker.runtime import Broker, TenantView
@@ -32,7 +35,14 @@ MAX_FORM_BYTES = 600 * 1024  # SAML metadata may be pasted
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 NOTICES = {"done": "Done.",
            "tested": "The test login went through: this browser is now signed in as the user "
-                     "the IdP asserted (see the header)."}
+                     "the IdP asserted (see the header).",
+           "compromised": "The key is out of service: it left the JWKS, every token it signed "
+                          "is refused, and another key signs now.",
+           "registered": "The entity's configuration was fetched and verified: it waits below "
+                         "as a pending registration.",
+           "refreshed": "The partner's keys were read again: they changed (see the registry's "
+                        "audit chain).",
+           "unchanged": "The partner's keys were read again: nothing changed."}
 
 
 async def section_page(broker: Broker, admin: session.Admin, section: str, *,
@@ -79,10 +89,11 @@ def _form(section: str, action: Action) -> Callable[[Request], Awaitable[Respons
                                       error=exc.description or exc.error, notice=None)
         if isinstance(shown, Response):  # somewhere else (a test login at an upstream)
             return shown
-        if shown is not None:  # a secret: shown in this answer only
+        if isinstance(shown, dict):  # a secret: shown in this answer only
             return await section_page(broker, found, section, notice=None, error=None,
                                       **shown)
-        return RedirectResponse(f"{session.home(tenant)}/{section}?notice=done",
+        notice = shown.notice if isinstance(shown, Done) else "done"
+        return RedirectResponse(f"{session.home(tenant)}/{section}?notice={notice}",
                                 status_code=303, headers={"Cache-Control": "no-store"})
 
     return submit
@@ -111,6 +122,7 @@ async def static(request: Request) -> Response:
 
 def routes() -> list[Route]:
     out = [Route("/console/static/{name}", static, methods=["GET"]),
+           Route(registry_entry.PATH, registry_entry.entry, methods=["GET"]),
            Route(CONSOLE + "/audit/export", export_audit, methods=["GET"])]
     for section in SECTIONS:
         out.append(Route(CONSOLE + (f"/{section}" if section else ""), _page(section),

@@ -90,7 +90,13 @@ async def api_keys(broker: Broker, admin: Admin, _q: Mapping[str, str]) -> dict[
 
 
 async def partners(broker: Broker, admin: Admin, _q: Mapping[str, str]) -> dict[str, Any]:
-    return {"items": await run(broker, admin, "list_partners")}
+    """The registry's partners, the registrations waiting for a decision, the open
+    invitations (codes are never shown again) and how many others there were."""
+    invitations = await run(broker, admin, "list_invitations")
+    return {"items": await run(broker, admin, "list_partners"),
+            "pending": await run(broker, admin, "list_pending_registrations"),
+            "invitations": [i for i in invitations if i["state"] == "open"],
+            "closed_invitations": sum(1 for i in invitations if i["state"] != "open")}
 
 
 # path segment -> (title, loader); the order is the navigation's

@@ -2,8 +2,10 @@
 tenants log in through a real oidc-provider: a tenant admin (by upstream group) logs in, adds a
 SAML upstream from metadata, creates an agent, sets a managed connection, approves a pending
 request and verifies the audit chain; an admin of another tenant cannot see any of it; an
-auditor reads but cannot change anything. Screenshots of the main pages go to the test's tmp
-directory. Skips, before starting anything, where the ``chromium`` program is missing."""
+auditor reads but cannot change anything; a registry administrator comes in through
+``/registry/console``, approves a pending partner and issues an invitation. Screenshots of
+the main pages go to the test's tmp directory. Skips, before starting anything, where the
+``chromium`` program is missing."""
 
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ USERS: dict[str, dict[str, Any]] = {
     "audrey": {"email": "audrey@corp.example", "name": "Audrey Auditor",
                "groups": ["auditors"]},
     "bob": {"email": "bob@other.example", "name": "Bob Other", "groups": ["b-admins"]},
+    "rita": {"email": "rita@corp.example", "name": "Rita Registry",
+             "groups": ["registry-admins"]},
 }
 
 
@@ -67,6 +71,7 @@ def world(tessera_server: TesseraServer,
         a, b = names
         for tenant, group, role in ((a, "tessera-admins", "tenant_admin"),
                                     (a, "auditors", "tenant_auditor"),
+                                    (a, "registry-admins", "registry_admin"),
                                     (b, "b-admins", "tenant_admin")):
             r = tessera_server.admin("POST", f"/tenants/{tenant}/role-assignments",
                                      {"kind": "group", "subject": group, "role": role})
@@ -80,6 +85,11 @@ def _login(page: Page, console: str, user: str) -> None:
     """Open ``console``; sign in at the IdP as ``user`` if it asks (the tenant's chooser
     first where it has several upstreams); back at the console."""
     page.goto(console)
+    _through_idp(page, console, user)
+
+
+def _through_idp(page: Page, console: str, user: str) -> None:
+    """Sent to the tenant's login on the way to ``console``: sign in there as ``user``."""
     if not page.url.startswith(console) and page.locator("input[name=login]").count() == 0:
         page.get_by_text(UPSTREAM_NAME, exact=True).click()  # the sign-in chooser
         page.wait_for_load_state()
@@ -230,3 +240,43 @@ def test_console_end_to_end(tessera_server: TesseraServer, world: dict[str, Any]
         assert "status-active" in auditor.locator("tr", has_text=agent_name).inner_html()
         _shot(auditor, tmp_path, "auditor-clients")
     assert (tmp_path / "console-overview.png").stat().st_size > 0
+
+
+def test_registry_admin_approves_a_pending_partner(tessera_server: TesseraServer,
+                                                   world: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    a = world["a"]
+    partner = f"partner-{secrets.token_hex(3)}"
+    r = tessera_server.admin("POST", "/partners", {
+        "id": partner, "issuer": f"https://{partner}.example", "display_name": "Partner Co",
+        "jwks_uri": f"https://{partner}.example/jwks"})
+    assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+    partners = f"{tessera_server.issuer_of(a)}/console/partners"
+    for browser in _browser():
+        page = browser.new_context().new_page()
+        page.on("dialog", lambda d: d.accept())
+        page.goto(f"{tessera_server.base_url}/registry/console")
+        page.get_by_label("Organisation").fill("no-such-org")
+        page.get_by_role("button", name="Continue to sign in").click()
+        assert "no organisation" in page.locator("#error").inner_text()
+        page.get_by_label("Organisation").fill(a)
+        page.get_by_role("button", name="Continue to sign in").click()
+        _through_idp(page, partners, "rita")
+        assert "rita@corp.example" in page.locator("#who").inner_text()
+        row = page.locator(f"tr[data-pending='{partner}']")
+        _shot(page, tmp_path, "registry-pending")
+        row.get_by_label(f"Reason for approving {partner} (optional)").fill("contract 7")
+        row.get_by_role("button", name="Approve").click()
+        _done(page)
+        assert page.locator(f"tr[data-pending='{partner}']").count() == 0
+        status = page.locator(f"tr[data-partner='{partner}'] td.status-active")
+        assert status.inner_text() == "active"
+        page.get_by_label("Note (who it is for)").fill("Partner Co onboarding")
+        page.get_by_role("button", name="Issue invitation").click()
+        code = page.locator("#secret").inner_text()
+        assert code.startswith("tri_")
+        _shot(page, tmp_path, "registry-partners")
+        page.goto(partners)
+        assert code not in page.content() and "Partner Co onboarding" in page.content()
+        assert page.locator("text=Clients and agents").count() == 0  # no tenant role
+    assert (tmp_path / "console-registry-partners.png").stat().st_size > 0

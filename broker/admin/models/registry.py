@@ -93,6 +93,9 @@ class PartnerOut(Out):
     expires_at: float | None
     created_at: int
     updated_at: int
+    self_registered: bool = Field(
+        description="registered from its OpenID Federation Entity Configuration (its "
+                           "keys are refreshed from it)")
 
 
 class TrustLinkCreate(Body):

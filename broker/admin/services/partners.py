@@ -16,7 +16,8 @@ def partner_out(partner: Partner) -> PartnerOut:
         id=partner.id, issuer=partner.issuer, display_name=partner.display_name,
         contact=partner.contact, jwks_uri=partner.jwks_uri, jwks=partner.jwks,
         metadata=partner.metadata_ or {}, status=partner.status, expires_at=partner.expires_at,
-        created_at=int(partner.created_at), updated_at=int(partner.updated_at))
+        created_at=int(partner.created_at), updated_at=int(partner.updated_at),
+        self_registered=partner.federation_jwks is not None)
 
 
 def _missing(partner_id: str) -> NotFound:
