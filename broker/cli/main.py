@@ -40,8 +40,9 @@ from broker.cli.exits import UNAVAILABLE, USAGE, CliError, for_status
 from broker.cli.transport import Job, remote_url, run_job
 from broker.config import StartupError
 
-EPILOG = """exit codes: 0 done; 1 a check found a problem; 2 usage; 3 conflict, try again
-later; 4 not found; 5 refused; 6 deployment unavailable; 7 admin token missing or wrong.
+EPILOG = """exit codes: 0 done; 1 a check found a problem; 2 usage; 3 conflict (it exists
+already, or try again later); 4 not found; 5 refused; 6 deployment unavailable; 7 admin
+token missing or wrong.
 Management commands run on the local deployment, or on --url / TESSERA_URL with the admin
 token (TESSERA_ADMIN_TOKEN or TESSERA_ADMIN_TOKEN_FILE)."""
 
