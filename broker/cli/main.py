@@ -71,17 +71,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def local_only(args: argparse.Namespace) -> bool:
+    """Whether the command acts on this machine's deployment only, as its parser declares it
+    (``set_defaults(local_only=...)``: True, or a test of the parsed arguments where only some
+    forms are: ``admin-token`` shows the local token, its ``rotate`` works over ``--url``)."""
+    declared = getattr(args, "local_only", False)
+    return bool(declared(args) if callable(declared) else declared)
+
+
 def _execute(args: argparse.Namespace) -> int:
-    local_only = getattr(args, "local_only", False)
-    if local_only and args.broker_url:
+    local = local_only(args)
+    if local and args.broker_url:
         # TESSERA_URL in the environment is ignored here: it names where to manage, not serve
         raise CliError(f"{args.command} acts on the local deployment only; drop --url", USAGE)
     outcome = args.func(args)
     if isinstance(outcome, int):
         return outcome
     job: Job = outcome
-    # serve, init, migrate, admin-token and id-token act on this machine's deployment
-    url = None if local_only else remote_url(args.broker_url)
+    # serve, init, migrate, admin-token (show) and id-token act on this machine's deployment
+    url = None if local else remote_url(args.broker_url)
     value = asyncio.run(run_job(job, url))
     if job.render is not None:
         return job.render(value)

@@ -87,6 +87,26 @@ def test_remote_refusals_have_their_exit_codes(server: Server, tmp_path: Path) -
         tessera("--url", server.base_url, "migrate", cwd=tmp_path), 2)
 
 
+def test_admin_token_rotate_takes_the_global_url(server: Server, tmp_path: Path) -> None:
+    """``--url`` on the command line (not only TESSERA_URL): the rotation runs on the remote
+    broker with the current token; the new one works there at once, the current one for the
+    overlap (the other tests of this module go on using it); nothing local is written."""
+    proc = tessera("--url", server.base_url, "admin-token", "rotate", "--json", cwd=tmp_path,
+                   TESSERA_ADMIN_TOKEN=server.admin_token)
+    assert proc.returncode == 0, proc.stderr
+    rotated = json.loads(proc.stdout)
+    new = rotated["admin_token"]
+    assert new != server.admin_token and rotated["admin_token_file"] is None
+    for token in (new, server.admin_token):
+        listed = tessera("--url", server.base_url, "tenant", "list", "--json", cwd=tmp_path,
+                         TESSERA_ADMIN_TOKEN=token)
+        assert listed.returncode == 0, listed.stderr
+    assert list(tmp_path.iterdir()) == []
+    # showing the token is about this machine's deployment: --url is refused for it
+    assert "local deployment only" in one_line(
+        tessera("--url", server.base_url, "admin-token", cwd=tmp_path), 2)
+
+
 def test_missing_files_and_bad_json_are_usage_errors(cli: Any, tmp_path: Path) -> None:
     cli("tenant", "create", "acme")
     missing = str(tmp_path / "nowhere.json")

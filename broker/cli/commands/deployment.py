@@ -121,7 +121,6 @@ def cmd_admin_token(args: argparse.Namespace) -> int | Job:
     if args.action == "show":
         print(Settings.load().admin_token_value())
         return OK
-    args.local_only = False
     rotation = op("rotate_admin_token", body={"overlap_seconds": args.overlap})
 
     def render(value: Any) -> int:
@@ -201,7 +200,8 @@ def add_parser(sub: Any) -> None:
     tok.add_argument("--overlap", type=int, default=3600, help="rotate: seconds the current "
                      "token keeps working (0-604800)")
     tok.add_argument("--json", action="store_true")
-    tok.set_defaults(func=cmd_admin_token, local_only=True)
+    # showing prints this machine's token; a rotation is an admin operation (also over --url)
+    tok.set_defaults(func=cmd_admin_token, local_only=lambda args: args.action == "show")
 
     idt = sub.add_parser("id-token", help="sign an ID token for a user of a tenant (development "
                          "and tests; local deployment only)")
