@@ -9,22 +9,25 @@ import base64
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from broker.config import Settings
 from broker.runtime import Broker
-from tests.interop.conftest import _wait_healthy, free_port
 from tests.server_errors import watch_server_log
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 15.0
 
 
@@ -61,6 +64,12 @@ class Server:
                                      demo=False))
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any ``TESSERA_*`` of the caller's, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
@@ -75,7 +84,7 @@ def serving(workdir: Path, *, database: str = "t.db", token_prefix: str = "admin
     (the SQLite file ``database``, its log ``server.log``; with ``demo``, the demo tenant and
     client file), a fresh master key and an admin token starting with ``token_prefix``; ``env``
     adds to or overrides its ``TESSERA_*`` settings (``TESSERA_ALLOW_HTTP_LOOPBACK``, ...).
-    Stopped with SIGTERM when the block ends."""
+    Stopped with SIGTERM when the block ends, and it must exit cleanly and soon (``stop``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, token = free_port(), token_prefix + secrets.token_urlsafe(24)
     base = f"http://127.0.0.1:{port}"
@@ -91,19 +100,53 @@ def serving(workdir: Path, *, database: str = "t.db", token_prefix: str = "admin
                 TESSERA_MASTER_KEY=master_key, TESSERA_DEMO=str(demo).lower(), **env))
     watch_server_log(log)
     try:
-        _wait_healthy(proc, base, log)
+        wait_healthy(proc, base, log)
         yield Server(base, token, log, workdir, database_url, master_key)
     finally:
-        stop(proc)
+        stop(proc, log)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within ``SHUTDOWN_TIMEOUT``."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=SHUTDOWN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log_file: Path, *,
+                 http: Callable[[], httpx.Client] = lambda: httpx.Client(timeout=2.0)) -> None:
+    """Until ``GET /healthz`` answers 200 (asked with a client from ``http``: one that trusts
+    the test CA for a server terminating TLS); the test fails (with the log) if the server
+    exits first or is not healthy within ``STARTUP_TIMEOUT``."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last_error = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"tessera serve exited with {proc.returncode} before becoming healthy:\n"
+                        f"{log_file.read_text(errors='replace')}")
+        try:
+            with http() as client:
+                response = client.get(f"{base_url}/healthz")
+            if response.status_code == 200:
+                return
+            last_error = f"HTTP {response.status_code}"
+        except httpx.TransportError as exc:
+            last_error = repr(exc)
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"tessera serve not healthy after {STARTUP_TIMEOUT}s ({last_error}):\n"
+                f"{log_file.read_text(errors='replace')}")
+
+
+def stop(proc: subprocess.Popen[Any], log: Path | None = None) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``SHUTDOWN_TIMEOUT``. With the
+    process's ``log`` (a ``tessera serve``: graceful shutdown is a feature), a kill, or an exit
+    status other than 0 or SIGTERM's, fails the test with the log's tail."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            if log is not None:
+                pytest.fail(f"tessera serve did not exit within {SHUTDOWN_TIMEOUT}s of "
+                            f"SIGTERM:\n{log.read_text(errors='replace')[-4000:]}")
+    if log is not None:
+        assert proc.returncode in (0, -signal.SIGTERM), (
+            f"tessera serve exited with {proc.returncode} after SIGTERM:\n"
+            f"{log.read_text(errors='replace')[-4000:]}")

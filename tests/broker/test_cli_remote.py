@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.conftest import free_port
-from tests.server_process import Server, clean_env, serving
+from tests.server_process import Server, clean_env, free_port, serving
 
 
 @pytest.fixture(scope="module")

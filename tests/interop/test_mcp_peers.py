@@ -33,9 +33,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from tests.interop.conftest import REPO_ROOT, LoginTenant, TesseraServer, free_port
+from tests.interop.conftest import REPO_ROOT, LoginTenant, TesseraServer
 from tests.peers.oidc_idp import sign_in_at_broker
-from tests.server_process import clean_env, serving, stop
+from tests.server_process import clean_env, free_port, serving, stop
 
 pytestmark = pytest.mark.interop
 mcp = pytest.importorskip("mcp", reason="the python mcp SDK (test extra) is not installed")
