@@ -5,10 +5,11 @@ its registered federation keys.
 
 Order of ``register`` (nothing is written on a refusal): entity id syntax -> invitation
 readable and open for this entity (before any fetch: an anonymous caller cannot make tessera
-fetch anything) -> issuer not registered yet -> rate limit of fetches (counted only for callers
-holding a usable code, so guessing codes cannot lock the door for the others) -> fetch and
-verify the configuration -> one transaction: claim the invitation (once) and record the partner
-``pending`` with two audit events -> notify registry admins (webhook, in the background).
+fetch anything) -> issuer not registered yet (else 409 ``conflict``) -> rate limit of fetches
+(counted only for callers holding a usable code, so guessing codes cannot lock the door for the
+others) -> fetch and verify the configuration -> one transaction: claim the invitation (once)
+and record the partner ``pending`` with two audit events -> notify registry admins (webhook, in
+the background).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters import jose
 from adapters.entity_statement import EntityStatementError, verify_signed_request
-from adapters.errors import InvalidRequest, NotFound, OAuthError
+from adapters.errors import Conflict, InvalidRequest, NotFound, OAuthError
 from broker import registry_notify
 from broker.runtime import Broker
 from registry import invitations, partners, self_registration
@@ -82,7 +83,7 @@ async def register(broker: Broker, entity_id: str, *, invitation_code: str | Non
                 await invitations.check(session, invitation_code, entity_id=entity_id,
                                         now=broker.clock.now())
             if await partners.by_issuer(session, entity_id) is not None:
-                raise RegistryError("this entity is registered already")
+                raise Conflict("this entity is registered already")
         if invitation_code is not None and not REGISTRATIONS.take(time.monotonic()):
             raise TooManyRequests("too many registrations; try again in a minute",
                                   headers={"Retry-After": "60"})
@@ -101,7 +102,7 @@ async def register(broker: Broker, entity_id: str, *, invitation_code: str | Non
     except RegistryError as exc:
         raise _refused(exc) from exc
     except IntegrityError:  # registered by a concurrent request between our check and insert
-        raise InvalidRequest("this entity is registered already") from None
+        raise Conflict("this entity is registered already") from None
     registry_notify.notify(broker, registry_id(broker), "partner.registration_pending", {
         "partner": partner.id, "entity_id": partner.issuer,
         "display_name": partner.display_name})

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from adapters.errors import Conflict
 from tenants import audit
 from tenants.models import Partner
 
@@ -30,7 +31,8 @@ PARTNER_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
 class RegistryError(ValueError):
-    """A registry change that cannot be honoured; the message says why."""
+    """A registry change that cannot be honoured; the message says why. A partner id or issuer
+    that is taken, or a second active trust link to one issuer, is a ``Conflict`` (409)."""
 
 
 def check_issuer(issuer: str, *, allow_http_loopback: bool) -> None:
@@ -76,7 +78,7 @@ async def register(
         select(Partner.id).where((Partner.id == partner_id) | (Partner.issuer == issuer))
     )
     if taken.first() is not None:
-        raise RegistryError("a partner with this id or issuer exists")
+        raise Conflict("a partner with this id or issuer exists")
     partner = Partner(
         id=partner_id, issuer=issuer, display_name=display_name, contact=contact,
         jwks_uri=jwks_uri, jwks=jwks, metadata_=metadata or {}, status="pending",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
 
+from adapters.errors import Conflict
 from registry import partners
 from registry.partners import RegistryError
 from tenants import audit
@@ -80,7 +81,7 @@ async def add_link(
         select(TrustLink.id).where(TrustLink.issuer == issuer, TrustLink.status == "active")
     )
     if existing.first() is not None:
-        raise RegistryError("an active trust link to this issuer exists")
+        raise Conflict("an active trust link to this issuer exists")
     link = scope.add(TrustLink(
         id=secrets.token_hex(6), issuer=issuer, partner_id=partner_id, peer_tenant=peer_tenant,
         scope_ceiling=list(dict.fromkeys(scope_ceiling)) if scope_ceiling is not None else None,

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from adapters import mtls
+from adapters.errors import Conflict
 from adapters.urls import is_loopback
 from tenants import audit
 from tenants.directory import DirectoryError, bump_epoch
@@ -93,7 +94,7 @@ async def create(
         reg[name_] = list(dict.fromkeys(reg.get(name_) or ()))
     check(reg)
     if await scope.get(Client, client_id) is not None:
-        raise DirectoryError(f"client {client_id!r} exists in tenant {scope.tenant_id!r}")
+        raise Conflict(f"client {client_id!r} exists in tenant {scope.tenant_id!r}")
     secret = None if auth_method in NO_SECRET else new_secret()
     client = scope.add(Client(
         client_id=client_id, name=name, status="active",

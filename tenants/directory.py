@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from adapters.errors import Conflict
 from tenants import audit
 from tenants.models import DirectoryEpoch, Tenant
 from tenants.settings import TenantSettings
@@ -24,7 +25,8 @@ STATUSES = ("active", "disabled", "archived")
 
 
 class DirectoryError(ValueError):
-    """A request to change the directory that cannot be honoured (bad name, duplicate...)."""
+    """A request to change the directory that cannot be honoured (bad name, a state that does
+    not allow it...). A name or client_id that is taken is a ``Conflict`` (409) instead."""
 
 
 async def bump_epoch(session: AsyncSession, tenant_id: str) -> None:
@@ -46,7 +48,7 @@ async def create_tenant(
     if not TENANT_NAME.match(name):
         raise DirectoryError("tenant name: 1-64 of a-z, 0-9 and '-', not starting or ending in '-'")
     if await session.get(Tenant, name) is not None:
-        raise DirectoryError(f"tenant {name!r} exists")
+        raise Conflict(f"tenant {name!r} exists")
     tenant = Tenant(id=name, display_name=display_name or name, status="active",
                     created_at=now, settings=(settings or TenantSettings()).to_dict())
     session.add(tenant)

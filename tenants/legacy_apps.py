@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from sqlalchemy import select
 
+from adapters.errors import Conflict
 from adapters.saml_assertion import SAMLError
 from adapters.saml_authn_request import parse_sp_metadata
 from adapters.saml_issue import NAMEID_FORMATS
@@ -177,7 +178,7 @@ async def create(scope: TenantScope, body: dict[str, Any], *, now: float,
         body = from_metadata(body["metadata"], body)
     fields = validate(body, allow_http_loopback=allow_http_loopback)
     if await scope.get(LegacyApp, fields["entity_id"]) is not None:
-        raise LegacyAppError(f"legacy app {fields['entity_id']!r} exists")
+        raise Conflict(f"legacy app {fields['entity_id']!r} exists")
     row = scope.add(LegacyApp(**fields, status="active", created_at=now))
     await audit.record(scope.session, scope.tenant_id, [audit.Event(
         "legacy_app.created", "changed", None, None,

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import or_, select
 
+from adapters.errors import Conflict
 from tenants.models import RoleAssignment
 from tenants.scope import TenantScope
 
@@ -15,17 +16,16 @@ KINDS = ("user", "group", "client")
 
 
 async def assign(scope: TenantScope, kind: str, subject: str, role: str, *, now: float,
-                 by: str) -> tuple[RoleAssignment, bool]:
-    """The assignment, and whether it is new (assigning twice changes nothing)."""
+                 by: str) -> RoleAssignment:
+    """The new assignment; ``Conflict`` (409) when the subject holds the role already."""
     if kind not in KINDS:
         raise ValueError(f"kind: {' | '.join(KINDS)}")
-    found = await scope.get(RoleAssignment, kind, subject, role)
-    if found is not None:
-        return found, False
+    if await scope.get(RoleAssignment, kind, subject, role) is not None:
+        raise Conflict(f"{kind} {subject!r} holds {role} already")
     row = scope.add(RoleAssignment(kind=kind, subject=subject, role=role, created_at=now,
                                    created_by=by))
     await scope.session.flush()
-    return row, True
+    return row
 
 
 async def remove(scope: TenantScope, kind: str, subject: str, role: str

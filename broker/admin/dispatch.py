@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy.exc import IntegrityError
 
-from adapters.errors import NotFound
+from adapters.errors import Conflict, NotFound
 from broker.admin import roles
 from broker.admin.errors import validation_error
 from broker.admin.routes import ROUTES, AdminRoute, Call
@@ -71,10 +72,18 @@ def route_named(operation_id: str) -> AdminRoute:
 
 async def call(route: AdminRoute, call: Call) -> Any:
     """``route``'s handler for ``call`` once its principal may (``roles.authorize``: a
-    refusal before anything runs), with audit events naming the principal."""
+    refusal before anything runs), with audit events naming the principal. A route that
+    declares a ``conflict`` answers a unique constraint the database enforced (a concurrent
+    request wrote the same name or id between the handler's check and its commit) as that
+    409, not a 500; nothing of this request was written."""
     roles.authorize(call.principal, route.roles, call.params)
     with acting_as(call.principal.actor):
-        return await route.handler(call)
+        try:
+            return await route.handler(call)
+        except IntegrityError:
+            if not route.conflict:
+                raise
+            raise Conflict(route.conflict) from None
 
 
 async def run(broker: Broker, operation_id: str, params: Mapping[str, str], *,

@@ -12,6 +12,8 @@ the route's response model.
                            over ``max_body_bytes`` or not one JSON object
     404 not_found          the object is not there (or is another tenant's: a tenant-bound
                            caller gets 404 for every path of another tenant)
+    409 conflict           a create of what exists already; a change the state does not allow
+                           now (the route's ``conflict`` says which; documented in OpenAPI)
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def _operation(route: AdminRoute, schemas: dict[Any, Any]) -> dict[str, Any]:
         "x-tessera-roles": ["operator", *sorted(route.roles)],
     }
     if route.conflict:
-        op["responses"]["409"] = _error("conflict: not possible now (try again later)")
+        op["responses"]["409"] = _error(f"conflict: {route.conflict}")
     for name in path_parameters(route.path):
         kind, description = PATH_PARAMETERS[name]
         op["parameters"].append({"name": name, "in": "path", "required": True,

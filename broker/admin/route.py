@@ -53,15 +53,22 @@ class AdminRoute:
     query: type[BaseModel] | None = None
     # what the answer names, as (path parameter, response field): the OpenAPI links
     creates: tuple[tuple[str, str], ...] = ()
-    conflict: bool = False  # may answer 409 (the state does not allow it now; try later)
+    # why it may answer 409 ``conflict`` (``EXISTS``, ``NOT_NOW``); empty: it never does
+    conflict: str = ""
+
+
+# why an operation may answer 409 (the OpenAPI document declares it with this description)
+EXISTS = "it exists already (a duplicate create, or a concurrent one that came first)"
+NOT_NOW = "not possible now (try again later)"
 
 
 def route(method: str, path: str, summary: str, tag: str, handler: Handler, *, name: str,
           roles: frozenset[str], request: type[BaseModel] | None = None,
           response: Any = None, status: int = 200, query: type[BaseModel] | None = None,
-          creates: tuple[tuple[str, str], ...] = (), conflict: bool = False) -> AdminRoute:
+          creates: tuple[tuple[str, str], ...] = (), conflict: str = "") -> AdminRoute:
     """A row of the table; ``name`` is its OpenAPI operationId, ``roles`` (required) who
-    besides the operator may call it (``broker.admin.roles``)."""
+    besides the operator may call it (``broker.admin.roles``), ``conflict`` why it may
+    answer 409 (``EXISTS``: a create of something that is there already)."""
     if request is None and method in ("POST", "PUT", "PATCH"):
         request = Empty
     if not roles <= ROLES:

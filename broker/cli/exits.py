@@ -4,7 +4,8 @@ standard error, never a traceback.
     0  done
     1  a check found a problem (``audit verify``: chain broken; ``migrate --check``: behind)
     2  usage: a bad option or argument, an input file that cannot be read or parsed
-    3  conflict, try again later (HTTP 409: a rotation too early, a concurrent change)
+    3  conflict (HTTP 409): it exists already (a duplicate create), or try again later (a
+       rotation too early, a concurrent change)
     4  not found (HTTP 404: no such tenant, client, partner, ...)
     5  refused: the request was understood and refused (HTTP 400: a value out of range, an
        unknown field, a state that does not allow it)

@@ -1,17 +1,29 @@
-"""Reading what a command is given: files, JSON options and ``KEY=VALUE`` pairs. A file that
-cannot be read or parsed is a usage error (exit 2) naming the option, never a traceback; the
-file's content is never echoed (it may be a secret)."""
+"""Reading what a command is given: files, JSON options and ``KEY=VALUE`` pairs, and the
+options most commands share (``shared_options``). A file that cannot be read or parsed is a
+usage error (exit 2) naming the option, never a traceback; the file's content is never echoed
+(it may be a secret)."""
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from broker.cli.exits import USAGE, CliError
 
 NULL: Any = object()  # an option that sets a field to null (absent options are None)
+
+
+def shared_options(parsers: Iterable[argparse.ArgumentParser], *, tenant: bool = True) -> None:
+    """Give each of ``parsers`` (a command's subcommands) the options they share: ``--tenant``
+    (required; not with ``tenant=False``: commands of the deployment or the registry) and
+    ``--json`` (print the answer as JSON)."""
+    for p in parsers:
+        if tenant:
+            p.add_argument("--tenant", required=True)
+        p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def given(data: dict[str, Any]) -> dict[str, Any]:

@@ -40,8 +40,9 @@ from broker.cli.exits import UNAVAILABLE, USAGE, CliError, for_status
 from broker.cli.transport import Job, remote_url, run_job
 from broker.config import StartupError
 
-EPILOG = """exit codes: 0 done; 1 a check found a problem; 2 usage; 3 conflict, try again
-later; 4 not found; 5 refused; 6 deployment unavailable; 7 admin token missing or wrong.
+EPILOG = """exit codes: 0 done; 1 a check found a problem; 2 usage; 3 conflict (it exists
+already, or try again later); 4 not found; 5 refused; 6 deployment unavailable; 7 admin
+token missing or wrong.
 Management commands run on the local deployment, or on --url / TESSERA_URL with the admin
 token (TESSERA_ADMIN_TOKEN or TESSERA_ADMIN_TOKEN_FILE)."""
 
@@ -70,17 +71,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def local_only(args: argparse.Namespace) -> bool:
+    """Whether the command acts on this machine's deployment only, as its parser declares it
+    (``set_defaults(local_only=...)``: True, or a test of the parsed arguments where only some
+    forms are: ``admin-token`` shows the local token, its ``rotate`` works over ``--url``)."""
+    declared = getattr(args, "local_only", False)
+    return bool(declared(args) if callable(declared) else declared)
+
+
 def _execute(args: argparse.Namespace) -> int:
-    local_only = getattr(args, "local_only", False)
-    if local_only and args.broker_url:
+    local = local_only(args)
+    if local and args.broker_url:
         # TESSERA_URL in the environment is ignored here: it names where to manage, not serve
         raise CliError(f"{args.command} acts on the local deployment only; drop --url", USAGE)
     outcome = args.func(args)
     if isinstance(outcome, int):
         return outcome
     job: Job = outcome
-    # serve, init, migrate, admin-token and id-token act on this machine's deployment
-    url = None if local_only else remote_url(args.broker_url)
+    # serve, init, migrate, admin-token (show) and id-token act on this machine's deployment
+    url = None if local else remote_url(args.broker_url)
     value = asyncio.run(run_job(job, url))
     if job.render is not None:
         return job.render(value)

@@ -107,7 +107,7 @@ async def test_archive_refuses_everything_and_keeps_the_rows(
                                json=body)
         assert r.status_code == 400 and "archived" in r.json()["error_description"], r.text
     r = await http.post("/admin/v1/tenants", headers=ADMIN, json={"name": tenant})
-    assert r.status_code == 400 and "exists" in r.json()["error_description"]
+    assert r.status_code == 409 and "exists" in r.json()["error_description"]
     # rows and the audit chain stay readable
     r = await http.get(f"/admin/v1/tenants/{tenant}/clients", headers=ADMIN)
     assert [c["client_id"] for c in r.json()] == [client.client_id]

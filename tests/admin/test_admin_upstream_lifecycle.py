@@ -138,6 +138,6 @@ async def test_delete_is_a_tombstone(http: httpx.AsyncClient, broker: Broker,
         assert r.status_code == 400 and "deleted" in r.json()["error_description"], r.text
     r = await http.post(f"/admin/v1/tenants/{tenant}/upstreams", headers=ADMIN, json={
         "name": "corp", "kind": "saml", "saml": {"metadata_xml": metadata(new_key())}})
-    assert r.status_code == 400 and "exists" in r.json()["error_description"]
+    assert r.status_code == 409 and "exists" in r.json()["error_description"]
     actions = [e.action for e in await events(broker, tenant, "upstream.deleted")]
     assert actions == ["upstream.deleted"]

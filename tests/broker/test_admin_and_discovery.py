@@ -28,7 +28,8 @@ async def test_admin_tenant_and_client_lifecycle(http, broker):
     assert r.json()["issuer"] == f"{BASE_URL}/t/{name}" and r.json()["status"] == "active"
     assert name in [t["id"] for t in (await http.get("/admin/v1/tenants", headers=ADMIN)).json()]
     r = await http.post("/admin/v1/tenants", json={"name": name}, headers=ADMIN)
-    assert r.status_code == 400 and "exists" in r.json()["error_description"]
+    assert r.status_code == 409 and r.json()["error"] == "conflict"
+    assert "exists" in r.json()["error_description"]
 
     r = await http.post(f"/admin/v1/tenants/{name}/clients", headers=ADMIN, json={
         "name": "agent", "scopes": ["read"], "audiences": ["https://api.example"],

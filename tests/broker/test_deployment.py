@@ -33,7 +33,7 @@ from tenants.db import create_engine
 from tenants.migrate import alembic_config, head_revision
 from tests import admin_ops as ops
 from tests.conftest import BASE_URL, REPO_ROOT, OffsetClock
-from tests.interop.conftest import free_port
+from tests.server_process import free_port
 
 # -- helpers -----------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.errors import InvalidRequest
+from adapters.errors import Conflict, InvalidRequest
 from broker.runtime import Broker
 from tests import admin_ops as ops
 from tests.conftest import new_tenant
@@ -50,7 +50,7 @@ async def test_register_list_disable(broker: Broker) -> None:
         attribute_mapping={"mail": "email"}, want_authn_requests_signed=True, sp_certs=[cert]))
     assert created["idp_metadata_url"].endswith(f"/t/{tenant}/saml/idp/metadata")
     assert created["sp_certs"] == 1 and created["name_id_format"] == "persistent"
-    with pytest.raises(InvalidRequest, match="exists"):
+    with pytest.raises(Conflict, match="exists"):
         await ops.create_legacy_app(broker, tenant, body())
     disabled = await ops.set_legacy_app_status(broker, tenant, APP, "disabled")
     assert disabled["status"] == "disabled"

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine as create_sync_engine
 
 from tenants.migrate import alembic_config, head_revision
 from tests.broker.test_deployment import clean_env, one_line_error
-from tests.interop.conftest import free_port
+from tests.server_process import free_port
 
 OLD = "0008"
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from tests.broker.test_deployment import clean_env
 from tests.conftest import BASE_URL, new_client, new_tenant
 from tests.db_proxy import DatabaseProxy
-from tests.interop.conftest import free_port
+from tests.server_process import free_port
 
 # -- in process: metrics and health ---------------------------------------------------------
 

@@ -8,8 +8,6 @@ federation key rotation picked up through key continuity."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,52 +19,31 @@ from joserfc.jwk import KeySet
 from adapters import jose
 from adapters.entity_statement import verify_entity_configuration
 from broker import id_jag
-from broker.config import Settings
-from broker.runtime import Broker
 from registry import federation
 from tests.broker.helpers import jwt_parts
 from tests.conftest import published_long_ago
-from tests.flows.test_two_brokers import REPO_ROOT, Process, _id_token, _start
+from tests.flows.test_two_brokers import _id_token, servers
+from tests.server_process import Server, clean_env
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, Process]]:
-    root = tmp_path_factory.mktemp("self-registration")
-    registry = _start(root / "registry")
-    try:
-        partner = _start(root / "partner")
-    except BaseException:
-        registry.proc.kill()
-        raise
-    yield registry, partner
-    for p in (registry, partner):
-        p.proc.send_signal(signal.SIGTERM)
-        p.proc.wait(timeout=15)
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ...]]:
+    yield from servers(tmp_path_factory, "self-registration", "registry", "partner")
 
 
-def cli(p: Process, *args: str) -> dict:
-    """``tessera --url`` against the process's admin API (the remote transport)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    env.update({"TESSERA_ADMIN_TOKEN": p.admin["Authorization"].removeprefix("Bearer "),
-                "PYTHONPATH": str(REPO_ROOT)})
+def cli(p: Server, *args: str) -> dict:
+    """``tessera --url`` against the server's admin API (the remote transport)."""
     done = subprocess.run([sys.executable, "-m", "broker.cli", "--url", p.base_url, *args,
-                           "--json"], env=env, capture_output=True, timeout=60, check=False)
+                           "--json"], env=clean_env(TESSERA_ADMIN_TOKEN=p.admin_token),
+                          capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr.decode()
     return json.loads(done.stdout)
 
 
-def _broker_of(p: Process) -> Broker:
-    """The partner's own key service (its database and master key), to sign as acme."""
-    return Broker.build(Settings(database_url=p.db_url, base_url=p.base_url,
-                                 master_key=p.master_key, admin_token="x" * 32, demo=False))
-
-
-def signed_request(p: Process, tenant: str, registry_id: str) -> str:
+def signed_request(p: Server, tenant: str, registry_id: str) -> str:
     """``tessera federation request`` on the partner's deployment (its federation keys)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    env.update({"TESSERA_DATABASE_URL": p.db_url, "TESSERA_MASTER_KEY": p.master_key,
-                "TESSERA_ADMIN_TOKEN": p.admin["Authorization"].removeprefix("Bearer "),
-                "TESSERA_BASE_URL": p.base_url, "PYTHONPATH": str(REPO_ROOT)})
+    env = clean_env(TESSERA_DATABASE_URL=p.database_url, TESSERA_MASTER_KEY=p.master_key,
+                    TESSERA_ADMIN_TOKEN=p.admin_token, TESSERA_BASE_URL=p.base_url)
     done = subprocess.run([sys.executable, "-m", "broker.cli", "federation", "request",
                            "--tenant", tenant, "--registry", registry_id], env=env,
                           capture_output=True, timeout=60, check=False)
@@ -74,8 +51,9 @@ def signed_request(p: Process, tenant: str, registry_id: str) -> str:
     return done.stdout.decode().strip()
 
 
-async def rotate_federation_keys(p: Process, tenant: str) -> None:
-    broker = _broker_of(p)
+async def rotate_federation_keys(p: Server, tenant: str) -> None:
+    """The partner's own key service (its database and master key) rotates acme's keys."""
+    broker = p.broker()
     try:
         # as if the next key had been published long enough (the partner's own JWKS wait)
         await published_long_ago(broker, federation.tenant_keys(tenant))
@@ -84,8 +62,8 @@ async def rotate_federation_keys(p: Process, tenant: str) -> None:
         await broker.close()
 
 
-def count_partners(p: Process) -> int:
-    r = httpx.get(f"{p.base_url}/admin/v1/partners", headers=p.admin, timeout=10)
+def count_partners(p: Server) -> int:
+    r = httpx.get(f"{p.base_url}/admin/v1/partners", headers=p.headers, timeout=10)
     return len(r.json())
 
 

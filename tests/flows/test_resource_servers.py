@@ -237,10 +237,11 @@ async def test_admin_resource_lifecycle(http, broker, domains):
     r = await http.post(base, headers=ADMIN, json=body)
     assert r.status_code == 201, r.text
     assert r.json()["authorization_server"] == d.pricing_issuer
-    assert (await http.post(base, headers=ADMIN, json=body)).status_code == 400
+    assert (await http.post(base, headers=ADMIN, json=body)).status_code == 409
     again = {**body, "name": "prices-2"}  # the identifier is taken
     r = await http.post(base, headers=ADMIN, json=again)
-    assert r.status_code == 400 and r.json()["field"] == "identifier", r.text
+    assert r.status_code == 409 and r.json()["error"] == "conflict", r.text
+    assert r.json()["error_description"].startswith("identifier: "), r.text
     r = await http.patch(f"{base}/prices", headers=ADMIN, json={"default_scopes": ["write"]})
     assert r.status_code == 400 and r.json()["field"] == "default_scopes", r.text
     r = await http.patch(f"{base}/prices", headers=ADMIN, json={"allowed_clients": ["nobody"]})

@@ -3,94 +3,34 @@ trust registries and ``jwks_uri``: acme's broker issues, pricing's broker redeem
 
 from __future__ import annotations
 
-import base64
-import os
-import secrets
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import ExitStack
 
 import httpx
 import pytest
 
 from broker import id_jag
-from broker.config import Settings
-from broker.runtime import Broker, TenantView
+from broker.runtime import TenantView
 from tenants.settings import TenantSettings
 from tests.broker.helpers import jwt_parts
 from tests.dpop_client import make_proof, new_key
-from tests.interop.conftest import _wait_healthy, free_port
-from tests.server_errors import watch_server_log
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.server_process import Server, serving
 
 
-@dataclass
-class Process:
-    base_url: str
-    admin: dict[str, str]
-    db_url: str
-    master_key: str
-    proc: subprocess.Popen[bytes]
-
-    def admin_post(self, path: str, body: dict | None = None, method: str = "POST") -> dict:
-        r = httpx.request(method, f"{self.base_url}/admin/v1{path}", json=body or {},
-                          headers=self.admin, timeout=10)
-        assert r.status_code in (200, 201), r.text
-        return r.json()
-
-
-def _start(workdir: Path) -> Process:
-    workdir.mkdir()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    master = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-    token = "admin-" + secrets.token_urlsafe(16)
-    db_url = f"sqlite+aiosqlite:///{workdir}/t.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    env.update({"TESSERA_DATABASE_URL": db_url, "TESSERA_ADMIN_TOKEN": token,
-                "TESSERA_MASTER_KEY": master, "TESSERA_DEMO": "false",
-                "TESSERA_ALLOW_HTTP_LOOPBACK": "true", "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(REPO_ROOT)})
-    log = workdir / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port",
-             str(port)], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
-    watch_server_log(log)
-    _wait_healthy(proc, base, log)
-    return Process(base, {"Authorization": f"Bearer {token}"}, db_url, master, proc)
+def servers(tmp_path_factory: pytest.TempPathFactory, root: str, *names: str
+            ) -> Iterator[tuple[Server, ...]]:
+    """A ``tessera serve`` per name, each in its own directory under one temporary ``root``
+    and allowing http to loopback (the other broker's JWKS); all stopped when done, and the
+    ones started already if a later one fails to start."""
+    parent = tmp_path_factory.mktemp(root)
+    with ExitStack() as stack:
+        yield tuple(stack.enter_context(serving(parent / name, TESSERA_ALLOW_HTTP_LOOPBACK="true"))
+                    for name in names)
 
 
 @pytest.fixture(scope="module")
-def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, Process]]:
-    root = tmp_path_factory.mktemp("two-brokers")
-    a = _start(root / "acme")
-    try:
-        b = _start(root / "pricing")
-    except BaseException:
-        a.proc.kill()
-        raise
-    yield a, b
-    for p in (a, b):
-        p.proc.send_signal(signal.SIGTERM)
-        p.proc.wait(timeout=15)
-
-
-async def _acme_id_token(a: Process, client_id: str) -> str:
-    """The user's ID token, signed through acme's key service (the same database and master
-    key as acme's broker process): the login flows of a later issue will replace this."""
-    broker = Broker.build(Settings(database_url=a.db_url, base_url=a.base_url,
-                                   master_key=a.master_key, admin_token="x" * 32, demo=False))
-    try:
-        view = TenantView("acme", f"{a.base_url}/t/acme", TenantSettings())
-        return await id_jag.mint_id_token(broker, view, subject="alice", client_id=client_id)
-    finally:
-        await broker.close()
+def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ...]]:
+    yield from servers(tmp_path_factory, "two-brokers", "acme", "pricing")
 
 
 async def test_id_jag_between_two_broker_processes(brokers):
@@ -125,7 +65,8 @@ async def test_id_jag_between_two_broker_processes(brokers):
                                   "requested_token_type": id_jag.ID_JAG, "audience": pricing,
                                   "scope": "quotes:read quotes:write",
                                   "subject_token_type": id_jag.ID_TOKEN,
-                                  "subject_token": await _acme_id_token(a, agent["client_id"])})
+                                  "subject_token": await _id_token(
+                                      a, "acme", agent["client_id"], "alice")})
         assert r.status_code == 200, r.text
         assert r.json()["scope"] == "quotes:read"
         jag = r.json()["access_token"]
@@ -156,7 +97,8 @@ async def test_id_jag_between_two_broker_processes(brokers):
                             data={"grant_type": id_jag.TOKEN_EXCHANGE,
                                   "requested_token_type": id_jag.ID_JAG, "audience": pricing,
                                   "subject_token_type": id_jag.ID_TOKEN,
-                                  "subject_token": await _acme_id_token(a, agent["client_id"])})
+                                  "subject_token": await _id_token(
+                                      a, "acme", agent["client_id"], "alice")})
         fresh = r.json()["access_token"]
         b.admin_post("/partners/acme/suspend")
         r = await http.post(f"{pricing}/token", auth=auth, headers={
@@ -166,12 +108,12 @@ async def test_id_jag_between_two_broker_processes(brokers):
         assert "does not accept" in r.json()["error_description"]
 
 
-async def _id_token(p: Process, tenant: str, client_id: str, subject: str) -> str:
-    """An ID token signed by ``tenant`` of process ``p`` (its database and master key)."""
-    broker = Broker.build(Settings(database_url=p.db_url, base_url=p.base_url,
-                                   master_key=p.master_key, admin_token="x" * 32, demo=False))
+async def _id_token(p: Server, tenant: str, client_id: str, subject: str) -> str:
+    """An ID token signed by ``tenant`` of server ``p`` (through its key service: the same
+    database and master key); the login flows are other tests' subject."""
+    broker = p.broker()
     try:
-        view = TenantView(tenant, f"{p.base_url}/t/{tenant}", TenantSettings())
+        view = TenantView(tenant, p.issuer_of(tenant), TenantSettings())
         return await id_jag.mint_id_token(broker, view, subject=subject, client_id=client_id)
     finally:
         await broker.close()

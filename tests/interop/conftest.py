@@ -13,11 +13,7 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +24,7 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import KeySet
 
-from tests.server_errors import watch_server_log
+from tests.server_process import serving
 
 if TYPE_CHECKING:
     from tests.peers.oidc_idp import OidcIdp
@@ -37,17 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PEERS_DIR = REPO_ROOT / "tests" / "peers"
 OPENID_CLIENT_SCRIPT = PEERS_DIR / "openid_client_cc.mjs"
 
-STARTUP_TIMEOUT = 30.0
-SHUTDOWN_TIMEOUT = 15.0
 NODE_TIMEOUT = 30.0
 NPM_TIMEOUT = 300.0
 MIN_NODE_MAJOR = 20  # openid-client v6 needs WebCrypto and fetch as globals
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _b64url_json(segment: str) -> dict[str, Any]:
@@ -137,76 +125,18 @@ class TesseraServer:
             return "(no server log)"
 
 
-def _server_env(db_url: str, admin_token: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    env.update({
-        "TESSERA_DATABASE_URL": db_url,
-        "TESSERA_ADMIN_TOKEN": admin_token,
-        # the upstream IdPs of the login tests (oidc-provider) live on http://127.0.0.1
-        "TESSERA_ALLOW_HTTP_LOOPBACK": "1",
-        "PYTHONUNBUFFERED": "1",
-        # run the code under test even where the package is not installed
-        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
-    })
-    return env
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log_file: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    last_error = "no answer yet"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"tessera serve exited with {proc.returncode} before becoming healthy:\n"
-                        f"{log_file.read_text(errors='replace')}")
-        try:
-            response = httpx.get(f"{base_url}/healthz", timeout=2.0)
-            if response.status_code == 200:
-                return
-            last_error = f"HTTP {response.status_code}"
-        except httpx.TransportError as exc:
-            last_error = repr(exc)
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait()
-    pytest.fail(f"tessera serve not healthy after {STARTUP_TIMEOUT}s ({last_error}):\n"
-                f"{log_file.read_text(errors='replace')}")
-
-
 @pytest.fixture(scope="session")
 def tessera_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TesseraServer]:
-    workdir = tmp_path_factory.mktemp("tessera-serve")
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    admin_token = "interop-admin-" + secrets.token_urlsafe(24)
-    log_file = workdir / "server.log"
-    env = _server_env(f"sqlite+aiosqlite:///{workdir}/t.db", admin_token)
-    cmd = [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with log_file.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    watch_server_log(log_file)
-    try:
-        _wait_healthy(proc, base_url, log_file)
-        demo = json.loads((workdir / "tessera-demo-client.json").read_text())
-        server = TesseraServer(
-            base_url=base_url, issuer=f"{base_url}/t/demo", admin_token=admin_token,
+    """The session's server: the demo tenant and client, http allowed to loopback (the
+    upstream IdPs of the login tests, oidc-provider, live on http://127.0.0.1)."""
+    with serving(tmp_path_factory.mktemp("tessera-serve"), token_prefix="interop-admin-",
+                 demo=True, TESSERA_ALLOW_HTTP_LOOPBACK="1") as s:
+        demo = json.loads((s.workdir / "tessera-demo-client.json").read_text())
+        yield TesseraServer(
+            base_url=s.base_url, issuer=s.issuer_of("demo"), admin_token=s.admin_token,
             demo_client_id=demo["client_id"], demo_client_secret=demo["client_secret"],
-            workdir=workdir, log_file=log_file,
+            workdir=s.workdir, log_file=s.log,
         )
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=SHUTDOWN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                pytest.fail(f"tessera serve did not exit within {SHUTDOWN_TIMEOUT}s of SIGTERM:\n"
-                            f"{log_file.read_text(errors='replace')[-4000:]}")
-    assert proc.returncode in (0, -signal.SIGTERM), (
-        f"tessera serve exited with {proc.returncode} after SIGTERM:\n"
-        f"{log_file.read_text(errors='replace')[-4000:]}")
 
 
 # --- Node.js peers ------------------------------------------------------------------------

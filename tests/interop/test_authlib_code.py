@@ -18,8 +18,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.interop.conftest import free_port
 from tests.peers.oidc_idp import sign_in_at_broker
+from tests.server_process import free_port
 
 with warnings.catch_warnings():
     # Recent Authlib prefers the httpx2 package and warns when it falls back to httpx. Its

@@ -20,10 +20,8 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -35,15 +33,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from tests.interop.conftest import (
-    REPO_ROOT,
-    LoginTenant,
-    TesseraServer,
-    _server_env,
-    _wait_healthy,
-    free_port,
-)
+from tests.interop.conftest import REPO_ROOT, LoginTenant, TesseraServer
 from tests.peers.oidc_idp import sign_in_at_broker
+from tests.server_process import clean_env, free_port, serving, stop
 
 pytestmark = pytest.mark.interop
 mcp = pytest.importorskip("mcp", reason="the python mcp SDK (test extra) is not installed")
@@ -54,34 +46,13 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def broker_b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TesseraServer]:
     """A second ``tessera serve``: its own database, master key and admin token."""
-    workdir = tmp_path_factory.mktemp("tessera-b")
-    port, token = free_port(), "b-admin-" + secrets.token_urlsafe(24)
-    base = f"http://127.0.0.1:{port}"
-    log_file = workdir / "server.log"
-    env = _server_env(f"sqlite+aiosqlite:///{workdir}/b.db", token)
-    with log_file.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port",
-             str(port)], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
-    try:
-        _wait_healthy(proc, base, log_file)
-        yield TesseraServer(base, f"{base}/t/demo", token, "", "", workdir, log_file)
-    finally:
-        _stop(proc)
+    with serving(tmp_path_factory.mktemp("tessera-b"), database="b.db", token_prefix="b-admin-",
+                 demo=True, TESSERA_ALLOW_HTTP_LOOPBACK="1") as b:
+        yield TesseraServer(b.base_url, b.issuer_of("demo"), b.admin_token, "", "", b.workdir,
+                            b.log)
 
 
 @dataclass(frozen=True)
@@ -109,9 +80,8 @@ def mcp_server(broker_b: TesseraServer) -> Iterator[tuple[str, str]]:
     tenant = f"mcp-{secrets.token_hex(4)}"
     _ok(broker_b.admin("POST", "/tenants", {"name": tenant, "settings": {}}))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    env.update({"MCP_ISSUER": broker_b.issuer_of(tenant), "MCP_PORT": str(port),
-                "MCP_POLL": str(POLL), "PYTHONPATH": str(REPO_ROOT)})
+    env = clean_env(MCP_ISSUER=broker_b.issuer_of(tenant), MCP_PORT=str(port),
+                    MCP_POLL=str(POLL))
     log_file = broker_b.workdir / "mcp.log"
     with log_file.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "tests.peers.mcp.server"], cwd=REPO_ROOT,
@@ -132,7 +102,7 @@ def mcp_server(broker_b: TesseraServer) -> Iterator[tuple[str, str]]:
             time.sleep(0.1)
         yield tenant, url
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -321,9 +291,7 @@ def node_peer() -> str:
 
 
 def run_node(node: str, script: str, env: dict[str, str]) -> dict[str, Any]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    full.update(env)
-    proc = subprocess.run([node, script], cwd=PEER_DIR, env=full, capture_output=True,
+    proc = subprocess.run([node, script], cwd=PEER_DIR, env=clean_env(**env), capture_output=True,
                           text=True, timeout=60, check=False)
     lines = [x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("{")]
     assert lines, f"no JSON from {script}:\n{proc.stdout}\n{proc.stderr}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.interop.conftest import STARTUP_TIMEOUT, _server_env, free_port
 from tests.mtls_pki import (
     DNS_NAME,
     SPIFFE_ID,
@@ -32,10 +30,9 @@ from tests.mtls_pki import (
     make_pki,
 )
 from tests.server_errors import watch_server_log
+from tests.server_process import clean_env, free_port, stop, wait_healthy
 
 pytestmark = pytest.mark.interop
-
-SHUTDOWN_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -83,28 +80,6 @@ class TLSServer:
                             headers={"Authorization": f"Bearer {token}"})
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], server: TLSServer) -> None:
-    import time
-
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"tessera serve exited with {proc.returncode}:\n"
-                        f"{server.log_file.read_text(errors='replace')}")
-        try:
-            with server.http() as http:
-                if http.get(f"{server.base_url}/healthz").status_code == 200:
-                    return
-        except httpx.TransportError as exc:
-            last = repr(exc)
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait()
-    pytest.fail(f"tessera serve (TLS) not healthy ({last}):\n"
-                f"{server.log_file.read_text(errors='replace')}")
-
-
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
     workdir = tmp_path_factory.mktemp("tessera-mtls")
@@ -118,7 +93,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
     port = free_port()
     admin_token = "mtls-admin-" + secrets.token_urlsafe(24)
     log_file = workdir / "server.log"
-    env = _server_env(f"sqlite+aiosqlite:///{workdir}/t.db", admin_token)
+    env = clean_env(TESSERA_DATABASE_URL=f"sqlite+aiosqlite:///{workdir}/t.db",
+                    TESSERA_ADMIN_TOKEN=admin_token, TESSERA_ALLOW_HTTP_LOOPBACK="1")
     cmd = [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port",
            str(port), "--certfile", str(server_cert), "--keyfile", str(server_key),
            "--ca-certs", str(bundle), "--client-cert", "optional"]
@@ -129,18 +105,10 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
                        log_file)
     watch_server_log(log_file)
     try:
-        _wait_healthy(proc, server)
+        wait_healthy(proc, server.base_url, log_file, http=server.http)
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=SHUTDOWN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                pytest.fail("tessera serve (TLS) did not exit after SIGTERM")
-    assert proc.returncode in (0, -signal.SIGTERM), log_file.read_text(errors="replace")[-4000:]
+        stop(proc, log_file)
 
 
 def _claims(token: str) -> dict[str, Any]:

@@ -18,8 +18,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.interop.conftest import free_port
 from tests.peers.oidc_idp import IdpLoginError, OidcIdp, login_at_idp, start_oidc_idp
+from tests.server_process import free_port
 
 pytestmark = pytest.mark.interop
 

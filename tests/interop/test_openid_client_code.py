@@ -19,8 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from joserfc.jwk import ECKey
 
-from tests.interop.conftest import NODE_TIMEOUT, PEERS_DIR, free_port
+from tests.interop.conftest import NODE_TIMEOUT, PEERS_DIR
 from tests.peers.oidc_idp import sign_in_at_broker
+from tests.server_process import free_port
 
 if TYPE_CHECKING:
     from conftest import LoginTenant, NodePeer

@@ -158,7 +158,7 @@ async def test_duplicate_list_disable_enable(http: httpx.AsyncClient, broker: Br
         assert (await http.post(url(tenant, "/upstreams"), json=body,
                                 headers=ADMIN)).status_code == 201
     again = await http.post(url(tenant, "/upstreams"), json=oidc_body(), headers=ADMIN)
-    assert again.status_code == 400 and "exists" in again.json()["error_description"]
+    assert again.status_code == 409 and "exists" in again.json()["error_description"]
     listed = (await http.get(url(tenant, "/upstreams"), headers=ADMIN)).json()
     assert [(u["name"], u["kind"]) for u in listed] == [("corp-oidc", "oidc"),
                                                         ("corp-saml", "saml")]

@@ -30,7 +30,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import RSAKey
 
-from tests.interop.conftest import MIN_NODE_MAJOR, NPM_TIMEOUT, PEERS_DIR, free_port
+from tests.interop.conftest import MIN_NODE_MAJOR, NPM_TIMEOUT, PEERS_DIR
+from tests.server_process import free_port
 
 OIDC_IDP_SCRIPT = PEERS_DIR / "oidc_idp.mjs"
 STARTUP_TIMEOUT = 30.0

@@ -85,7 +85,7 @@ async def test_partner_issuer_is_unique(http):
     assert (await http.post("/admin/v1/partners", json=body, headers=ADMIN)).status_code == 201
     again = {**_partner_body(), "issuer": body["issuer"]}
     r = await http.post("/admin/v1/partners", json=again, headers=ADMIN)
-    assert r.status_code == 400
+    assert r.status_code == 409 and r.json()["error"] == "conflict", r.text
 
 
 async def test_partner_expiry_counts_at_once(http, broker):
@@ -122,7 +122,7 @@ async def test_trust_link_lifecycle_and_refusals(http, broker):
     assert r.json()["directions"] == ["send"]
     link = r.json()["id"]
     assert (await http.post(base, json={"tenant": b, "directions": both},
-                            headers=ADMIN)).status_code == 400
+                            headers=ADMIN)).status_code == 409  # a second active link
     issuer = broker.issuer(b)
     # send only: a may issue ID-JAGs to b, but does not accept b's assertions
     assert await broker.live_peer(a, issuer, direction="send") is not None

@@ -244,6 +244,18 @@ async def test_reject(http, broker, web):
     assert r.status_code == 200 and r.json()["status"] == "revoked"
 
 
+async def test_registering_an_entity_twice_is_a_409(http, broker, web):
+    entity, pid = web.entity(), unique("p")
+    r = await http.post("/admin/v1/registry/entities", json={"entity_id": entity.id, "id": pid},
+                        headers=ADMIN)
+    assert r.status_code == 201, r.text
+    before = await table_counts(broker)
+    for body in ({"entity_id": entity.id}, {"entity_id": web.entity().id, "id": pid}):
+        r = await http.post("/admin/v1/registry/entities", json=body, headers=ADMIN)
+        assert r.status_code == 409 and r.json()["error"] == "conflict", r.text
+    assert await table_counts(broker) == before
+
+
 async def test_registration_form(http, web):
     r = await http.get("/registry/register")
     assert r.status_code == 200 and "<label for=invitation_code>" in r.text
@@ -306,7 +318,7 @@ async def test_concurrent_registrations_of_one_entity_register_it_once(http, bro
     entity = web.entity()
     codes = [(await invite(http))["code"] for _ in range(3)]
     results = await asyncio.gather(*(register(http, entity, c) for c in codes))
-    assert sorted(r.status_code for r in results) == [201, 400, 400], [r.text for r in results]
+    assert sorted(r.status_code for r in results) == [201, 409, 409], [r.text for r in results]
     listed = (await http.get("/admin/v1/registry/invitations", headers=ADMIN)).json()
     assert sum(1 for i in listed if i["state"] == "used" and i["entity_id"] is None
                and i["id"] in {c.split("_")[1] for c in codes}) == 1

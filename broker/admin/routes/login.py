@@ -18,7 +18,7 @@ from broker.admin.models.upstreams import (
     UpstreamPatch,
 )
 from broker.admin.roles import READ, WRITE
-from broker.admin.route import AdminRoute, T, U, route, status_route
+from broker.admin.route import EXISTS, AdminRoute, T, U, route, status_route
 from broker.admin.services import (
     agents,
     keys_audit,
@@ -32,7 +32,8 @@ LOGIN: tuple[AdminRoute, ...] = (
     route("POST", T + "/upstreams", "Add an upstream IdP (OIDC or SAML)", "upstreams",
           lambda c: upstreams.create_upstream(c.broker, c["tenant"], c.body),
           request=UpstreamCreate, response=UpstreamOut, status=201,
-          creates=(("upstream", "name"),), roles=WRITE, name="create_upstream"),
+          creates=(("upstream", "name"),), conflict=EXISTS, roles=WRITE,
+          name="create_upstream"),
     route("GET", U, "Read an upstream IdP", "upstreams",
           lambda c: upstreams.get_upstream(c.broker, c["tenant"], c["upstream"]),
           response=UpstreamOut, roles=READ, name="get_upstream"),

@@ -17,7 +17,7 @@ from broker.admin.models.registry import (
     TrustLinkPatch,
 )
 from broker.admin.roles import READ, REGISTRY, WRITE
-from broker.admin.route import MC, AdminRoute, L, P, T, route, status_route
+from broker.admin.route import EXISTS, MC, AdminRoute, L, P, T, route, status_route
 from broker.admin.services import (
     connections,
     partners,
@@ -30,7 +30,7 @@ REGISTRY: tuple[AdminRoute, ...] = (
           roles=REGISTRY, name="list_partners"),
     route("POST", "/partners", "Register a partner (pending until activated)", "registry",
           lambda c: partners.register_partner(c.broker, c.body), request=PartnerCreate,
-          response=PartnerOut, status=201, creates=(("partner", "id"),),
+          response=PartnerOut, status=201, creates=(("partner", "id"),), conflict=EXISTS,
           roles=REGISTRY, name="register_partner"),
     route("GET", P, "Read a partner", "registry",
           lambda c: partners.get_partner(c.broker, c["partner"]), response=PartnerOut,
@@ -52,7 +52,7 @@ REGISTRY: tuple[AdminRoute, ...] = (
     route("POST", T + "/trust-links", "Add a trust link (to a partner or a tenant)", "registry",
           lambda c: trust_links.add_trust_link(c.broker, c["tenant"], c.body),
           request=TrustLinkCreate, response=TrustLinkOut, status=201, creates=(("link", "id"),),
-          roles=WRITE, name="add_trust_link"),
+          conflict=EXISTS, roles=WRITE, name="add_trust_link"),
     route("GET", L, "Read a trust link", "registry",
           lambda c: trust_links.get_trust_link(c.broker, c["tenant"], c["link"]),
           response=TrustLinkOut, roles=READ, name="get_trust_link"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from broker.admin.models.resources import ResourceCreate, ResourceOut, ResourcePatch
 from broker.admin.roles import READ, WRITE
-from broker.admin.route import AdminRoute, T, route
+from broker.admin.route import EXISTS, AdminRoute, T, route
 from broker.admin.services import resources
 
 RS = T + "/resource-servers/{resource}"
@@ -17,7 +17,8 @@ RESOURCES: tuple[AdminRoute, ...] = (
           "scopes, clients, token lifetime, DPoP/mTLS requirement)", "resource servers",
           lambda c: resources.create_resource(c.broker, c["tenant"], c.body),
           request=ResourceCreate, response=ResourceOut, status=201,
-          creates=(("resource", "name"),), roles=WRITE, name="create_resource"),
+          creates=(("resource", "name"),), conflict=EXISTS, roles=WRITE,
+          name="create_resource"),
     route("GET", RS, "Read a resource server", "resource servers",
           lambda c: resources.get_resource(c.broker, c["tenant"], c["resource"]),
           response=ResourceOut, roles=READ, name="get_resource"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from broker.admin.models.roles import RoleAssignmentIn, RoleAssignmentOut
 from broker.admin.roles import READ, WRITE
-from broker.admin.route import AdminRoute, T, route
+from broker.admin.route import EXISTS, AdminRoute, T, route
 from broker.admin.services import roles
 
 ROLES: tuple[AdminRoute, ...] = (
@@ -14,8 +14,8 @@ ROLES: tuple[AdminRoute, ...] = (
     route("POST", T + "/role-assignments", "Give a user, a group or an admin client a role "
           "(registry_admin: the operator only)", "roles",
           lambda c: roles.assign_role(c.broker, c["tenant"], c.body, c.principal),
-          request=RoleAssignmentIn, response=RoleAssignmentOut, status=201, roles=WRITE,
-          name="assign_role"),
+          request=RoleAssignmentIn, response=RoleAssignmentOut, status=201, conflict=EXISTS,
+          roles=WRITE, name="assign_role"),
     route("POST", T + "/role-assignments/remove", "Take a role away", "roles",
           lambda c: roles.remove_role(c.broker, c["tenant"], c.body, c.principal),
           request=RoleAssignmentIn, response=RoleAssignmentOut, roles=WRITE,

@@ -27,7 +27,7 @@ from broker.admin.models.runtime import (
     RevokeRequest,
 )
 from broker.admin.roles import READ, WRITE
-from broker.admin.route import LA, A, AdminRoute, K, T, route
+from broker.admin.route import EXISTS, LA, A, AdminRoute, K, T, route
 from broker.admin.services import (
     agents,
     anomaly,
@@ -80,7 +80,8 @@ RUNTIME: tuple[AdminRoute, ...] = (
     route("POST", LA, "Register a legacy app (fields or SP metadata)", "legacy apps",
           lambda c: legacy_apps.create_legacy_app(c.broker, c["tenant"], c.body),
           request=LegacyAppCreate, response=LegacyAppOut, status=201,
-          creates=(("entity_id", "entity_id"),), roles=WRITE, name="create_legacy_app"),
+          creates=(("entity_id", "entity_id"),), conflict=EXISTS, roles=WRITE,
+          name="create_legacy_app"),
     *(route("POST", f"{LA}/{verb}", f"{verb.capitalize()} a legacy app", "legacy apps",
             lambda c, status=status: legacy_apps.set_legacy_app_status(
                 c.broker, c["tenant"], c.body.entity_id, status),

@@ -14,7 +14,7 @@ from broker.admin.models.self_registration import (
     SelfRegisteredOut,
 )
 from broker.admin.roles import REGISTRY
-from broker.admin.route import AdminRoute, P, route
+from broker.admin.route import EXISTS, AdminRoute, P, route
 from broker.admin.services import self_registration as sr
 
 TAG = "registry admin"
@@ -34,7 +34,7 @@ SELF_REGISTRATION: tuple[AdminRoute, ...] = (
     route("POST", "/registry/entities", "Register an entity from its OpenID Federation Entity "
           "Configuration (fetched, verified, pending)", TAG,
           lambda c: sr.register_entity(c.broker, c.body), request=EntityRegistration,
-          response=SelfRegisteredOut, status=201, creates=(("partner", "id"),),
+          response=SelfRegisteredOut, status=201, creates=(("partner", "id"),), conflict=EXISTS,
           roles=REGISTRY, name="register_entity"),
     route("GET", "/registry/pending", "List registrations waiting for a decision", TAG,
           lambda c: sr.list_pending(c.broker), response=list[SelfRegisteredOut],

@@ -28,7 +28,7 @@ from broker.admin.models.tenants import (
     WebhookPut,
 )
 from broker.admin.roles import OPERATOR_ONLY, READ, WRITE
-from broker.admin.route import AdminRoute, C, T, route, status_route
+from broker.admin.route import EXISTS, NOT_NOW, AdminRoute, C, T, route, status_route
 from broker.admin.services import (
     clients,
     keys_audit,
@@ -42,7 +42,7 @@ TENANTS: tuple[AdminRoute, ...] = (
           roles=OPERATOR_ONLY, name="list_tenants"),
     route("POST", "/tenants", "Create a tenant (keys and webhook secret made now)", "tenants",
           lambda c: tenants.create_tenant(c.broker, c.body), request=TenantCreate,
-          response=TenantOut, status=201, creates=(("tenant", "id"),),
+          response=TenantOut, status=201, creates=(("tenant", "id"),), conflict=EXISTS,
           roles=OPERATOR_ONLY, name="create_tenant"),
     route("GET", T, "Read a tenant", "tenants",
           lambda c: tenants.get_tenant(c.broker, c["tenant"]), response=TenantOut,
@@ -75,7 +75,7 @@ TENANTS: tuple[AdminRoute, ...] = (
     route("POST", T + "/keys/rotate", "Rotate signing keys now (409 until the next key has "
           "been published long enough)", "keys",
           lambda c: keys_audit.rotate_keys(c.broker, c["tenant"]), response=RotationOut,
-          roles=WRITE, conflict=True, name="rotate_keys"),
+          roles=WRITE, conflict=NOT_NOW, name="rotate_keys"),
     route("POST", "/admin-token/rotate", "Rotate the admin bearer token (shown once; the "
           "current one works for the overlap)", "keys",
           lambda c: keys_audit.rotate_admin_token(c.broker, c.body),
@@ -84,7 +84,7 @@ TENANTS: tuple[AdminRoute, ...] = (
     route("POST", T + "/keys/{kid}/compromise", "Emergency rotation: the key leaves the JWKS "
           "and every token it signed is refused now; a new key signs at once", "keys",
           lambda c: keys_audit.compromise_key(c.broker, c["tenant"], c["kid"], c.body),
-          request=KeyCompromise, response=CompromiseOut, roles=WRITE, conflict=True,
+          request=KeyCompromise, response=CompromiseOut, roles=WRITE, conflict=NOT_NOW,
           name="compromise_key"),
     route("GET", T + "/audit/verify", "Verify the audit chain", "audit",
           lambda c: keys_audit.verify_audit(c.broker, c["tenant"]), response=AuditReport,
@@ -101,7 +101,8 @@ CLIENTS: tuple[AdminRoute, ...] = (
     route("POST", T + "/clients", "Register a client (the secret is in this answer only)",
           "clients", lambda c: clients.create_client(c.broker, c["tenant"], c.body),
           request=ClientCreate, response=ClientWithSecret, status=201,
-          creates=(("client_id", "client_id"),), roles=WRITE, name="create_client"),
+          creates=(("client_id", "client_id"),), conflict=EXISTS, roles=WRITE,
+          name="create_client"),
     route("GET", C, "Read a client", "clients",
           lambda c: clients.get_client(c.broker, c["tenant"], c["client_id"]),
           response=ClientOut, roles=READ, name="get_client"),

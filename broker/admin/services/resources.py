@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from adapters.errors import InvalidRequest, NotFound
+from adapters.errors import Conflict, NotFound
 from broker.admin.errors import InvalidField
 from broker.admin.models.resources import ResourceCreate, ResourceOut, ResourcePatch
 from broker.admin.services.common import existing_tenant
@@ -75,12 +75,11 @@ async def create_resource(broker: Broker, tenant: str, body: ResourceCreate) -> 
     now = broker.clock.now()
     async with tenant_scope(broker.sessions, tenant) as scope:
         if await scope.get(ResourceServerRow, body.name) is not None:
-            raise InvalidRequest(f"resource server {body.name!r} exists in tenant {tenant!r}")
+            raise Conflict(f"resource server {body.name!r} exists in tenant {tenant!r}")
         same = (await scope.session.execute(select(ResourceServerRow).where(
             ResourceServerRow.identifier == body.identifier))).scalars().first()
         if same is not None:
-            raise InvalidField("identifier", f"resource server {same.name!r} has this "
-                                             "identifier")
+            raise Conflict(f"identifier: resource server {same.name!r} has this identifier")
         row = scope.add(ResourceServerRow(name=body.name, identifier=body.identifier,
                                           display_name=body.display_name or body.name,
                                           created_at=now))

@@ -1,6 +1,7 @@
 """Role assignments of a tenant: list, assign, remove. Only the operator gives or takes
 ``registry_admin`` (it reaches beyond the tenant); a user or client must exist to be given a
-role (a group is whatever the tenant's upstreams assert). Each change is one audit event."""
+role (a group is whatever the tenant's upstreams assert); a role held already is a 409. Each
+change is one audit event."""
 
 from __future__ import annotations
 
@@ -45,13 +46,12 @@ async def assign_role(broker: Broker, tenant: str, body: RoleAssignmentIn,
     now = broker.clock.now()
     async with tenant_scope(broker.sessions, tenant) as scope:
         await _check_subject(scope, tenant, body)
-        row, new = await role_assignments.assign(scope, body.kind, body.subject, body.role,
-                                                 now=now, by=principal.actor)
-        if new:
-            await audit.record(scope.session, tenant, [audit.Event(
-                "role.assigned", "changed", body.subject if body.kind == "client" else None,
-                body.subject if body.kind == "user" else None,
-                {"kind": body.kind, "subject": body.subject, "role": body.role})], now)
+        row = await role_assignments.assign(scope, body.kind, body.subject, body.role,
+                                            now=now, by=principal.actor)
+        await audit.record(scope.session, tenant, [audit.Event(
+            "role.assigned", "changed", body.subject if body.kind == "client" else None,
+            body.subject if body.kind == "user" else None,
+            {"kind": body.kind, "subject": body.subject, "role": body.role})], now)
         return _out(tenant, row)
 
 

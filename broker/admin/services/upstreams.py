@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy import delete, select, update
 
-from adapters.errors import InvalidRequest, NotFound
+from adapters.errors import Conflict, InvalidRequest, NotFound
 from broker import claim_mapping, upstreams
 from broker.admin.models.upstreams import (
     MetadataRefresh,
@@ -78,7 +78,7 @@ async def create_upstream(broker: Broker, tenant: str, body: UpstreamCreate) -> 
     now = broker.clock.now()
     async with tenant_scope(broker.sessions, tenant) as scope:
         if await scope.get(Upstream, body.name) is not None:
-            raise InvalidRequest(f"upstream {body.name!r} exists")
+            raise Conflict(f"upstream {body.name!r} exists")
         row = scope.add(Upstream(name=body.name, kind=body.kind, config=config,
                                  mapping=mapping, display_name=body.display_name or body.name,
                                  domains=[d.lower() for d in body.domains], status="active",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from broker.cli.inputs import json_file
+from broker.cli.inputs import json_file, shared_options
 from broker.cli.transport import Job, op
 
 COLUMNS = ("tenant", "rules")
@@ -34,7 +34,5 @@ def add_parser(sub: Any) -> None:
                      help='JSON: [{"name": "burst", "metric": "token_requests", "limit": 100, '
                           '"window": 60}]')
     asub.add_parser("show")
-    for sp in asub.choices.values():
-        sp.add_argument("--tenant", required=True)
-        sp.add_argument("--json", action="store_true", help="print JSON")
+    shared_options(asub.choices.values())
     p.set_defaults(func=cmd_anomaly_rules)

@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from broker.admin.models.api_keys import DEFAULT_OVERLAP
-from broker.cli.inputs import given
+from broker.cli.inputs import given, shared_options
 from broker.cli.transport import Job, op
 
 COLUMNS = ("key_id", "client_id", "name", "status", "scopes", "expires_at", "last_used_at",
@@ -55,7 +55,5 @@ def add_parser(sub: Any) -> None:
                              f"(default {DEFAULT_OVERLAP})")
     revoke = asub.add_parser("revoke", help="revoke at once")
     revoke.add_argument("key_id")
-    for sp in asub.choices.values():
-        sp.add_argument("--tenant", required=True)
-        sp.add_argument("--json", action="store_true", help="print JSON")
+    shared_options(asub.choices.values())
     p.set_defaults(func=cmd_api_key)

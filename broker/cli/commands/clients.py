@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from broker.admin.models.tenants import DEFAULT_OVERLAP
-from broker.cli.inputs import given, json_file
+from broker.cli.inputs import given, json_file, shared_options
 from broker.cli.transport import Job, op
 
 CLIENT_COLS = ("client_id", "name", "status", "token_endpoint_auth_method", "scopes",
@@ -117,7 +117,5 @@ def add_parser(sub: Any) -> None:
     for action in ("disable", "enable", "delete"):
         csub.add_parser(action, help="retire it (final), revoke its tokens" if
                         action == "delete" else None).add_argument("client_id")
-    for sp in csub.choices.values():
-        sp.add_argument("--tenant", required=True)
-        sp.add_argument("--json", action="store_true", help="print JSON")
+    shared_options(csub.choices.values())
     client.set_defaults(func=cmd_client)

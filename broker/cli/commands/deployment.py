@@ -12,6 +12,7 @@ from typing import Any
 
 from broker import logs
 from broker.cli.exits import CHECK_FAILED, NOT_FOUND, OK, USAGE, CliError
+from broker.cli.inputs import shared_options
 from broker.cli.transport import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -121,7 +122,6 @@ def cmd_admin_token(args: argparse.Namespace) -> int | Job:
     if args.action == "show":
         print(Settings.load().admin_token_value())
         return OK
-    args.local_only = False
     rotation = op("rotate_admin_token", body={"overlap_seconds": args.overlap})
 
     def render(value: Any) -> int:
@@ -187,27 +187,27 @@ def add_parser(sub: Any) -> None:
 
     init = sub.add_parser("init", help="initialise an empty database: schema, master key and "
                           "admin token (files next to the SQLite file unless given)")
-    init.add_argument("--json", action="store_true")
+    shared_options([init], tenant=False)
     init.set_defaults(func=cmd_init, local_only=True)
     mig = sub.add_parser("migrate", help="bring the database schema to this version's head "
                          "(serialised across replicas)")
     mig.add_argument("--check", action="store_true",
                      help="only say where the schema stands: exit 0 at head, 1 behind")
-    mig.add_argument("--json", action="store_true")
+    shared_options([mig], tenant=False)
     mig.set_defaults(func=cmd_migrate, local_only=True)
 
     tok = sub.add_parser("admin-token", help="print the admin API bearer token, or rotate it")
     tok.add_argument("action", nargs="?", choices=("show", "rotate"), default="show")
     tok.add_argument("--overlap", type=int, default=3600, help="rotate: seconds the current "
                      "token keeps working (0-604800)")
-    tok.add_argument("--json", action="store_true")
-    tok.set_defaults(func=cmd_admin_token, local_only=True)
+    shared_options([tok], tenant=False)
+    # showing prints this machine's token; a rotation is an admin operation (also over --url)
+    tok.set_defaults(func=cmd_admin_token, local_only=lambda args: args.action == "show")
 
     idt = sub.add_parser("id-token", help="sign an ID token for a user of a tenant (development "
                          "and tests; local deployment only)")
-    idt.add_argument("--tenant", required=True)
     idt.add_argument("--client", required=True, help="the client the ID token is issued to")
     idt.add_argument("--sub", required=True, help="the user")
     idt.add_argument("--lifetime", type=int, default=300)
-    idt.add_argument("--json", action="store_true")
+    shared_options([idt])
     idt.set_defaults(func=cmd_id_token, local_only=True)

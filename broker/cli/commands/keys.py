@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from broker.cli.exits import CONFLICT, CliError
+from broker.cli.inputs import shared_options
 from broker.cli.transport import Job, Transport, op
 
 KEY_COLS = ("kid", "alg", "state", "backend", "created_at", "activated_at", "retire_after")
@@ -75,7 +76,5 @@ def add_parser(sub: Any) -> None:
                            "every token it signed is refused, a new key signs at once")
     comp.add_argument("--kid", required=True)
     comp.add_argument("--reason", default="", help="recorded in the audit chain and webhook")
-    for sp in ksub.choices.values():
-        sp.add_argument("--tenant", required=True)
-        sp.add_argument("--json", action="store_true", help="print JSON")
+    shared_options(ksub.choices.values())
     keys.set_defaults(func=cmd_keys)

@@ -23,7 +23,7 @@ import argparse
 from typing import Any
 
 from broker.cli.exits import USAGE, CliError
-from broker.cli.inputs import pairs, read_text
+from broker.cli.inputs import pairs, read_text, shared_options
 from broker.cli.transport import Job, op
 
 COLUMNS = ("entity_id", "name", "status", "acs_urls", "name_id_format", "attribute_mapping")
@@ -94,7 +94,5 @@ def add_parser(sub: Any) -> None:
     asub.add_parser("list")
     for action in ("disable", "enable", "delete"):
         asub.add_parser(action).add_argument("entity_id")
-    for sp in asub.choices.values():
-        sp.add_argument("--tenant", required=True)
-        sp.add_argument("--json", action="store_true", help="print JSON")
+    shared_options(asub.choices.values())
     p.set_defaults(func=cmd_legacy_app)

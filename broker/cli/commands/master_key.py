@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.cli.exits import CONFLICT, OK, USAGE, CliError
+from broker.cli.inputs import shared_options
 from broker.config import (
     Settings,
     create_secret_file,
@@ -141,6 +142,5 @@ def add_parser(sub: Any) -> None:
     rew.add_argument("--stop-after", type=_positive, default=None,
                      help="stop after this many values (resume by running again)")
     msub.add_parser("status", help="key ids and the rotation under way")
-    for sp in msub.choices.values():
-        sp.add_argument("--json", action="store_true", help="print JSON")
+    shared_options(msub.choices.values(), tenant=False)
     mk.set_defaults(func=cmd_master_key, local_only=True)

@@ -16,7 +16,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from broker.cli.inputs import NULL, given, json_file
+from broker.cli.inputs import NULL, given, json_file, shared_options
 from broker.cli.transport import Job, Transport, op
 
 PARTNER_COLS = ("id", "issuer", "status", "display_name")
@@ -104,7 +104,7 @@ def add_parser(sub: Any) -> None:
     pr.add_argument("--jwks-file", help="inline public JWKS instead of --jwks-uri")
     pr.add_argument("--contact")
     pr.add_argument("--expires-at", type=float, help="epoch seconds")
-    pl = psub.add_parser("list")
+    psub.add_parser("list")
     pu = psub.add_parser("update", help="change what is given")
     pu.add_argument("partner")
     pu.add_argument("--name", help="display name")
@@ -116,18 +116,14 @@ def add_parser(sub: Any) -> None:
     expiry.add_argument("--expires-at", type=float, help="epoch seconds")
     expiry.add_argument("--no-expiry", action="store_true")
     pu.add_argument("--patch-file", help="a JSON merge patch (metadata, ...)")
-    for sp in (pr, pl, pu):
-        sp.add_argument("--json", action="store_true")
     for action in ("activate", "suspend", "revoke"):
-        pa = psub.add_parser(action)
-        pa.add_argument("partner")
-        pa.add_argument("--json", action="store_true")
+        psub.add_parser(action).add_argument("partner")
+    shared_options(psub.choices.values(), tenant=False)
     partner.set_defaults(func=cmd_partner)
 
     trust_p = sub.add_parser("trust", help="trust links of a tenant")
     trsub = trust_p.add_subparsers(dest="action", required=True)
     ta_ = trsub.add_parser("add")
-    ta_.add_argument("--tenant", required=True)
     who = ta_.add_mutually_exclusive_group(required=True)
     who.add_argument("--partner")
     who.add_argument("--peer-tenant")
@@ -138,16 +134,11 @@ def add_parser(sub: Any) -> None:
     ta_.add_argument("--scope", action="append", default=[], help="scope ceiling (repeat)")
     ta_.add_argument("--expires-at", type=float)
     td_ = trsub.add_parser("direction", help="change which way identity flows over a link")
-    td_.add_argument("--tenant", required=True)
-    td_.add_argument("link")
-    td_.add_argument("--accept", action=argparse.BooleanOptionalAction, default=None)
-    td_.add_argument("--send", action=argparse.BooleanOptionalAction, default=None)
-    td_.add_argument("--json", action="store_true")
     tu_ = trsub.add_parser("update", help="change directions, scope ceiling or expiry")
-    tu_.add_argument("--tenant", required=True)
-    tu_.add_argument("link")
-    tu_.add_argument("--accept", action=argparse.BooleanOptionalAction, default=None)
-    tu_.add_argument("--send", action=argparse.BooleanOptionalAction, default=None)
+    for sp in (td_, tu_):
+        sp.add_argument("link")
+        sp.add_argument("--accept", action=argparse.BooleanOptionalAction, default=None)
+        sp.add_argument("--send", action=argparse.BooleanOptionalAction, default=None)
     ceiling = tu_.add_mutually_exclusive_group()
     ceiling.add_argument("--scope", action="append", default=[],
                          help="the new scope ceiling (repeat)")
@@ -155,21 +146,15 @@ def add_parser(sub: Any) -> None:
     until = tu_.add_mutually_exclusive_group()
     until.add_argument("--expires-at", type=float)
     until.add_argument("--no-expiry", action="store_true")
-    tl_ = trsub.add_parser("list")
-    tl_.add_argument("--tenant", required=True)
-    for sp in (ta_, tl_, tu_):
-        sp.add_argument("--json", action="store_true")
+    trsub.add_parser("list")
     for action in ("suspend", "resume", "revoke"):
-        tx = trsub.add_parser(action)
-        tx.add_argument("--tenant", required=True)
-        tx.add_argument("link")
-        tx.add_argument("--json", action="store_true")
+        trsub.add_parser(action).add_argument("link")
+    shared_options(trsub.choices.values())
     trust_p.set_defaults(func=cmd_trust)
 
     conn = sub.add_parser("connection", help="managed connections (scope rules per audience)")
     mcsub = conn.add_subparsers(dest="action", required=True)
     ms = mcsub.add_parser("set")
-    ms.add_argument("--tenant", required=True)
     ms.add_argument("--client", required=True)
     ms.add_argument("--audience", required=True, help="the resource AS issuer")
     ms.add_argument("--remote-client-id", required=True,
@@ -182,12 +167,9 @@ def add_parser(sub: Any) -> None:
     ms.add_argument("--max-lifetime", type=int, default=300)
     ms.add_argument("--approver", help="group:<name> approves the approve scopes "
                     "(default: the user themself)")
-    ml = mcsub.add_parser("list")
-    ml.add_argument("--tenant", required=True)
+    mcsub.add_parser("list")
     md = mcsub.add_parser("delete")
-    md.add_argument("--tenant", required=True)
     md.add_argument("--client", required=True)
     md.add_argument("--audience", required=True)
-    for sp in (ms, ml, md):
-        sp.add_argument("--json", action="store_true")
+    shared_options(mcsub.choices.values())
     conn.set_defaults(func=cmd_connection)

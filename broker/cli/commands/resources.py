@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from broker.cli.inputs import given
+from broker.cli.inputs import given, shared_options
 from broker.cli.transport import Job, op
 
 RESOURCE_COLS = ("name", "identifier", "scopes", "default_scopes", "allowed_clients",
@@ -92,7 +92,5 @@ def add_parser(sub: Any) -> None:
     rsub.add_parser("list")
     for action in ("show", "delete"):
         rsub.add_parser(action).add_argument("name")
-    for sp in rsub.choices.values():
-        sp.add_argument("--tenant", required=True)
-        sp.add_argument("--json", action="store_true", help="print JSON")
+    shared_options(rsub.choices.values())
     res.set_defaults(func=cmd_resource)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from broker.cli.inputs import shared_options
 from broker.cli.transport import Job, op
 
 COLUMNS = ("kind", "subject", "role", "created_by")
@@ -42,7 +43,5 @@ def add_parser(sub: Any) -> None:
         who.add_argument("--client", help="an admin client (client credentials + DPoP)")
         ra.add_argument("--role", required=True, choices=ROLE_NAMES)
     rsub.add_parser("list")
-    for sp in rsub.choices.values():
-        sp.add_argument("--tenant", required=True)
-        sp.add_argument("--json", action="store_true", help="print JSON")
+    shared_options(rsub.choices.values())
     role.set_defaults(func=cmd_role)

@@ -16,7 +16,7 @@ import argparse
 from typing import Any, get_args
 
 from broker.admin.models.runtime import RevokeBy
-from broker.cli.inputs import NULL, given
+from broker.cli.inputs import NULL, given, shared_options
 from broker.cli.transport import Job, now, op
 
 AGENT_COLS = ("client_id", "status", "owner", "purpose", "expires_at")
@@ -53,9 +53,8 @@ def add_parser(sub: Any) -> None:
     asub = agent.add_subparsers(dest="action", required=True)
     for action in ("suspend", "resume", "retire", "set", "show"):
         sp = asub.add_parser(action)
-        sp.add_argument("--tenant", required=True)
         sp.add_argument("client_id")
-        sp.add_argument("--json", action="store_true", help="print JSON")
+        shared_options([sp])
         if action not in ("set", "show"):
             sp.add_argument("--reason", default="")
     aset = asub.choices["set"]
@@ -71,20 +70,18 @@ def add_parser(sub: Any) -> None:
     usub = user.add_subparsers(dest="action", required=True)
     for action in ("disable", "enable"):
         sp = usub.add_parser(action)
-        sp.add_argument("--tenant", required=True)
         sp.add_argument("sub")
         sp.add_argument("--reason", default="")
-        sp.add_argument("--json", action="store_true", help="print JSON")
+        shared_options([sp])
     user.set_defaults(func=cmd_user)
 
     rev = sub.add_parser("revoke", help="revoke tokens by token, grant, agent, user, partner "
                          "or the whole tenant (universal logout)")
-    rev.add_argument("--tenant", required=True)
     rev.add_argument("--by", required=True, choices=list(get_args(RevokeBy)))
     rev.add_argument("--value", help="the token, grant id, client_id, sub, partner id or "
                      "issuer (not for --by tenant)")
     rev.add_argument("--issuer", help="with --by user: the user's issuer (a partner or peer "
                      "tenant); --value is then their sub there")
     rev.add_argument("--reason", default="")
-    rev.add_argument("--json", action="store_true", help="print JSON")
+    shared_options([rev])
     rev.set_defaults(func=cmd_revoke)

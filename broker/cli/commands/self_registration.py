@@ -22,7 +22,7 @@ from typing import Any
 
 from adapters.entity_statement import MAX_REQUEST_LIFETIME, REQUEST_TYP
 from broker.cli.exits import OK, USAGE, CliError
-from broker.cli.inputs import given
+from broker.cli.inputs import given, shared_options
 from broker.cli.transport import Job, Local, Transport, op
 from registry import federation
 
@@ -87,10 +87,9 @@ def add_parser(sub: Any) -> None:
     fsub = fed.add_subparsers(dest="action", required=True)
     freq = fsub.add_parser("request", help="sign an entity-request+jwt as a tenant (for "
                            "/registry/status and /registry/refresh of a registry it joined)")
-    freq.add_argument("--tenant", required=True)
     freq.add_argument("--registry", required=True, help="the registry's entity id (aud)")
     freq.add_argument("--lifetime", type=int, default=60, help="seconds (at most 300)")
-    freq.add_argument("--json", action="store_true")
+    shared_options([freq])
     freq.set_defaults(func=cmd_federation, local_only=True)
 
     reg = sub.add_parser("registry", help="partner self-registration: invitations, approvals")
@@ -117,9 +116,9 @@ def add_parser(sub: Any) -> None:
     target = hook.add_mutually_exclusive_group(required=True)
     target.add_argument("webhook_url", nargs="?", metavar="URL")  # not args.url: --url
     target.add_argument("--none", action="store_true", help="notify nowhere")
-    listing = [rsub.add_parser(name) for name in ("invitations", "pending", "settings")]
-    for sp in (inv, un, add, *decide, ref, hook, *listing):
-        sp.add_argument("--json", action="store_true")
+    for name in ("invitations", "pending", "settings"):
+        rsub.add_parser(name)
+    shared_options(rsub.choices.values(), tenant=False)
     reg.set_defaults(func=cmd_registry)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from broker.admin.models.tenants import DEFAULT_OVERLAP
 from broker.cli import output
 from broker.cli.exits import CHECK_FAILED, OK, USAGE, CliError
-from broker.cli.inputs import NULL, given, json_file, pairs
+from broker.cli.inputs import NULL, given, json_file, pairs, shared_options
 from broker.cli.transport import Job, op
 
 TENANT_COLS = ("id", "status", "issuer")
@@ -111,8 +111,7 @@ def add_parser(sub: Any) -> None:
     td.add_argument("--yes", action="store_true", help="yes, archive it")
     for action in ("disable", "enable"):
         tsub.add_parser(action).add_argument("name")
-    for sp in tsub.choices.values():
-        sp.add_argument("--json", action="store_true", help="print JSON")
+    shared_options(tsub.choices.values(), tenant=False)
     tenant.set_defaults(func=cmd_tenant)
 
     hook = sub.add_parser("webhook", help="a tenant's webhook URL and signing secret")
@@ -125,29 +124,22 @@ def add_parser(sub: Any) -> None:
                          "signs too for --overlap seconds")
     hr.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
     hsub.add_parser("show")
-    for sp in hsub.choices.values():
-        sp.add_argument("--tenant", required=True)
-        sp.add_argument("--json", action="store_true", help="print JSON")
+    shared_options(hsub.choices.values())
     hook.set_defaults(func=cmd_webhook)
 
     aud = sub.add_parser("audit", help="the tenant's hash-chained audit log")
     asub = aud.add_subparsers(dest="action", required=True)
     asub.add_parser("verify", help="check the chain: exit 0 intact, 1 broken")
     asub.add_parser("export", help="every event, oldest first, one JSON object a line")
-    for aa in asub.choices.values():
-        aa.add_argument("--tenant", required=True)
-        aa.add_argument("--json", action="store_true")
+    shared_options(asub.choices.values())
     aud.set_defaults(func=cmd_audit)
 
     dtp = sub.add_parser("detail-type", help="RAR authorization_details types of a tenant")
     dsub = dtp.add_subparsers(dest="action", required=True)
     da = dsub.add_parser("add")
-    da.add_argument("--tenant", required=True)
     da.add_argument("--type", required=True)
     da.add_argument("--schema-file", required=True, help="JSON Schema (2020-12) of one object")
     da.add_argument("--description", default="")
-    dl = dsub.add_parser("list")
-    dl.add_argument("--tenant", required=True)
-    for sp in (da, dl):
-        sp.add_argument("--json", action="store_true")
+    dsub.add_parser("list")
+    shared_options(dsub.choices.values())
     dtp.set_defaults(func=cmd_detail_type)

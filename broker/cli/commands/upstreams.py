@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 from broker.cli.exits import USAGE, CliError
-from broker.cli.inputs import given, json_file, json_option, read_text
+from broker.cli.inputs import given, json_file, json_option, read_text, shared_options
 from broker.cli.transport import Job, op
 
 UPSTREAM_COLS = ("name", "kind", "status", "redirect_uri", "acs_url", "sp_metadata_url")
@@ -85,7 +85,6 @@ def add_parser(sub: Any) -> None:
     source.add_argument("--metadata-file")
     source.add_argument("--metadata-url")
     for sp in (uo, us):
-        sp.add_argument("--tenant", required=True)
         sp.add_argument("--name", required=True)
         sp.add_argument("--display-name")
         sp.add_argument("--domain", action="append", default=[],
@@ -108,9 +107,5 @@ def add_parser(sub: Any) -> None:
     usub.add_parser("list")
     for action in ("disable", "enable", "delete"):
         usub.add_parser(action).add_argument("name")
-    for sp in (uu, ur, usub.choices["list"], *[usub.choices[a] for a in (
-            "disable", "enable", "delete")]):
-        sp.add_argument("--tenant", required=True)
-    for sp in usub.choices.values():
-        sp.add_argument("--json", action="store_true")
+    shared_options(usub.choices.values())
     ups.set_defaults(func=cmd_upstream)
