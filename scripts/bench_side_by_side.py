@@ -201,8 +201,7 @@ def spread(values: list[float], digits: int = 0) -> str:
 
 
 def summary(servers: list[Server], workloads: list[str]) -> None:
-    op = servers[-1]
-    print("\nsummary: median (min-max) over rounds; ratio = tessera / oidc-provider (medians)")
+    print("\nsummary: median (min-max) over rounds; ratios of the medians")
     for w in workloads:
         rows: dict[str, dict[str, list[float]]] = {}
         for s in servers:
@@ -217,9 +216,10 @@ def summary(servers: list[Server], workloads: list[str]) -> None:
                 print(f"  {w} {name:<13} {spread(m['rate'])}/s  p99 {spread(m['p99'])} ms  "
                       f"CPU {spread(m['cpu'], 3)} ms/req")
         med = statistics.median
-        pairs = [(s.name, op.name) for s in servers[:-1]]
-        if len(servers) == 3:
-            pairs.append((servers[0].name, servers[1].name))
+        tesseras = [s.name for s in servers if s.name.startswith("tessera")]
+        pairs = [(t, s.name) for t in tesseras for s in servers if s.name == "oidc-provider"]
+        if len(tesseras) == 2:
+            pairs.append((tesseras[0], tesseras[1]))
         for new, old in pairs:
             a, b = rows[new], rows[old]
             if a["rate"] and b["rate"]:
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                         r = bench(s, w, extra)
                         s.runs.setdefault(w, []).append(r)
                         print(line(s, w, rnd, r), flush=True)
-            if len(chosen) >= 2 and chosen[-1].name == "oidc-provider":
+            if len(chosen) >= 2:
                 summary(chosen, workloads)
         if args.json:
             args.json.write_text(json.dumps({s.name: s.runs for s in servers}, indent=1))
