@@ -220,7 +220,8 @@ class Config:
     redeem_url: str = ""
     redeem_authorization: str = ""
     initial_nonces: tuple[tuple[str, str], ...] = ()
-    fresh_connections: bool = False  # a new TCP connection per request ("Connection: close")
+    fresh_connections: bool = False  # a new TCP connection per request
+    client_closes: bool = False  # fresh: "Connection: keep-alive" and the client closes
     max_requests: int = 0  # stop once this many operations completed (0: run the duration)
 
 
@@ -322,7 +323,7 @@ class Wire:
 
     @classmethod
     def of(cls, cfg: Config) -> Wire:
-        close = cfg.fresh_connections
+        close = cfg.fresh_connections and not cfg.client_closes
         token_head = request_head(cfg.token_url, cfg.authorization, cfg.token_body, close)
         introspect_body = urlencode({"token": cfg.introspect_token or ""}).encode("ascii")
         introspect_head = request_head(cfg.introspect_url, cfg.authorization, introspect_body,
@@ -1041,6 +1042,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fresh-connections", action="store_true",
                         help="a new TCP connection per request (Connection: close) instead of "
                         "keep-alive")
+    parser.add_argument("--client-closes", action="store_true",
+                        help="with --fresh-connections: ask for keep-alive and close the "
+                        "connection from the client side after each response (default: send "
+                        "Connection: close, the server closes)")
     parser.add_argument("--requests", type=int, default=0,
                         help="stop once this many operations completed, warm-up included (the "
                         "duration is then the longest run); only with --processes 1")
@@ -1050,6 +1055,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "with its RSS; repeatable")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.client_closes and not args.fresh_connections:
+        parser.error("--client-closes needs --fresh-connections")
     if args.requests and args.processes != 1:
         parser.error("--requests needs --processes 1")
     idjag_options = ("audience", "resource_client_id", "resource_client_secret", "id_token")
@@ -1129,6 +1136,7 @@ def main(argv: list[str] | None = None) -> int:
         redeem_url=redeem_url,
         redeem_authorization=redeem_authorization,
         fresh_connections=args.fresh_connections,
+        client_closes=args.client_closes,
         max_requests=args.requests,
     )
     outcome, tally = preflight(cfg)
