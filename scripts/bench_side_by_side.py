@@ -21,12 +21,13 @@ run and a summary (median and spread per server, and the ratio tessera / oidc-pr
     TESSERA_BENCH_POSTGRES_URL=postgresql+asyncpg://... \\
         python scripts/bench_side_by_side.py --postgres
     python scripts/bench_side_by_side.py --memory 100000      # RSS after 100k requests, each on
-                                                              # a new connection, then keep-alive
+                                                              # a new connection, ...
 
-``--memory N`` (instead of the rounds) sends N token requests (W1) on fresh TCP connections,
-then N on keep-alive connections, to each server and prints its RSS before, after each N
-requests, and the growth. ``--json FILE`` writes every run's report. Needs node and
-``tests/peers/node_modules`` (``npm ci`` in tests/peers).
+``--memory N`` (instead of the rounds) sends N token requests (W1) on fresh TCP connections
+(``Connection: close``), N on fresh connections the client closes, then N on keep-alive
+connections, to each server and prints its RSS before and after each N requests.
+``--json FILE`` writes every run's report. Needs node and ``tests/peers/node_modules``
+(``npm ci`` in tests/peers).
 """
 
 from __future__ import annotations
@@ -230,15 +231,19 @@ def summary(servers: list[Server], workloads: list[str]) -> None:
 
 
 def memory(servers: list[Server], n: int, concurrency: int) -> None:
-    """N token requests on fresh connections, then N on keep-alive ones, per server."""
-    print(f"\nmemory: {n} W1 requests on a new TCP connection each, then {n} on keep-alive "
-          f"connections (concurrency {concurrency})")
+    """N token requests on fresh connections the server closes, N on fresh ones the client
+    closes, then N on keep-alive ones, per server."""
+    print(f"\nmemory: {n} W1 requests on a new TCP connection each (Connection: close), {n} "
+          f"more closed by the client, then {n} on keep-alive connections (concurrency "
+          f"{concurrency})")
     for s in servers:
-        for label, extra in (("fresh", ["--fresh-connections"]), ("keep-alive", [])):
+        for label, extra in (("fresh", ["--fresh-connections"]),
+                             ("client-closes", ["--fresh-connections", "--client-closes"]),
+                             ("keep-alive", [])):
             r = bench(s, "W1", ["--requests", str(n), "--duration", "3600", "--warmup", "0",
                                 "--concurrency", str(concurrency), *extra])
             srv = r["server"]
-            print(f"  {s.name:<13} {label:<10} {r['operations_completed']} requests "
+            print(f"  {s.name:<13} {label:<13} {r['operations_completed']} requests "
                   f"({r['throughput_per_s']:.0f}/s, errors {r['errors_total']}): RSS "
                   f"{srv['rss_mb_start']:.0f} -> {srv['rss_mb_end']:.0f} MB  "
                   f"load {r['load_average_after']}", flush=True)
