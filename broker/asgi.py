@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from broker import hypercorn_tls, logs
+from broker import hypercorn_h11, hypercorn_tls, logs
 from broker.app import create_app
 from broker.config import Settings, StartupError
 from broker.deployment import Mode, open_deployment
@@ -37,5 +37,6 @@ def _settings() -> Settings:
 
 
 hypercorn_tls.install(strict=False)  # TLS client certificates reach the app (each worker)
+hypercorn_h11.install()  # one write per fixed-length response
 app = create_app(Broker.build(_settings()), migrate=False)
 tune_gc()

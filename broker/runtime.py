@@ -351,14 +351,18 @@ class Broker:
 
     async def token_state(
         self, tenant_id: str, jti: str, client_id: str, *, iat: float = 0,
-        sub: str | None = None, issuer: str | None = None,
+        sub: str | None = None, issuer: str | None = None, kid: str | None = None,
     ) -> TokenState:
         """The token's state read from the database on every call (one statement, see
         ``tenants.token_state``), so a revocation of the token, its grant or its population,
         a suspended, retired or expired agent or a suspended trust link takes effect at once
-        on every replica."""
-        return await token_state.read(self.hot, tenant_id, jti, client_id, iat=iat, sub=sub,
-                                      issuer=issuer, now=self.clock.now())
+        on every replica. With ``kid``, also whether that signing key is compromised (the
+        cached keys are then dropped, as ``KeyService.verification_key`` does)."""
+        state = await token_state.read(self.hot, tenant_id, jti, client_id, iat=iat, sub=sub,
+                                       issuer=issuer, now=self.clock.now(), kid=kid)
+        if state.key_compromised:
+            self.keys.invalidate(tenant_id)
+        return state
 
     # -- background work -------------------------------------------------------------
     def start_background(self) -> None:

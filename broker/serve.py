@@ -21,7 +21,7 @@ from hypercorn.run import run as hypercorn_run
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.errors import OAuthError
-from broker import hypercorn_tls
+from broker import hypercorn_h11, hypercorn_tls
 from broker import management as ops
 from broker.app import create_app
 from broker.config import Settings, StartupError
@@ -184,6 +184,7 @@ async def serve(
 ) -> None:
     """One process: the app and the key schedule on this event loop."""
     hypercorn_tls.install(strict=bool(ca_certs))
+    hypercorn_h11.install()  # one write per fixed-length response
     check_listen(host, port)
     broker = await prepare(settings)
     stop = asyncio.Event()

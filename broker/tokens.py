@@ -84,7 +84,11 @@ async def verify_access_token(
     try:
         header = jose.unverified_header(token)
         kid = header.get("kid")
-        key = await broker.keys.verification_key(tenant.id, kid) if isinstance(kid, str) else None
+        # with check_state, the token state read below also says whether the key is
+        # compromised: one read instead of two
+        key = (await broker.keys.verification_key(tenant.id, kid,
+                                                  check_compromised=not check_state)
+               if isinstance(kid, str) else None)
         verified = jose.verify_jws(token, lambda _h: key, typ=AT_TYP)
         claims = verified.claims
         jose.check_times(claims, broker.clock.now(), leeway=0)
@@ -103,6 +107,7 @@ async def verify_access_token(
             iat=iat if isinstance(iat, int | float) else 0,  # no iat: any cutoff counts
             sub=sub if isinstance(sub, str) else None,
             issuer=issuer if isinstance(issuer, str) else None,
+            kid=kid,
         )
         if state.problem is not None:
             raise InvalidToken(state.problem)

@@ -86,6 +86,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import json
 import math
@@ -219,6 +220,9 @@ class Config:
     redeem_url: str = ""
     redeem_authorization: str = ""
     initial_nonces: tuple[tuple[str, str], ...] = ()
+    fresh_connections: bool = False  # a new TCP connection per request
+    client_closes: bool = False  # fresh: "Connection: keep-alive" and the client closes
+    max_requests: int = 0  # stop once this many operations completed (0: run the duration)
 
 
 @dataclass
@@ -241,6 +245,9 @@ class Tally:
     errors: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
     nonce_retries: int = 0
+    completed: int = 0  # operations finished (warm-up included), for --requests
+    stopped_at: float | None = None  # perf_counter when --requests was reached
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     def note_error(self, key: str, sample: str) -> None:
         self.errors[key] += 1
@@ -281,7 +288,7 @@ class Target:
         return cls(host, port, tls, authority, path)
 
 
-def request_head(url: str, authorization: str, body: bytes | None) -> bytes:
+def request_head(url: str, authorization: str, body: bytes | None, close: bool = False) -> bytes:
     """Request line and every header but DPoP for POSTing the form ``body`` to ``url``; with
     ``body`` None, every header but DPoP and Content-Length.
 
@@ -296,7 +303,7 @@ def request_head(url: str, authorization: str, body: bytes | None) -> bytes:
         f"Content-Type: {FORM_CONTENT_TYPE}\r\n"
         f"{length}"
         "Accept: application/json\r\n"
-        "Connection: keep-alive\r\n"
+        f"Connection: {'close' if close else 'keep-alive'}\r\n"
         "User-Agent: tessera-bench\r\n"
     ).encode("latin-1")
 
@@ -316,9 +323,11 @@ class Wire:
 
     @classmethod
     def of(cls, cfg: Config) -> Wire:
-        token_head = request_head(cfg.token_url, cfg.authorization, cfg.token_body)
+        close = cfg.fresh_connections and not cfg.client_closes
+        token_head = request_head(cfg.token_url, cfg.authorization, cfg.token_body, close)
         introspect_body = urlencode({"token": cfg.introspect_token or ""}).encode("ascii")
-        introspect_head = request_head(cfg.introspect_url, cfg.authorization, introspect_body)
+        introspect_head = request_head(cfg.introspect_url, cfg.authorization, introspect_body,
+                                       close)
         redeeming = bool(cfg.redeem_url)
         return cls(
             target=Target.of(cfg.token_url),
@@ -327,7 +336,7 @@ class Wire:
             token_dpop_tail=b"\r\n\r\n" + cfg.token_body,
             introspect=introspect_head + b"\r\n" + introspect_body,
             redeem_target=Target.of(cfg.redeem_url) if redeeming else None,
-            redeem_head=(request_head(cfg.redeem_url, cfg.redeem_authorization, None)
+            redeem_head=(request_head(cfg.redeem_url, cfg.redeem_authorization, None, close)
                          if redeeming else b""),
         )
 
@@ -416,9 +425,10 @@ class Connection:
     """One HTTP/1.1 keep-alive connection that serves one request at a time. It is opened on
     first use and opened again after the server closed it or after any error."""
 
-    __slots__ = ("_reader", "_ssl", "_target", "_timeout", "_writer")
+    __slots__ = ("_fresh", "_reader", "_ssl", "_target", "_timeout", "_writer")
 
-    def __init__(self, target: Target, timeout: float) -> None:
+    def __init__(self, target: Target, timeout: float, fresh: bool = False) -> None:
+        self._fresh = fresh  # closed after every exchange: a new TCP connection per request
         self._target = target
         self._timeout = timeout
         self._ssl = ssl.create_default_context() if target.tls else None
@@ -448,7 +458,7 @@ class Connection:
         except BaseException:
             self.close()
             raise
-        if not keep:
+        if not keep or self._fresh:
             self.close()
         return status, nonce, body
 
@@ -628,13 +638,13 @@ async def introspect(conn: Connection, wire: Wire) -> Outcome:
 def open_connections(cfg: Config, wire: Wire) -> tuple[Connection, Connection]:
     """A worker's connections (opened on first use): the one for the issuer and the one for the
     redemptions, which is the same unless the audience is on another host, port or scheme."""
-    conn = Connection(wire.target, cfg.timeout)
+    conn = Connection(wire.target, cfg.timeout, cfg.fresh_connections)
     other = wire.redeem_target
     if other is None or (other.host, other.port, other.tls) == (
         wire.target.host, wire.target.port, wire.target.tls
     ):
         return conn, conn
-    return conn, Connection(other, cfg.timeout)
+    return conn, Connection(other, cfg.timeout, cfg.fresh_connections)
 
 
 async def worker(
@@ -668,12 +678,19 @@ async def worker(
             except TRANSPORT_ERRORS as exc:  # TimeoutError is an OSError
                 outcome = _exchange_failure(exc, cfg.timeout)
             finished = perf_counter()
+            if tally.stopped_at is not None:
+                return
             if measure_from <= finished <= end:
                 tally.nonce_retries += outcome.nonce_retries
                 if outcome.ok:
                     tally.latencies.append((finished - started) * 1000.0)
                 else:
                     tally.note_error(outcome.key, outcome.sample)
+            tally.completed += 1
+            if cfg.max_requests and tally.completed >= cfg.max_requests:
+                tally.stopped_at = finished
+                tally.stopped.set()
+                return
             if not outcome.ok and outcome.transport:
                 await asyncio.sleep(TRANSPORT_ERROR_PAUSE)
     finally:
@@ -696,8 +713,63 @@ def make_signers(cfg: Config, workers: int) -> list[tuple[ProofSigner, ...]]:
     return [worker_signers(cfg) for _ in range(workers)]
 
 
-async def run_load(cfg: Config, signers: list[tuple[ProofSigner, ...]]) -> dict[str, Any]:
-    """Run len(signers) workers, one keep-alive connection each, until warm-up + duration."""
+def process_tree(pids: tuple[int, ...]) -> list[int]:
+    """``pids`` and all their descendants that are alive now (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.append(pid)
+            todo.extend(children.get(pid, ()))
+    return found
+
+
+def tree_usage(pids: tuple[int, ...]) -> tuple[float, float]:
+    """(CPU seconds, utime + stime of every thread, and RSS in MB) summed over the process
+    trees of ``pids``; children that exited are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    page = os.sysconf("SC_PAGE_SIZE")
+    cpu = rss = 0.0
+    for pid in process_tree(pids):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        cpu += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15)
+        rss += int(fields[21]) * page / 1e6  # rss in pages (field 24)
+    return cpu, rss
+
+
+async def sample_usage(pids: tuple[int, ...], tally: Tally, measure_from: float,
+                       end: float) -> dict[str, float]:
+    """Server and load-generator CPU over the measured window, and the server's RSS."""
+    await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+    cpu0, rss0 = tree_usage(pids) if pids else (0.0, 0.0)
+    own0 = time.process_time()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(tally.stopped.wait(), max(0.0, end - time.perf_counter()))
+    cpu1, rss1 = tree_usage(pids) if pids else (0.0, 0.0)
+    return {"server_cpu_s": cpu1 - cpu0, "rss_mb_start": rss0, "rss_mb_end": rss1,
+            "client_cpu_s": time.process_time() - own0}
+
+
+async def run_load(cfg: Config, signers: list[tuple[ProofSigner, ...]],
+                   cpu_pids: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Run len(signers) workers, one keep-alive connection each, until warm-up + duration
+    (or until ``cfg.max_requests`` operations completed)."""
     tally = Tally(nonce=cfg.initial_nonce, nonces=dict(cfg.initial_nonces))
     wire = Wire.of(cfg)
     start = time.perf_counter()
@@ -706,9 +778,11 @@ async def run_load(cfg: Config, signers: list[tuple[ProofSigner, ...]]) -> dict[
         asyncio.create_task(worker(cfg, wire, tally, signer, measure_from, end))
         for signer in signers
     ]
+    sampler = asyncio.create_task(sample_usage(cpu_pids, tally, measure_from, end))
     _, pending = await asyncio.wait(tasks, timeout=max(0.0, end - time.perf_counter()))
     for task in pending:
         task.cancel()
+    usage = await sampler
     results = await asyncio.gather(*tasks, return_exceptions=True)
     crashed = [r for r in results if isinstance(r, BaseException)
                and not isinstance(r, asyncio.CancelledError)]
@@ -721,15 +795,20 @@ async def run_load(cfg: Config, signers: list[tuple[ProofSigner, ...]]) -> dict[
         "nonce_retries": tally.nonce_retries,
         "in_flight_at_end": len(pending),
         "workers": len(signers),
+        "usage": usage,
+        "completed": tally.completed,
+        "measured_s": (min(end, tally.stopped_at) - measure_from
+                       if tally.stopped_at is not None else cfg.duration),
     }
 
 
-def child_main(cfg: Config, workers: int, results: Any, barrier: Any, index: int) -> None:
+def child_main(cfg: Config, workers: int, results: Any, barrier: Any, index: int,
+               cpu_pids: tuple[int, ...] = ()) -> None:
     """Entry point of one load-generator process: set up, wait for the others, run, report."""
     try:
         signers = make_signers(cfg, workers)
         barrier.wait(timeout=120)
-        result = asyncio.run(run_load(cfg, signers))
+        result = asyncio.run(run_load(cfg, signers, cpu_pids if index == 0 else ()))
         result["index"] = index
         results.put(result)
     except BaseException:
@@ -742,15 +821,17 @@ def split(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-def run_processes(cfg: Config, concurrency: int, processes: int) -> list[dict[str, Any]]:
+def run_processes(cfg: Config, concurrency: int, processes: int,
+                  cpu_pids: tuple[int, ...] = ()) -> list[dict[str, Any]]:
     shares = split(concurrency, processes)
     if processes == 1:
-        return [asyncio.run(run_load(cfg, make_signers(cfg, shares[0])))]
+        return [asyncio.run(run_load(cfg, make_signers(cfg, shares[0]), cpu_pids))]
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     barrier = ctx.Barrier(processes)
     children = [
-        ctx.Process(target=child_main, args=(cfg, share, results, barrier, i), daemon=True)
+        ctx.Process(target=child_main, args=(cfg, share, results, barrier, i, cpu_pids),
+                    daemon=True)
         for i, share in enumerate(shares)
     ]
     for child in children:
@@ -787,11 +868,17 @@ def summarise(
     errors: Counter[str] = Counter()
     samples: list[str] = []
     fatal: list[str] = []
-    nonce_retries = in_flight = 0
+    nonce_retries = in_flight = completed = 0
+    measured = cfg.duration
+    usage: dict[str, float] = {}
     for part in parts:
         if "fatal" in part:
             fatal.append(part["fatal"])
             continue
+        if part.get("usage") and part["usage"].get("rss_mb_end") is not None and not usage:
+            usage = part["usage"]
+        measured = min(measured, part.get("measured_s", cfg.duration))
+        completed += part.get("completed", 0)
         latencies.extend(part["latencies"])
         errors.update(part["errors"])
         samples.extend(part["samples"])
@@ -810,7 +897,21 @@ def summarise(
     }
     if cfg.mode == "idjag":
         report["audience"] = args.audience
+    if args.cpu_pid:
+        cpu = usage.get("server_cpu_s", math.nan)
+        report["server"] = {
+            "pids": args.cpu_pid,
+            "cpu_s": round(cpu, 3),
+            "cpu_ms_per_op": round(cpu * 1000.0 / ok, 4) if ok else None,
+            "cpu_cores": round(cpu / measured, 3) if measured > 0 else None,
+            "rss_mb_start": round(usage.get("rss_mb_start", math.nan), 1),
+            "rss_mb_end": round(usage.get("rss_mb_end", math.nan), 1),
+        }
+        if args.processes == 1 and ok:
+            report["client_cpu_ms_per_op"] = round(usage["client_cpu_s"] * 1000.0 / ok, 4)
     return report | {
+        "fresh_connections": cfg.fresh_connections,
+        "operations_completed": completed,
         "dpop": cfg.dpop,
         "processes": args.processes,
         "concurrency": args.concurrency,
@@ -822,7 +923,8 @@ def summarise(
         "errors": dict(errors.most_common()),
         "error_samples": samples[:MAX_ERROR_SAMPLES],
         "failed_processes": fatal,
-        "throughput_per_s": round(ok / cfg.duration, 1),
+        "measured_s": round(measured, 3),
+        "throughput_per_s": round(ok / measured, 1) if measured > 0 else 0.0,
         "latency_ms": {
             "p50": ms(percentile(latencies, 50)),
             "p90": ms(percentile(latencies, 90)),
@@ -851,7 +953,10 @@ def print_report(report: dict[str, Any]) -> None:
         f"(per process {report['concurrency_per_process']}), warm-up {report['warmup_s']:g} s, "
         f"measured {report['duration_s']:g} s"
     )
-    print(f"  ok          {report['ok']}")
+    if report["fresh_connections"]:
+        print("  a new TCP connection per request")
+    print(f"  ok          {report['ok']} (operations completed, warm-up included: "
+          f"{report['operations_completed']})")
     print(f"  throughput  {report['throughput_per_s']:.1f} ok/s")
     print(
         f"  latency ms  p50 {fmt(lat['p50'])}  p90 {fmt(lat['p90'])}  p99 {fmt(lat['p99'])}  "
@@ -866,6 +971,11 @@ def print_report(report: dict[str, Any]) -> None:
         print("    load-generator process failed:\n" + fatal)
     print(f"  nonce retries {report['nonce_retries']}, in flight at end (not counted) "
           f"{report['in_flight_at_end']}")
+    if "server" in report:
+        server = report["server"]
+        print(f"  server CPU  {server['cpu_ms_per_op']} ms/op ({server['cpu_cores']} cores), "
+              f"RSS {server['rss_mb_start']} -> {server['rss_mb_end']} MB "
+              f"(pids {server['pids']} and descendants)")
 
 
 def preflight(cfg: Config) -> tuple[Outcome, Tally]:
@@ -925,8 +1035,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     idjag.add_argument("--resource-client-id", help="the agent's client at the audience")
     idjag.add_argument("--resource-client-secret")
     idjag.add_argument("--id-token", help="ID token of a user, issued by --issuer to --client-id")
+    parser.add_argument("--token-url", help="token endpoint (default: {issuer}/token)")
+    parser.add_argument("--introspect-url",
+                        help="introspection endpoint (default: {issuer}/introspect; node "
+                        "oidc-provider: {issuer}/token/introspection)")
+    parser.add_argument("--fresh-connections", action="store_true",
+                        help="a new TCP connection per request (Connection: close) instead of "
+                        "keep-alive")
+    parser.add_argument("--client-closes", action="store_true",
+                        help="with --fresh-connections: ask for keep-alive and close the "
+                        "connection from the client side after each response (default: send "
+                        "Connection: close, the server closes)")
+    parser.add_argument("--requests", type=int, default=0,
+                        help="stop once this many operations completed, warm-up included (the "
+                        "duration is then the longest run); only with --processes 1")
+    parser.add_argument("--cpu-pid", type=int, action="append",
+                        help="server process whose CPU time (utime + stime, with its "
+                        "descendants) over the measured window is reported per operation, "
+                        "with its RSS; repeatable")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.client_closes and not args.fresh_connections:
+        parser.error("--client-closes needs --fresh-connections")
+    if args.requests and args.processes != 1:
+        parser.error("--requests needs --processes 1")
     idjag_options = ("audience", "resource_client_id", "resource_client_secret", "id_token")
     if args.mode == "idjag":
         missing = [f"--{name.replace('_', '-')}" for name in idjag_options
@@ -969,6 +1101,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.mode == "idjag" and refuse_non_loopback("audience", args.audience):
         return 2
+    for what in ("token_url", "introspect_url"):
+        url = getattr(args, what)
+        if url and refuse_non_loopback(what.replace("_", " "), url):
+            return 2
     issuer = args.issuer.rstrip("/")
     form: list[tuple[str, str]] = [("grant_type", "client_credentials")]
     if args.mode == "idjag":
@@ -989,8 +1125,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    args.resource_client_secret)
     cfg = Config(
         mode=args.mode,
-        token_url=f"{issuer}/token",
-        introspect_url=f"{issuer}/introspect",
+        token_url=args.token_url or f"{issuer}/token",
+        introspect_url=args.introspect_url or f"{issuer}/introspect",
         authorization=basic_authorization(args.client_id, args.client_secret),
         token_body=urlencode(form).encode("ascii"),
         dpop=not args.no_dpop,
@@ -999,6 +1135,9 @@ def main(argv: list[str] | None = None) -> int:
         timeout=10.0,
         redeem_url=redeem_url,
         redeem_authorization=redeem_authorization,
+        fresh_connections=args.fresh_connections,
+        client_closes=args.client_closes,
+        max_requests=args.requests,
     )
     outcome, tally = preflight(cfg)
     if not outcome.ok:
@@ -1008,7 +1147,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cfg = replace(cfg, introspect_token=outcome.access_token, initial_nonce=tally.nonce,
                   initial_nonces=tuple(tally.nonces.items()))
-    report = summarise(cfg, args, run_processes(cfg, args.concurrency, args.processes))
+    report = summarise(cfg, args, run_processes(cfg, args.concurrency, args.processes,
+                                                tuple(args.cpu_pid or ())))
     if args.json:
         print(json.dumps(report))
     else:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from collections import namedtuple
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -30,6 +32,32 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenants.db import apply_sqlite_pragmas
 
 T = TypeVar("T")
+_SQLITE_THREADS = 32  # threads with their own read connection (the server has one: the loop)
+
+
+class _PooledSqlite:
+    """A read through the engine's pool, for a thread past ``_SQLITE_THREADS``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def execute(self, sql: str, args: list[Any]) -> Any:
+        fairy = self._engine.raw_connection()
+        try:
+            return _Fetched(fairy.driver_connection.execute(sql, args).fetchall())
+        finally:
+            fairy.close()
+
+
+class _Fetched:
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def close(self) -> None:
+        pass
 
 
 class HotPath:
@@ -45,6 +73,10 @@ class HotPath:
         self._pg_pool: asyncpg.Pool | None = None
         self._pg_lock = asyncio.Lock()
         self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[str, ...], Any, Any]] = {}
+        self._sqlite_prepared: dict[int, tuple[Any, ...]] = {}
+        self._sqlite_local = threading.local()
+        self._sqlite_lock = threading.Lock()
+        self._sqlite_held: list[Any] = []
         if self._sqlite:
             url = engine.url.set(drivername="sqlite")
             args = {"timeout": statement_timeout, "check_same_thread": False}
@@ -69,9 +101,70 @@ class HotPath:
     async def read_one(self, stmt: Executable, params: Mapping[str, Any]) -> Any:
         """One row (attribute access by column name) or None."""
         if self._sync is not None:
+            return self._sqlite_read_one(stmt, params)
+        return await self._pg_read_one(stmt, params)
+
+    def _sqlite_read_one(self, stmt: Executable, params: Mapping[str, Any]) -> Any:
+        """The statement compiled once, run on this thread's own pysqlite connection with the
+        type conversions SQLAlchemy would apply: ~4x less CPU than ``Connection.execute``
+        (most of a one-row read was SQLAlchemy's execution context, not SQLite). Outside a
+        transaction each SELECT reads the latest committed state (WAL), as before."""
+        prepared = self._sqlite_prepared.get(id(stmt))
+        if prepared is None:
+            prepared = self._sqlite_prepare(stmt)
+        if not prepared:  # a statement this path does not take (expanding IN, ...)
+            assert self._sync is not None
             with self._sync.connect() as conn:
                 return conn.execute(stmt, params).first()
-        return await self._pg_read_one(stmt, params)
+        sql, names, binds, query, row_type, results, _ = prepared
+        values = query.construct_params(params)  # with the statement's own literals
+        args = [values[n] if (b := binds.get(n)) is None else b(values[n]) for n in names]
+        conn = self._sqlite_local.__dict__.get("conn") or self._sqlite_connection()
+        cursor = conn.execute(sql, args)
+        try:
+            row = cursor.fetchone()
+        finally:
+            cursor.close()  # resets the statement: no read snapshot outlives the read
+        if row is None:
+            return None
+        if results:
+            row = [v if (r := results[i]) is None else r(v) for i, v in enumerate(row)]
+        return row_type(*row)
+
+    def _sqlite_prepare(self, stmt: Executable) -> tuple[Any, ...]:
+        assert self._sync is not None
+        dialect = self._sync.dialect
+        query = stmt.compile(dialect=dialect)
+        binds = query.binds.values()
+        columns = getattr(query, "_result_columns", None)
+        if (any(b.expanding for b in binds) or not columns or query.positiontup is None
+                or dialect.paramstyle != "qmark"):
+            prepared: tuple[Any, ...] = ()
+        else:
+            keys = [c[0] for c in columns]
+            results = [c[3]._cached_result_processor(dialect, None) for c in columns]
+            bind_processors = {name: fn for name, fn in query._bind_processors.items()
+                               if callable(fn)}
+            prepared = (str(query), tuple(query.positiontup), bind_processors, query,
+                        namedtuple("Row", keys, rename=True),  # type: ignore[misc]
+                        results if any(results) else None, stmt)  # stmt kept alive: id key
+        self._sqlite_prepared[id(stmt)] = prepared
+        return prepared
+
+    def _sqlite_connection(self) -> Any:
+        """This thread's own pysqlite connection (pragmas applied), detached from the read
+        engine's pool: it lives as long as the thread (or until ``close``). Past
+        ``_SQLITE_THREADS`` threads, reads go through the engine's pool as before."""
+        assert self._sync is not None
+        with self._sqlite_lock:
+            if len(self._sqlite_held) >= _SQLITE_THREADS:
+                return _PooledSqlite(self._sync)
+            fairy = self._sync.raw_connection()
+            conn = fairy.driver_connection
+            fairy.detach()  # its pool slot is free again; closed by us or with the thread
+            self._sqlite_held.append(conn)
+        self._sqlite_local.conn = conn
+        return conn
 
     async def _pg_read_one(self, stmt: Executable, params: Mapping[str, Any]) -> Any:
         compiled = self._compiled.get(id(stmt))
@@ -143,6 +236,11 @@ class HotPath:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
+        with self._sqlite_lock:
+            held, self._sqlite_held = self._sqlite_held, []
+            self._sqlite_local = threading.local()
+        for conn in held:
+            conn.close()
         if self._sync is not None:
             self._sync.dispose()
             self._sync_writes.dispose()

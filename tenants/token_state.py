@@ -6,7 +6,9 @@ the hot path of introspection, the demo resource and every tessera-side check:
   * a ``RevocationCutoff`` of its population at or after its ``iat``: its client, its user
     (``sub``), its partner (``sub_id.iss``), or the whole tenant;
   * for a partner's user (``sub_id.iss`` given): a live trust link that accepts that issuer,
-    the partner (or peer tenant) active and unexpired, exactly as ``registry.trust.live_peer``.
+    the partner (or peer tenant) active and unexpired, exactly as ``registry.trust.live_peer``;
+  * (``kid`` given) the signing key is compromised (``tenants.keys.compromised``), so that
+    an access token check reads the database once, not twice.
 """
 
 from __future__ import annotations
@@ -18,9 +20,19 @@ from sqlalchemy import and_, bindparam, or_, select
 from tenants import agents
 from tenants.grants import grant_marker
 from tenants.hotpath import HotPath
-from tenants.models import Client, Partner, RevocationCutoff, RevokedToken, Tenant, TrustLink
+from tenants.keys.compromised import COMPROMISED
+from tenants.models import (
+    Client,
+    Partner,
+    RevocationCutoff,
+    RevokedToken,
+    SigningKey,
+    Tenant,
+    TrustLink,
+)
 
 _T, _C, _R = Tenant.__table__, Client.__table__, RevokedToken.__table__
+_S = SigningKey.__table__
 _K, _L, _P = RevocationCutoff.__table__, TrustLink.__table__, Partner.__table__
 _PEER_T = _T.alias("peer_tenant")
 _TENANT, _NOW = bindparam("tenant_id"), bindparam("now")
@@ -55,6 +67,9 @@ _TOKEN_STATE = select(
                     or_(_P.c.expires_at.is_(None), _P.c.expires_at > _NOW))),
            or_(_L.c.peer_tenant.is_(None), _PEER_T.c.status == "active"))
     .exists().label("peer_live"),
+    select(_S.c.kid).where(_S.c.tenant_id == _TENANT, _S.c.kid == bindparam("kid"),
+                           _S.c.state == COMPROMISED)
+    .exists().label("key_compromised"),
 )
 
 
@@ -66,9 +81,12 @@ class TokenState:
     client_active: bool
     cut: bool = False
     peer_live: bool = True
+    key_compromised: bool = False
 
     @property
     def problem(self) -> str | None:
+        if self.key_compromised:
+            return "token was signed with a compromised key"
         if self.revoked:
             return "token was revoked"
         if self.cut:
@@ -82,12 +100,14 @@ class TokenState:
 
 async def read(
     hot: HotPath, tenant_id: str, jti: str, client_id: str, *, iat: float, sub: str | None,
-    issuer: str | None, now: float,
+    issuer: str | None, now: float, kid: str | None = None,
 ) -> TokenState:
     row = await hot.read_one(_TOKEN_STATE, {
         "tenant_id": tenant_id, "jti": jti, "grant_jti": grant_marker(jti),
-        "client_id": client_id, "iat": float(iat), "sub": sub, "issuer": issuer, "now": now})
+        "client_id": client_id, "iat": float(iat), "sub": sub, "issuer": issuer, "now": now,
+        "kid": kid})
     assert row is not None
     return TokenState(
         bool(row.revoked), agents.is_live(row.client_status, row.client_expires_at, now),
-        bool(row.cut), issuer is None or bool(row.peer_live))
+        bool(row.cut), issuer is None or bool(row.peer_live),
+        kid is not None and bool(row.key_compromised))

@@ -184,16 +184,20 @@ class KeyService(KeyLifecycle):
     async def keys(self, tenant_id: str) -> list[KeyView]:
         return list((await self._load(tenant_id, force=True)).keys)
 
-    async def verification_key(self, tenant_id: str, kid: str) -> Key | None:
+    async def verification_key(self, tenant_id: str, kid: str, *,
+                               check_compromised: bool = True) -> Key | None:
         """The public key for ``kid`` if the tenant publishes it (reloads once on a miss) and
         it is not compromised: that is read from the database on every call, so a compromise
-        counts on every replica from its next request (``tenants.keys.compromised``)."""
+        counts on every replica from its next request (``tenants.keys.compromised``). A
+        caller that reads it itself in the same request (``check_compromised=False``: the
+        access token check's one statement, ``tenants.token_state``) must refuse the token
+        when it is."""
         entry = await self._load(tenant_id)
         key = entry.imported.get(kid)
         if key is None and self._clock.now() - entry.loaded_at >= 1.0:
             key = (await self._load(tenant_id, force=True)).imported.get(kid)
-        if key is not None and await compromised.is_compromised(self._hot, self._sessions,
-                                                                tenant_id, kid):
+        if key is not None and check_compromised and await compromised.is_compromised(
+                self._hot, self._sessions, tenant_id, kid):
             self.invalidate(tenant_id)
             return None
         return key
