@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from adapters.errors import AccessDenied, InvalidRequest, NotFound
 from broker import login_flow
 from broker.console import edit_actions, registry_actions
-from broker.console.kit import Action, Done, without_suffix, words
+from broker.console.kit import Action, Done, verb_action, without_suffix, words
 from broker.console.session import Admin
 from broker.console.views import run
 from broker.forms import Form
@@ -126,11 +126,7 @@ async def delete_connection(broker: Broker, admin: Admin, form: Form,
               audience=form.require("audience"))
 
 
-async def decide(broker: Broker, admin: Admin, _f: Form, p: dict[str, str]) -> None:
-    verb = p["verb"]
-    if verb not in ("approve", "deny"):
-        raise InvalidRequest(f"no decision {verb!r}")
-    await run(broker, admin, f"{verb}_request", approval=p["id"])
+decide = verb_action("decision", "request", ("approve", "deny"), "approval", "id")
 
 
 async def rotate_keys(broker: Broker, admin: Admin, _f: Form, _p: dict[str, str]) -> None:
@@ -170,11 +166,8 @@ async def add_trust_link(broker: Broker, admin: Admin, form: Form, _p: dict[str,
         kind: name, **edit_actions.trust_link_fields(form)})
 
 
-async def trust_link_status(broker: Broker, admin: Admin, _f: Form, p: dict[str, str]) -> None:
-    verb = p["verb"]
-    if verb not in ("suspend", "resume", "revoke"):
-        raise InvalidRequest(f"no trust link action {verb!r}")
-    await run(broker, admin, f"{verb}_trust_link", link=p["link"])
+trust_link_status = verb_action("trust link action", "trust_link",
+                                ("suspend", "resume", "revoke"), "link")
 
 
 async def add_legacy_app(broker: Broker, admin: Admin, form: Form, _p: dict[str, str]) -> None:

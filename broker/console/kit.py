@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from adapters.errors import InvalidRequest
 from broker.console.session import Admin
+from broker.console.views import run
 from broker.forms import Form
 from broker.runtime import Broker
 
@@ -26,6 +27,20 @@ class Done:
 
 Answer = dict[str, Any] | Response | Done | None
 Action = Callable[[Broker, Admin, Form, dict[str, str]], Awaitable[Answer]]
+
+
+def verb_action(what: str, operation: str, verbs: tuple[str, ...], param: str,
+                path_name: str | None = None) -> Action:
+    """The form ``.../{path_name}/{verb}``: the admin operation ``{verb}_{operation}`` on the
+    row the path names (passed as ``param``); any other verb is refused naming ``what``."""
+
+    async def act(broker: Broker, admin: Admin, _f: Form, p: dict[str, str]) -> None:
+        verb = p["verb"]
+        if verb not in verbs:
+            raise InvalidRequest(f"no {what} {verb!r}")
+        await run(broker, admin, f"{verb}_{operation}", **{param: p[path_name or param]})
+
+    return act
 
 
 def words(value: str | None) -> list[str]:

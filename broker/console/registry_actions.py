@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.errors import InvalidRequest
-from broker.console.kit import Action, Done, whole_number, without_suffix
+from broker.console.kit import Action, Done, verb_action, whole_number, without_suffix
 from broker.console.session import Admin
 from broker.console.views import run
 from broker.forms import Form
@@ -20,11 +20,8 @@ DAY = 86_400
 DEFAULT_DAYS, MAX_DAYS = 7, 30  # the model's bounds, in the unit the form asks for
 
 
-async def partner_status(broker: Broker, admin: Admin, _f: Form, p: dict[str, str]) -> None:
-    verb = p["verb"]
-    if verb not in ("activate", "suspend", "revoke"):
-        raise InvalidRequest(f"no partner action {verb!r}")
-    await run(broker, admin, f"{verb}_partner", partner=p["partner"])
+partner_status = verb_action("partner action", "partner", ("activate", "suspend", "revoke"),
+                             "partner")
 
 
 async def approve(broker: Broker, admin: Admin, form: Form, p: dict[str, str]) -> None:

@@ -8,14 +8,18 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+from sqlalchemy import func, select
 
+from broker.admin import roles
 from broker.login_flow import SESSION_COOKIE
 from broker.runtime import Broker
 from tenants import login_sessions, pending, users
 from tenants.scope import tenant_scope
-from tests.conftest import BASE_URL
+from tests.admin.role_clients import assign
+from tests.conftest import BASE_URL, new_tenant
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 
@@ -62,3 +66,35 @@ async def sign_in(broker: Broker, transport: httpx.AsyncBaseTransport, tenant: s
     http = httpx.AsyncClient(transport=transport, base_url=BASE_URL,
                              cookies={SESSION_COOKIE: value})
     return Browser(tenant, user.id, http, value)
+
+
+async def role_holders(broker: Broker, transport: httpx.AsyncBaseTransport, *,
+                       stranger: bool = False) -> dict[str, Browser]:
+    """A new tenant's admin, auditor and registry-only administrator, signed in (each by an
+    upstream group); with ``stranger``, also an admin of another new tenant."""
+    t = await new_tenant(broker)
+    held = [(t, "admins", roles.TENANT_ADMIN), (t, "auditors", roles.TENANT_AUDITOR),
+            (t, "registry", roles.REGISTRY_ADMIN)]
+    other = await new_tenant(broker) if stranger else None
+    if other is not None:
+        held.append((other, "admins", roles.TENANT_ADMIN))
+    for tenant, group, role in held:
+        await assign(broker, tenant, "group", group, role)
+    found = {"admin": await sign_in(broker, transport, t, "ada", ("admins",)),
+             "auditor": await sign_in(broker, transport, t, "audrey", ("auditors",)),
+             "registry": await sign_in(broker, transport, t, "rita", ("registry",))}
+    if other is not None:
+        found["stranger"] = await sign_in(broker, transport, other, "bob", ("admins",))
+    return found
+
+
+async def sign_out_all(browsers: dict[str, Browser]) -> None:
+    for b in browsers.values():
+        await b.http.aclose()
+
+
+async def count_rows(broker: Broker, *models: Any) -> tuple[int, ...]:
+    """How many rows each model's table holds (to prove a refusal wrote nothing)."""
+    async with broker.sessions() as session:
+        return tuple([int((await session.execute(select(func.count()).select_from(m)))
+                          .scalar_one()) for m in models])

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import func, select
 
 from broker.admin import roles
-from broker.app import create_app
 from broker.runtime import Broker
 from tenants.models import AuditEvent, Client
 from tests.admin.admin_helpers import metadata, new_key
@@ -23,11 +22,6 @@ from tests.conftest import BASE_URL, new_client, new_tenant, published_long_ago
 from tests.console.console_helpers import Browser, sign_in
 
 ADMINS, AUDITORS = "tessera-admins", "auditors"
-
-
-@pytest.fixture(scope="module")
-async def transport(broker: Broker) -> AsyncIterator[httpx.ASGITransport]:
-    yield httpx.ASGITransport(app=create_app(broker, background=False, migrate=False))
 
 
 @pytest.fixture

@@ -11,47 +11,27 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from broker.admin import roles
-from broker.app import create_app
 from broker.runtime import Broker
 from tenants.models import AuditEvent
-from tests.admin.role_clients import assign
 from tests.conftest import new_tenant
-from tests.console.console_helpers import Browser, sign_in
+from tests.console.console_helpers import Browser, count_rows, role_holders, sign_out_all
 
 APP = "https://payroll.example/sp"
-
-
-@pytest.fixture(scope="module")
-async def transport(broker: Broker) -> AsyncIterator[httpx.ASGITransport]:
-    yield httpx.ASGITransport(app=create_app(broker, background=False, migrate=False))
 
 
 @pytest.fixture
 async def people(broker: Broker, transport: httpx.ASGITransport
                  ) -> AsyncIterator[dict[str, Browser]]:
     """Admin, auditor and registry-only administrator of one tenant; an admin of another."""
-    t, other = await new_tenant(broker), await new_tenant(broker)
-    for tenant, group, role in ((t, "admins", roles.TENANT_ADMIN),
-                                (t, "auditors", roles.TENANT_AUDITOR),
-                                (t, "registry", roles.REGISTRY_ADMIN),
-                                (other, "admins", roles.TENANT_ADMIN)):
-        await assign(broker, tenant, "group", group, role)
-    found = {"admin": await sign_in(broker, transport, t, "ada", ("admins",)),
-             "auditor": await sign_in(broker, transport, t, "audrey", ("auditors",)),
-             "registry": await sign_in(broker, transport, t, "rita", ("registry",)),
-             "stranger": await sign_in(broker, transport, other, "bob", ("admins",))}
+    found = await role_holders(broker, transport, stranger=True)
     yield found
-    for b in found.values():
-        await b.http.aclose()
+    await sign_out_all(found)
 
 
 async def _events(broker: Broker) -> int:
-    async with broker.sessions() as session:
-        return int((await session.execute(select(func.count()).select_from(AuditEvent)))
-                   .scalar_one())
+    return (await count_rows(broker, AuditEvent))[0]
 
 
 async def _refused_everywhere(broker: Broker, people: dict[str, Browser], path: str,

@@ -9,17 +9,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from broker.admin import roles
-from broker.app import create_app
 from broker.console.actions import ACTIONS
 from broker.runtime import Broker
 from tenants.models import AuditEvent
 from tests.admin.admin_helpers import ADMIN
-from tests.admin.role_clients import assign
-from tests.conftest import new_tenant, unique
-from tests.console.console_helpers import Browser, sign_in
+from tests.conftest import unique
+from tests.console.console_helpers import Browser, count_rows, role_holders, sign_out_all
 
 JUNK = ["", "\x00", "x" * 5000, "<script>alert(1)</script>", "../../etc/passwd",
         "ünïcödé ☃", "%ff%fe", "1e309", "group:", " "]
@@ -39,29 +35,15 @@ def _path(section: str, template: str) -> str:
 
 
 @pytest.fixture(scope="module")
-async def transport(broker: Broker) -> AsyncIterator[httpx.ASGITransport]:
-    yield httpx.ASGITransport(app=create_app(broker, background=False, migrate=False))
-
-
-@pytest.fixture(scope="module")
 async def people(broker: Broker, transport: httpx.ASGITransport
                  ) -> AsyncIterator[dict[str, Browser]]:
-    t = await new_tenant(broker)
-    await assign(broker, t, "group", "admins", roles.TENANT_ADMIN)
-    await assign(broker, t, "group", "auditors", roles.TENANT_AUDITOR)
-    await assign(broker, t, "group", "registry", roles.REGISTRY_ADMIN)
-    found = {"admin": await sign_in(broker, transport, t, "ada", ("admins",)),
-             "auditor": await sign_in(broker, transport, t, "audrey", ("auditors",)),
-             "registry": await sign_in(broker, transport, t, "rita", ("registry",))}
+    found = await role_holders(broker, transport)
     yield found
-    for b in found.values():
-        await b.http.aclose()
+    await sign_out_all(found)
 
 
 async def _events(broker: Broker) -> int:
-    async with broker.sessions() as session:
-        return int((await session.execute(select(func.count()).select_from(AuditEvent)))
-                   .scalar_one())
+    return (await count_rows(broker, AuditEvent))[0]
 
 
 @pytest.mark.parametrize(("section", "template"), list(ACTIONS), ids=[

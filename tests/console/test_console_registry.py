@@ -15,42 +15,25 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from joserfc.jwk import ECKey
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from broker.admin import roles
-from broker.app import create_app
 from broker.runtime import Broker
 from tenants.models import AuditEvent, Partner, RegistryInvitation
-from tests.admin.role_clients import assign
-from tests.conftest import BASE_URL, new_tenant
-from tests.console.console_helpers import Browser, sign_in
+from tests.conftest import BASE_URL
+from tests.console.console_helpers import Browser, count_rows, role_holders, sign_out_all
 from tests.registry.test_self_registration import Web, web  # noqa: F401 (the fixture)
-
-
-@pytest.fixture(scope="module")
-async def transport(broker: Broker) -> AsyncIterator[httpx.ASGITransport]:
-    yield httpx.ASGITransport(app=create_app(broker, background=False, migrate=False))
 
 
 @pytest.fixture(scope="module")
 async def people(broker: Broker, transport: httpx.ASGITransport
                  ) -> AsyncIterator[dict[str, Browser]]:
-    t = await new_tenant(broker)
-    await assign(broker, t, "group", "admins", roles.TENANT_ADMIN)
-    await assign(broker, t, "group", "auditors", roles.TENANT_AUDITOR)
-    await assign(broker, t, "group", "registry", roles.REGISTRY_ADMIN)
-    found = {"admin": await sign_in(broker, transport, t, "ada", ("admins",)),
-             "auditor": await sign_in(broker, transport, t, "audrey", ("auditors",)),
-             "registry": await sign_in(broker, transport, t, "rita", ("registry",))}
+    found = await role_holders(broker, transport)
     yield found
-    for b in found.values():
-        await b.http.aclose()
+    await sign_out_all(found)
 
 
-async def _counts(broker: Broker) -> tuple[int, int, int]:
-    async with broker.sessions() as session:
-        return tuple([int((await session.execute(select(func.count()).select_from(m)))
-                          .scalar_one()) for m in (Partner, RegistryInvitation, AuditEvent)])
+async def _counts(broker: Broker) -> tuple[int, ...]:
+    return await count_rows(broker, Partner, RegistryInvitation, AuditEvent)
 
 
 def _row(page: str, attribute: str, value: str) -> str:
@@ -118,7 +101,7 @@ async def test_register_approve_reject_and_refresh(
     # the same entity again: the operation's refusal on the page; nothing written
     before = await _counts(broker)
     r = await rita.submit("/partners/register-entity", "/partners", entity_id=first.id)
-    assert r.status_code == 400 and "registered already" in r.text
+    assert r.status_code == 409 and "registered already" in r.text
     r = await rita.submit("/partners/register-entity", "/partners", entity_id="http://x.example")
     assert r.status_code == 400 and 'id="error"' in r.text
     assert await _counts(broker) == before
