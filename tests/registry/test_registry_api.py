@@ -71,6 +71,10 @@ async def test_partner_lifecycle(http, broker):
     {"jwks": None}, {"jwks_uri": "https://x.example/jwks"},
     {"jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}, {"display_name": None},
     {"expires_at": 1.0}, {"id": "Bad Id"},
+    # longer than the issuer and JWKS URL columns hold (PostgreSQL refused them with a 500)
+    {"issuer": "https://x.example/" + "a" * 600},
+    {"jwks": None, "jwks_uri": "https://x.example/" + "j" * 600},
+    {"jwks": None, "jwks_uri": "https://x.example/" + "j" * 1100},
 ])
 async def test_partner_registration_refusals(http, overrides):
     body = {k: v for k, v in _partner_body(**overrides).items() if v is not None}

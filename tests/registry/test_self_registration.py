@@ -154,6 +154,14 @@ async def invite(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     return dict(r.json())
 
 
+async def test_an_invitation_for_an_overlong_entity_id_is_refused(http):
+    before = (await http.get("/admin/v1/registry/invitations", headers=ADMIN)).json()
+    r = await http.post("/admin/v1/registry/invitations", headers=ADMIN,
+                        json={"entity_id": "https://p.example/" + "e" * 600})
+    assert r.status_code == 400 and "entity_id" in r.json()["error_description"], r.text
+    assert (await http.get("/admin/v1/registry/invitations", headers=ADMIN)).json() == before
+
+
 async def register(http: httpx.AsyncClient, entity: Entity, code: str) -> httpx.Response:
     return await http.post("/registry/register",
                            json={"entity_id": entity.id, "invitation_code": code})

@@ -108,8 +108,9 @@ def _issuer(value: str, info: ValidationInfo) -> str:
 
 
 # an issuer or JWKS location of a peer: https (http loopback in development), host, no
-# query, fragment or userinfo
-IssuerUrl = Annotated[HttpsUrl, AfterValidator(_issuer)]
+# query, fragment or userinfo; at most 512 characters (the issuer and entity id columns)
+ISSUER_MAX = 512
+IssuerUrl = Annotated[HttpsUrl, Field(max_length=ISSUER_MAX), AfterValidator(_issuer)]
 
 
 # -- JSON Web Keys -----------------------------------------------------------------------
