@@ -79,16 +79,18 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def serving(workdir: Path, *, database: str = "t.db", token_prefix: str = "admin-",
-            demo: bool = False, **env: str) -> Iterator[Server]:
+            demo: bool = False, database_url: str | None = None,
+            **env: str) -> Iterator[Server]:
     """``tessera serve`` on a free loopback port with ``workdir`` as its working directory
-    (the SQLite file ``database``, its log ``server.log``; with ``demo``, the demo tenant and
-    client file), a fresh master key and an admin token starting with ``token_prefix``; ``env``
-    adds to or overrides its ``TESSERA_*`` settings (``TESSERA_ALLOW_HTTP_LOOPBACK``, ...).
+    (the SQLite file ``database`` unless ``database_url`` names another database, its log
+    ``server.log``; with ``demo``, the demo tenant and client file), a fresh master key and an
+    admin token starting with ``token_prefix``; ``env`` adds to or overrides its
+    ``TESSERA_*`` settings (``TESSERA_ALLOW_HTTP_LOOPBACK``, ...).
     Stopped with SIGTERM when the block ends, and it must exit cleanly and soon (``stop``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, token = free_port(), token_prefix + secrets.token_urlsafe(24)
     base = f"http://127.0.0.1:{port}"
-    database_url = f"sqlite+aiosqlite:///{workdir}/{database}"
+    database_url = database_url or f"sqlite+aiosqlite:///{workdir}/{database}"
     master_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     log = workdir / "server.log"
     with log.open("wb") as out:

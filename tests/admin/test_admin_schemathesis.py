@@ -1,10 +1,12 @@
 """Schemathesis over the admin API's OpenAPI document, against a real ``tessera serve``
-(a subprocess on its own SQLite file) with the admin bearer: every phase (examples, coverage,
+(a subprocess on its own SQLite file, and on its own PostgreSQL database where the suite has
+one) with the admin bearer: every phase (examples, coverage,
 fuzzing, and stateful sequences that follow the document's links from each create to the
 operations on what it made). It fails on any 5xx, an undocumented status or content type, a
 body that breaks its declared schema, and schema-violating input that is accepted.
 
-Bounded: ``MAX_EXAMPLES`` per operation and phase (about a minute on two cores)."""
+Bounded: ``MAX_EXAMPLES`` per operation and phase (about a minute and a half per backend on
+two cores)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from broker.admin.routes import ROUTES
+from tests.conftest import BACKENDS
 from tests.server_process import Server, serving
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,9 +32,13 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
           "response_schema_conformance", "negative_data_rejection")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with serving(tmp_path_factory.mktemp("schemathesis")) as running:
+@pytest.fixture(params=BACKENDS)
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """On SQLite, and on an empty PostgreSQL database of its own where the suite has one
+    (PostgreSQL refuses values SQLite stores: NUL, strings longer than their column)."""
+    url = request.getfixturevalue("empty_postgres") if request.param == "postgres" else None
+    with serving(tmp_path_factory.mktemp("schemathesis"), database_url=url) as running:
         yield running
 
 
