@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, event
@@ -84,6 +85,8 @@ def _unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.OperationalError) and exc.orig is not None \
             and type(exc.orig).__module__.startswith("sqlite3"):
         return any(m in str(exc.orig).lower() for m in _SQLITE_UNAVAILABLE)
+    if isinstance(exc, sqlite3.OperationalError):  # raised unwrapped by the hot path's reads
+        return any(m in str(exc).lower() for m in _SQLITE_UNAVAILABLE)
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError
