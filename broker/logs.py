@@ -126,4 +126,8 @@ def configure(settings: Settings, stream: Any = None) -> logging.Handler:
     logging.getLogger("alembic.runtime.migration").setLevel(
         max(logging.WARNING, root.level))
     logging.getLogger(ACCESS).disabled = not settings.access_log
+    # no format names the caller's file/line, thread or process: do not look them up for every
+    # record (the logging HOWTO's "Optimization"; ~10 us per access log line)
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     return handler

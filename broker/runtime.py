@@ -24,6 +24,7 @@ from broker.client_metadata_document import DocumentClients, is_document_url
 from broker.config import Settings
 from broker.policy import ManagedConnection
 from broker.resources import ResourceServer
+from broker.verified_tokens import VerifiedTokens
 from registry import trust
 from registry.remote_keys import FetchPolicy, RemoteKeys
 from registry.self_registration import Refreshed, Refresher
@@ -160,6 +161,7 @@ class Broker:
         default_factory=dict)
     _settings: dict[str, tuple[dict[str, Any], TenantSettings]] = field(default_factory=dict)
     _documents: DocumentClients | None = None
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens)  # signatures checked
 
 
     @classmethod

@@ -82,15 +82,7 @@ async def verify_access_token(
     its client is still live and a partner's user still has a live trust link. Raises
     ``InvalidToken`` with the reason."""
     try:
-        header = jose.unverified_header(token)
-        kid = header.get("kid")
-        # with check_state, the token state read below also says whether the key is
-        # compromised: one read instead of two
-        key = (await broker.keys.verification_key(tenant.id, kid,
-                                                  check_compromised=not check_state)
-               if isinstance(kid, str) else None)
-        verified = jose.verify_jws(token, lambda _h: key, typ=AT_TYP)
-        claims = verified.claims
+        kid, claims = await _verified(broker, tenant, token, check_state)
         jose.check_times(claims, broker.clock.now(), leeway=0)
     except jose.JWTError as exc:
         raise InvalidToken(str(exc)) from exc
@@ -112,6 +104,31 @@ async def verify_access_token(
         if state.problem is not None:
             raise InvalidToken(state.problem)
     return claims
+
+
+async def _verified(broker: Broker, tenant: TenantView, token: str,
+                    check_state: bool) -> tuple[Any, dict[str, Any]]:
+    """``(kid, claims)`` of a token signed by the tenant's published key. With
+    ``check_state`` the caller's token state read also says whether the key is compromised
+    (one read instead of two), and a token this process verified before with the very key the
+    key service still publishes for its ``kid`` is not verified again
+    (``broker.verified_tokens``)."""
+    if check_state:
+        hit = broker.verified.get(tenant.id, token)
+        if hit is not None:
+            kid, key, claims = hit
+            if await broker.keys.verification_key(tenant.id, kid,
+                                                  check_compromised=False) is key:
+                return kid, claims
+            broker.verified.forget(tenant.id, token)
+    header = jose.unverified_header(token)
+    kid = header.get("kid")
+    key = (await broker.keys.verification_key(tenant.id, kid, check_compromised=not check_state)
+           if isinstance(kid, str) else None)
+    verified = jose.verify_jws(token, lambda _h: key, typ=AT_TYP)
+    if check_state and isinstance(kid, str):
+        broker.verified.put(tenant.id, token, kid, key, verified.claims)
+    return kid, verified.claims
 
 
 def token_hash(value: str) -> str:
