@@ -78,14 +78,15 @@ def certificate_binding(targets: Sequence[ResourceServer], registered: str | Non
 
 
 def protected_resource_metadata(rs: ResourceServer, issuer: str) -> dict[str, Any]:
-    """RFC 9728 §2: the resource's metadata, naming this tenant as its authorization server."""
+    """RFC 9728 §2: the resource's metadata, naming this tenant as its authorization server.
+    No ``jwks_uri`` or ``resource_signing_alg_values_supported``: those name keys the resource
+    itself signs its responses with, which tessera does not know (the tenant's JWKS, which
+    verifies the access tokens, is found through the authorization server's metadata)."""
     doc: dict[str, Any] = {
         "resource": rs.identifier,
         "authorization_servers": [issuer],
-        "jwks_uri": f"{issuer}/jwks",
         "scopes_supported": sorted(rs.scopes),
         "bearer_methods_supported": ["header"],
-        "resource_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
         "resource_name": rs.display_name,
     }
     if rs.require_dpop:

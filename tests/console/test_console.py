@@ -18,7 +18,7 @@ from broker.runtime import Broker
 from tenants.models import AuditEvent, Client
 from tests.admin.admin_helpers import metadata, new_key
 from tests.admin.role_clients import assign
-from tests.conftest import BASE_URL, new_client, new_tenant, published_long_ago
+from tests.conftest import ADMIN_TOKEN, BASE_URL, new_client, new_tenant, published_long_ago
 from tests.console.console_helpers import Browser, sign_in
 
 ADMINS, AUDITORS = "tessera-admins", "auditors"
@@ -202,6 +202,27 @@ async def test_upstreams_add_saml_from_metadata_and_oidc_refusal(broker: Broker,
     r = await admin.submit("/upstreams/partner-saml/disable", "/upstreams")
     assert r.status_code == 303
     assert "status-disabled" in (await admin.http.get(admin.base + "/upstreams")).text
+
+
+async def test_upstreams_add_oidc_by_discovery_url(broker: Broker, admin: Browser) -> None:
+    """Issue 14: "add OIDC by discovery URL": the issuer is the discovery URL without its
+    well-known suffix, and the page shows the redirect URI to register at the IdP."""
+    r = await admin.submit(
+        "/upstreams/add-oidc", "/upstreams", name="corp-entra", display_name="Corp Entra",
+        discovery_url="https://login.corp.example/tenant-1/v2.0/.well-known/openid-configuration",
+        client_id="tessera-at-corp", client_secret="s3cret-" + "x" * 20,
+        scopes="openid email profile", domains="corp.example")
+    assert r.status_code == 303, r.text
+    page = (await admin.http.get(admin.base + "/upstreams")).text
+    row = page.split("Corp Entra")[1].split("</tr>")[0]
+    assert "issuer <code>https://login.corp.example/tenant-1/v2.0</code>" in row, row
+    assert f"{BASE_URL}/t/{admin.tenant}/login/corp-entra/callback" in row
+    assert "s3cret-" not in page  # the client secret is sealed, never shown
+    r = await admin.http.get(f"{BASE_URL}/admin/v1/tenants/{admin.tenant}/upstreams/corp-entra",
+                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert r.status_code == 200, r.text
+    assert r.json()["oidc"]["client_id"] == "tessera-at-corp"
+    assert r.json()["domains"] == ["corp.example"]
 
 
 async def test_agent_lifecycle_and_rotation(broker: Broker, admin: Browser) -> None:

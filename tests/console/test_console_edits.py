@@ -7,6 +7,7 @@ from that tenant's console; nothing written by a refusal."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -61,6 +62,9 @@ async def test_keys_show_custody_and_mark_one_compromised(
         .split('"')[0]
     row = page.split(f'data-kid="{active}"')[1].split("</tr>")[0]
     assert '<td class="custody">software</td>' in row
+    # issue 12's custody dates: when each key was published (every key has one) and demoted
+    assert re.search(r'<td class="published">\d{4}-\d\d-\d\d [\d:]+ UTC</td>', row), row
+    assert '<td class="demoted">—</td>' in row  # the active key was never demoted
     assert "data-confirm=" in row and "Mark compromised" in row
     auditor_page = (await people["auditor"].http.get(people["auditor"].base + "/keys")).text
     assert "custody" in auditor_page and "Mark compromised" not in auditor_page
@@ -72,6 +76,7 @@ async def test_keys_show_custody_and_mark_one_compromised(
     assert "out of service" in page
     row = page.split(f'data-kid="{active}"')[1].split("</tr>")[0]
     assert '<td class="state">compromised</td>' in row and "Mark compromised" not in row
+    assert re.search(r'<td class="demoted">\d{4}-\d\d-\d\d [\d:]+ UTC</td>', row), row
     assert '<td class="state">active</td>' in page  # another key signs
     async with broker.sessions() as session:
         event = (await session.execute(select(AuditEvent).where(

@@ -219,6 +219,9 @@ async def test_protected_resource_metadata(http, broker, domains):
     assert doc["scopes_supported"] == ["read", "write"]
     assert doc["dpop_bound_access_tokens_required"] is True
     assert doc["resource_name"] == "Prices MCP" and doc["bearer_methods_supported"] == ["header"]
+    # RFC 9728 §2: jwks_uri and resource_signing_alg_values_supported are the resource's own
+    # response-signing keys, not the tenant's token keys; tessera does not know them
+    assert "jwks_uri" not in doc and "resource_signing_alg_values_supported" not in doc
     # another tenant's path does not show it; an unknown name is a 404
     wrong = out["resource_metadata_url"].replace(f"/t/{domains.pricing}/",
                                                  f"/t/{domains.acme}/")
