@@ -1,5 +1,5 @@
-"""Load generator for tessera's token endpoint (W1), ID-JAG round trip (W2) and introspection
-endpoint (W3).
+"""Load generator for tessera's token endpoint (W1), ID-JAG round trip (W2), introspection
+endpoint (W3) and SAML assertions out (W5).
 
 It starts nothing: point it at a running tessera (``tessera serve`` / Hypercorn) whose issuer is
 on the loopback interface. The targets are in the performance spec (``performance.md``, workloads
@@ -61,6 +61,17 @@ and records trust links with the issuers of ``TESSERA_BASE_URL``, by default
 The ID token must outlive the run (``--lifetime`` in seconds). ``--no-dpop`` and ``--resource``
 do not apply to this mode.
 
+W5, SAML assertion out (``--mode saml``): one operation is the RFC 8693 token exchange of a
+user's ID token (``--id-token``, reused) for a signed SAML 2.0 assertion for the legacy app whose
+entity ID is ``--audience`` (``requested_token_type`` saml2), by a client with that entity ID
+among its audiences; no DPoP (the answer is a bearer assertion, ``token_type`` N_A). The user
+must be a user of the tenant (the CLI cannot make one; ``scripts/benchkit.py user TENANT``
+does, and ``bench_side_by_side.py --workloads W5`` sets all of it up)::
+
+    python scripts/bench_tokens.py --mode saml --issuer http://127.0.0.1:8000/t/saml \\
+        --client-id "$CLIENT_ID" --client-secret "$CLIENT_SECRET" \\
+        --audience https://legacy.bench.example/sp --id-token "$ID_TOKEN"
+
 Add ``--json`` for one JSON object on stdout. Only operations that complete after the warm-up
 and before the end of the measured window count; requests still in flight at the end are
 cancelled and not counted. An operation whose proof is answered with ``use_dpop_nonce`` is
@@ -113,11 +124,12 @@ MAX_NONCE_RETRIES = 2  # per operation: a stale nonce can be answered with use_d
 MAX_ERROR_SAMPLES = 5
 SAMPLE_CHARS = 300
 TRANSPORT_ERROR_PAUSE = 0.05  # seconds; keeps a dead server from turning workers into busy loops
-WORKLOADS = {"token": "W1", "idjag": "W2", "introspect": "W3"}
+WORKLOADS = {"token": "W1", "idjag": "W2", "introspect": "W3", "saml": "W5"}
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ID_JAG_TYPE = "urn:ietf:params:oauth:token-type:id-jag"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+SAML2_TYPE = "urn:ietf:params:oauth:token-type:saml2"
 # the redemption form up to the ID-JAG, which ends it
 REDEEM_BODY_PREFIX = urlencode({"grant_type": JWT_BEARER, "assertion": ""}).encode("ascii")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
@@ -635,6 +647,23 @@ async def introspect(conn: Connection, wire: Wire) -> Outcome:
     return _failure(status, raw, body)
 
 
+async def request_saml(conn: Connection, wire: Wire) -> Outcome:
+    """One token exchange of the ID token for a SAML assertion (no DPoP: the assertion is a
+    bearer credential of the legacy app, ``token_type`` N_A)."""
+    status, _, raw = await conn.exchange(wire.token)
+    body = _json_body(raw)
+    if status == 200 and body is not None:
+        issued = body.get("issued_token_type")
+        if issued != SAML2_TYPE:
+            return Outcome(False, f"200 issued_token_type={issued or '-'}", _text(raw))
+        if str(body.get("token_type", "")).lower() != "n_a":
+            return Outcome(False, f"200 token_type={body.get('token_type') or '-'}", _text(raw))
+        if not body.get("access_token"):
+            return Outcome(False, "200 no_access_token", _text(raw))
+        return Outcome(True)
+    return _failure(status, raw, body)
+
+
 def open_connections(cfg: Config, wire: Wire) -> tuple[Connection, Connection]:
     """A worker's connections (opened on first use): the one for the issuer and the one for the
     redemptions, which is the same unless the audience is on another host, port or scheme."""
@@ -661,6 +690,7 @@ async def worker(
     perf_counter = time.perf_counter
     introspecting = cfg.mode == "introspect"
     idjag = cfg.mode == "idjag"
+    saml = cfg.mode == "saml"
     signer = signers[0] if signers else None
     try:
         while True:
@@ -670,6 +700,8 @@ async def worker(
             try:
                 if introspecting:
                     outcome = await introspect(conn, wire)
+                elif saml:
+                    outcome = await request_saml(conn, wire)
                 elif idjag:
                     outcome = await idjag_round_trip(
                         (conn, redeem_conn), wire, cfg, tally, (signers[0], signers[1]))
@@ -895,7 +927,7 @@ def summarise(
         "mode": cfg.mode,
         "issuer": args.issuer,
     }
-    if cfg.mode == "idjag":
+    if cfg.mode in ("idjag", "saml"):
         report["audience"] = args.audience
     if args.cpu_pid:
         cpu = usage.get("server_cpu_s", math.nan)
@@ -993,6 +1025,8 @@ def preflight(cfg: Config) -> tuple[Outcome, Tally]:
             if cfg.mode == "idjag":
                 outcome = await idjag_round_trip(
                     (conn, redeem_conn), wire, cfg, tally, (signers[0], signers[1]))
+            elif cfg.mode == "saml":
+                outcome = await request_saml(conn, wire)
             else:
                 outcome = await request_token(conn, wire, tally, signers[0] if signers else None)
         except TRANSPORT_ERRORS as exc:
@@ -1007,8 +1041,9 @@ def preflight(cfg: Config) -> tuple[Outcome, Tally]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Load generator for tessera's token (W1) and introspection (W3) endpoints "
-        "and the ID-JAG round trip (W2). Targets a running server on loopback only.",
+        description="Load generator for tessera's token (W1) and introspection (W3) endpoints, "
+        "the ID-JAG round trip (W2) and SAML assertions out (W5). Targets a running server on "
+        "loopback only.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--issuer", required=True,
@@ -1018,7 +1053,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--client-secret", required=True)
     parser.add_argument("--mode", choices=sorted(WORKLOADS), default="token",
                         help="token: W1 client credentials; idjag: W2 token exchange for an "
-                        "ID-JAG + jwt-bearer redemption; introspect: W3 introspection")
+                        "ID-JAG + jwt-bearer redemption; introspect: W3 introspection; saml: "
+                        "W5 token exchange of --id-token for a SAML assertion for --audience")
     parser.add_argument("--concurrency", type=int, default=32,
                         help="keep-alive connections (one worker each), over all processes")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
@@ -1031,10 +1067,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="resource indicator (RFC 8707) of the token request; repeatable")
     idjag = parser.add_argument_group("idjag mode (all required with --mode idjag)")
     idjag.add_argument("--audience",
-                       help="issuer of the resource tenant, e.g. http://127.0.0.1:8000/t/pricing")
+                       help="issuer of the resource tenant, e.g. http://127.0.0.1:8000/t/pricing "
+                       "(saml: the legacy app's entity ID)")
     idjag.add_argument("--resource-client-id", help="the agent's client at the audience")
     idjag.add_argument("--resource-client-secret")
-    idjag.add_argument("--id-token", help="ID token of a user, issued by --issuer to --client-id")
+    idjag.add_argument("--id-token", help="ID token of a user, issued by --issuer to --client-id "
+                       "(also saml)")
     parser.add_argument("--token-url", help="token endpoint (default: {issuer}/token)")
     parser.add_argument("--introspect-url",
                         help="introspection endpoint (default: {issuer}/introspect; node "
@@ -1060,7 +1098,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.requests and args.processes != 1:
         parser.error("--requests needs --processes 1")
     idjag_options = ("audience", "resource_client_id", "resource_client_secret", "id_token")
-    if args.mode == "idjag":
+    if args.mode == "saml":
+        missing = [f"--{name}" for name in ("audience", "id-token")
+                   if not getattr(args, name.replace("-", "_"))]
+        given = [f"--{name}" for name in ("resource", "resource-client-id",
+                                          "resource-client-secret")
+                 if getattr(args, name.replace("-", "_"))]
+        if missing:
+            parser.error(f"--mode saml requires {', '.join(missing)}")
+        if given:
+            parser.error(f"{', '.join(given)}: not used by --mode saml")
+    elif args.mode == "idjag":
         missing = [f"--{name.replace('_', '-')}" for name in idjag_options
                    if not getattr(args, name)]
         if missing:
@@ -1115,6 +1163,14 @@ def main(argv: list[str] | None = None) -> int:
             ("subject_token_type", ID_TOKEN_TYPE),
             ("subject_token", args.id_token),
         ]
+    elif args.mode == "saml":
+        form = [
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", SAML2_TYPE),
+            ("audience", args.audience),
+            ("subject_token_type", ID_TOKEN_TYPE),
+            ("subject_token", args.id_token),
+        ]
     if args.scope:
         form.append(("scope", args.scope))
     form.extend(("resource", resource) for resource in args.resource or ())
@@ -1129,7 +1185,7 @@ def main(argv: list[str] | None = None) -> int:
         introspect_url=args.introspect_url or f"{issuer}/introspect",
         authorization=basic_authorization(args.client_id, args.client_secret),
         token_body=urlencode(form).encode("ascii"),
-        dpop=not args.no_dpop,
+        dpop=not args.no_dpop and args.mode != "saml",
         warmup=args.warmup,
         duration=args.duration,
         timeout=10.0,
@@ -1141,7 +1197,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     outcome, tally = preflight(cfg)
     if not outcome.ok:
-        what = "ID-JAG round trip" if cfg.mode == "idjag" else "token request"
+        what = {"idjag": "ID-JAG round trip", "saml": "SAML exchange"}.get(cfg.mode,
+                                                                           "token request")
         print(f"preflight {what} failed: {outcome.key}: {outcome.sample[:SAMPLE_CHARS]}",
               file=sys.stderr)
         return 1
