@@ -6,6 +6,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import bindparam, select
+
+from tenants.hotpath import HotPath
 from tenants.models import FederatedIdentity, User
 from tenants.scope import TenantScope
 
@@ -49,3 +52,16 @@ async def set_status(scope: TenantScope, user_id: str, status: str) -> User:
     user.status = status
     await scope.session.flush()
     return user
+
+
+_U = User.__table__
+_BY_ID = select(_U).where(_U.c.tenant_id == bindparam("tenant_id"), _U.c.id == bindparam("id"))
+
+
+async def read_now(hot: HotPath, tenant_id: str, user_id: str) -> User | None:
+    """The user as it is now, read in one statement on the hot path's connection; a detached
+    ``User`` for reading (nothing written through it)."""
+    if not user_id or len(user_id) > 64:
+        return None
+    row = await hot.read_one(_BY_ID, {"tenant_id": tenant_id, "id": user_id})
+    return None if row is None else User(**{c.name: getattr(row, c.name) for c in _U.c})

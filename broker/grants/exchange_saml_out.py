@@ -29,9 +29,7 @@ from adapters.saml_issue import assertion_bytes
 from broker import id_jag, legacy_saml
 from broker.grants.base import GrantResult, TokenRequest
 from broker.tokens import IssuedToken, verify_access_token
-from tenants import legacy_apps
-from tenants.models import User
-from tenants.scope import tenant_scope
+from tenants import legacy_apps, users
 
 
 async def _identity(request: TokenRequest, token: str, token_type: str) -> dict[str, Any]:
@@ -69,9 +67,8 @@ async def issue(request: TokenRequest) -> GrantResult:
     if form.all("resource"):
         raise InvalidTarget("name the legacy app in audience, not in resource")
     identity = await _identity(request, token, token_type)
-    async with tenant_scope(broker.sessions, tenant.id) as scope:
-        app = await legacy_apps.get(scope, audiences[0], active=True)
-        user = await scope.get(User, str(identity["sub"]))
+    app = await legacy_apps.read_now(broker.hot, tenant.id, audiences[0], active=True)
+    user = await users.read_now(broker.hot, tenant.id, str(identity["sub"]))
     if app is None:
         raise InvalidTarget("the audience is not an active legacy app of this tenant")
     if app.entity_id not in request.client.client.audiences:

@@ -178,7 +178,8 @@ async def test_access_token_of_the_user_is_a_subject_token_too(
 
 @pytest.mark.parametrize("case", ["unknown_app", "two_audiences", "disabled_app", "resource",
                                   "client_token", "other_clients_id_token", "peer_style_type",
-                                  "app_not_an_audience_of_the_client"])
+                                  "app_not_an_audience_of_the_client", "other_tenants_app",
+                                  "disabled_user"])
 async def test_refusals(login: Login, es_setup: tuple[TestClient, str], case: str) -> None:
     client, sub = es_setup
     entity, acs = new_entity()
@@ -201,10 +202,17 @@ async def test_refusals(login: Login, es_setup: tuple[TestClient, str], case: st
         token = await _id_token(login, login.tenant, other, sub)
     elif case == "peer_style_type":
         subject_type = id_jag.SAML2
+    elif case == "other_tenants_app":  # the same entity ID, active, but at another tenant
+        audience, _ = new_entity()
+        await register(login, await new_tenant(login.broker), audience, acs)
+    elif case == "disabled_user":
+        async with tenant_scope(login.broker.sessions, login.tenant) as scope:
+            await users.set_status(scope, sub, "disabled")
     r = await _exchange(login, client, token, audience, subject_type,
                         allowed=case != "app_not_an_audience_of_the_client", **extra)
     expected = "invalid_target" if case in (
-        "unknown_app", "disabled_app", "resource", "app_not_an_audience_of_the_client") else (
+        "unknown_app", "disabled_app", "resource", "app_not_an_audience_of_the_client",
+        "other_tenants_app") else (
         "invalid_request")
     assert r.status_code == 400 and r.json()["error"] == expected, r.text
 
