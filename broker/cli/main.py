@@ -24,6 +24,7 @@ from broker.cli.commands import (
     anomaly,
     api_keys,
     clients,
+    demo_resource,
     deployment,
     keys,
     legacy_apps,
@@ -66,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     deployment.add_parser(sub)
     master_key.add_parser(sub)
     for area in (tenants, keys, clients, upstreams, registry, self_registration, api_keys,
-                 legacy_apps, runtime, anomaly, resources, roles):
+                 legacy_apps, runtime, anomaly, resources, roles, demo_resource):
         area.add_parser(sub)
     return p
 
