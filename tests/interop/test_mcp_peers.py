@@ -1,4 +1,5 @@
-"""MCP peers against two real ``tessera serve`` processes (issue 13).
+"""MCP peers against two real ``tessera serve`` processes, and against two tenants of one
+(issue 13).
 
     broker A (the enterprise IdP)       tenant ``login-*``: users log in at an upstream IdP
                                          (oidc-provider); the agent's client gets an ID token
@@ -12,6 +13,10 @@
 
 login -> ID token (or refresh token) -> ID-JAG at A -> access token at B -> tool call; a
 revocation at B makes the MCP server answer 401 within its feed's poll interval.
+The Python SDK's flow runs on both deployments (fixture ``peers``): ``deployment`` (the two
+processes above; each names the other's tenant as a registry partner) and ``two_tenants``
+(the IdP's tenant and the MCP server's tenant side by side in broker A, trusting each other as
+peer tenants).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -75,14 +81,14 @@ def _ok(response: httpx.Response, status: int = 201) -> Any:
     return response.json()
 
 
-@pytest.fixture(scope="module")
-def mcp_server(broker_b: TesseraServer) -> Iterator[tuple[str, str]]:
-    tenant = f"mcp-{secrets.token_hex(4)}"
-    _ok(broker_b.admin("POST", "/tenants", {"name": tenant, "settings": {}}))
+@contextmanager
+def running_mcp_server(server: TesseraServer, tenant: str) -> Iterator[str]:
+    """The MCP server (tests/peers/mcp/server.py) with ``tenant`` of ``server`` as its
+    authorization server; its URL (the resource) while the block runs."""
     port = free_port()
-    env = clean_env(MCP_ISSUER=broker_b.issuer_of(tenant), MCP_PORT=str(port),
+    env = clean_env(MCP_ISSUER=server.issuer_of(tenant), MCP_PORT=str(port),
                     MCP_POLL=str(POLL))
-    log_file = broker_b.workdir / "mcp.log"
+    log_file = server.workdir / f"mcp-{tenant}.log"
     with log_file.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "tests.peers.mcp.server"], cwd=REPO_ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -100,42 +106,93 @@ def mcp_server(broker_b: TesseraServer) -> Iterator[tuple[str, str]]:
                 pass
             assert time.monotonic() < deadline, log_file.read_text(errors="replace")
             time.sleep(0.1)
-        yield tenant, url
+        yield url
     finally:
         stop(proc)
 
 
 @pytest.fixture(scope="module")
-def deployment(login_tenant: LoginTenant, broker_b: TesseraServer,
-               mcp_server: tuple[str, str]) -> Deployment:
-    a, idp_issuer = login_tenant.server, login_tenant.issuer
-    tenant, url = mcp_server
-    b_issuer = broker_b.issuer_of(tenant)
-    # B: the MCP client, the resource server (tessera resource add), trust in A's tenant
-    client = _ok(broker_b.admin("POST", f"/tenants/{tenant}/clients", {
+def mcp_server(broker_b: TesseraServer) -> Iterator[tuple[str, str]]:
+    tenant = f"mcp-{secrets.token_hex(4)}"
+    _ok(broker_b.admin("POST", "/tenants", {"name": tenant, "settings": {}}))
+    with running_mcp_server(broker_b, tenant) as url:
+        yield tenant, url
+
+
+def mcp_authorization_server(b: TesseraServer, tenant: str, url: str,
+                             accept: dict[str, Any]) -> dict[str, Any]:
+    """At the MCP server's tenant: the MCP client's client, the resource server (tessera
+    resource add) and the trust link ``accept`` (a partner, or a tenant of the same broker)
+    accepting ID-JAGs from the IdP's tenant. The MCP client's client."""
+    client = _ok(b.admin("POST", f"/tenants/{tenant}/clients", {
         "name": "mcp client", "token_endpoint_auth_method": "client_secret_basic",
         "scopes": [], "audiences": []}))
-    _ok(broker_b.admin("POST", f"/tenants/{tenant}/resource-servers", {
+    _ok(b.admin("POST", f"/tenants/{tenant}/resource-servers", {
         "name": "prices", "identifier": url, "scopes": {SCOPE: "call the price tools"},
         "allowed_clients": [client["client_id"]], "access_token_lifetime": 300}))
-    partner = _ok(broker_b.admin("POST", "/partners", {
-        "issuer": idp_issuer, "display_name": "Corp IdP", "jwks_uri": f"{idp_issuer}/jwks"}))
-    _ok(broker_b.admin("POST", f"/partners/{partner['id']}/activate"), 200)
-    _ok(broker_b.admin("POST", f"/tenants/{tenant}/trust-links", {
-        "partner": partner["id"], "directions": ["accept"], "scope_ceiling": [SCOPE]}))
-    # A: the agent (logs users in), B's tenant as a partner it sends identity to, the rule
+    _ok(b.admin("POST", f"/tenants/{tenant}/trust-links", {
+        **accept, "directions": ["accept"], "scope_ceiling": [SCOPE]}))
+    return client
+
+
+def enterprise_idp(login_tenant: LoginTenant, mcp_issuer: str, client: dict[str, Any],
+                   url: str, send: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """At the IdP's tenant: the agent (logs users in), the trust link ``send`` to the MCP
+    server's tenant and the managed connection (the rule). The agent and its redirect URI."""
+    a = login_tenant.server
     redirect_uri = f"http://127.0.0.1:{free_port()}/cb"
     agent = login_tenant.create_client(redirect_uri, scopes=["openid", "email", "profile"],
                                        token_endpoint_auth_method="client_secret_basic")
-    peer = _ok(a.admin("POST", "/partners", {
-        "issuer": b_issuer, "display_name": "MCP AS", "jwks_uri": f"{b_issuer}/jwks"}))
-    _ok(a.admin("POST", f"/partners/{peer['id']}/activate"), 200)
     _ok(a.admin("POST", f"/tenants/{login_tenant.name}/trust-links", {
-        "partner": peer["id"], "directions": ["send"]}))
+        **send, "directions": ["send"]}))
     _ok(a.admin("PUT", f"/tenants/{login_tenant.name}/managed-connections", {
-        "client_id": agent["client_id"], "audience": b_issuer, "rules": {SCOPE: "grant"},
+        "client_id": agent["client_id"], "audience": mcp_issuer, "rules": {SCOPE: "grant"},
         "remote_client_id": client["client_id"], "resources": [url]}), 200)
+    return agent, redirect_uri
+
+
+def _partner(server: TesseraServer, issuer: str, name: str) -> dict[str, str]:
+    """``issuer`` as an active partner of ``server``'s registry: the trust link's peer."""
+    partner = _ok(server.admin("POST", "/partners", {
+        "issuer": issuer, "display_name": name, "jwks_uri": f"{issuer}/jwks"}))
+    _ok(server.admin("POST", f"/partners/{partner['id']}/activate"), 200)
+    return {"partner": partner["id"]}
+
+
+@pytest.fixture(scope="module")
+def deployment(login_tenant: LoginTenant, broker_b: TesseraServer,
+               mcp_server: tuple[str, str]) -> Deployment:
+    """Two broker processes: the IdP's tenant at A, the MCP server's tenant at B; each names
+    the other's tenant as a registry partner."""
+    tenant, url = mcp_server
+    b_issuer = broker_b.issuer_of(tenant)
+    client = mcp_authorization_server(broker_b, tenant, url, _partner(
+        broker_b, login_tenant.issuer, "Corp IdP"))
+    agent, redirect_uri = enterprise_idp(login_tenant, b_issuer, client, url, _partner(
+        login_tenant.server, b_issuer, "MCP AS"))
     return Deployment(login_tenant, agent, redirect_uri, broker_b, tenant, client, url)
+
+
+@pytest.fixture(scope="module")
+def two_tenants(login_tenant: LoginTenant) -> Iterator[Deployment]:
+    """One broker process: the IdP's tenant (A) and the MCP server's tenant (B) side by side,
+    trusting each other as peer tenants (``tessera trust add --peer-tenant``)."""
+    server = login_tenant.server
+    tenant = f"mcp-{secrets.token_hex(4)}"
+    _ok(server.admin("POST", "/tenants", {"name": tenant, "settings": {}}))
+    with running_mcp_server(server, tenant) as url:
+        client = mcp_authorization_server(server, tenant, url, {"tenant": login_tenant.name})
+        agent, redirect_uri = enterprise_idp(login_tenant, server.issuer_of(tenant), client,
+                                             url, {"tenant": tenant})
+        yield Deployment(login_tenant, agent, redirect_uri, server, tenant, client, url)
+
+
+@pytest.fixture(params=["two brokers", "two tenants"])
+def peers(request: pytest.FixtureRequest) -> Deployment:
+    """The MCP peers' deployment: across two broker processes, or two tenants of one."""
+    name = "deployment" if request.param == "two brokers" else "two_tenants"
+    value: Deployment = request.getfixturevalue(name)
+    return value
 
 
 async def login(d: Deployment) -> dict[str, Any]:
@@ -221,8 +278,8 @@ async def mcp_request(url: str, token: str) -> httpx.Response:
             "clientInfo": {"name": "probe", "version": "0"}}})
 
 
-async def test_python_sdk_id_token_to_tool_call_and_revocation(deployment: Deployment):
-    d = deployment
+async def test_python_sdk_id_token_to_tool_call_and_revocation(peers: Deployment):
+    d = peers
     tokens = await login(d)
     seen: list[dict] = []
     storage = Memory()
@@ -244,8 +301,8 @@ async def test_python_sdk_id_token_to_tool_call_and_revocation(deployment: Deplo
     assert "resource_metadata=" in refused.headers["www-authenticate"]
 
 
-async def test_python_sdk_refresh_token_as_subject(deployment: Deployment):
-    d = deployment
+async def test_python_sdk_refresh_token_as_subject(peers: Deployment):
+    d = peers
     tokens = await login(d)
     seen: list[dict] = []
     who = await call_whoami(d, id_jag_source(
