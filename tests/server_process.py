@@ -109,19 +109,20 @@ def serving(workdir: Path, *, database: str = "t.db", token_prefix: str = "admin
 
 
 def wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log_file: Path, *,
-                 http: Callable[[], httpx.Client] = lambda: httpx.Client(timeout=2.0)) -> None:
-    """Until ``GET /healthz`` answers 200 (asked with a client from ``http``: one that trusts
+                 http: Callable[[], httpx.Client] = lambda: httpx.Client(timeout=2.0),
+                 path: str = "/healthz", what: str = "tessera serve") -> None:
+    """Until ``GET {path}`` answers 200 (asked with a client from ``http``: one that trusts
     the test CA for a server terminating TLS); the test fails (with the log) if the server
-    exits first or is not healthy within ``STARTUP_TIMEOUT``."""
+    (``what``) exits first or is not healthy within ``STARTUP_TIMEOUT``."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     last_error = "no answer yet"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"tessera serve exited with {proc.returncode} before becoming healthy:\n"
+            pytest.fail(f"{what} exited with {proc.returncode} before becoming healthy:\n"
                         f"{log_file.read_text(errors='replace')}")
         try:
             with http() as client:
-                response = client.get(f"{base_url}/healthz")
+                response = client.get(f"{base_url}{path}")
             if response.status_code == 200:
                 return
             last_error = f"HTTP {response.status_code}"
@@ -130,7 +131,7 @@ def wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log_file: Path, *
         time.sleep(0.1)
     proc.kill()
     proc.wait()
-    pytest.fail(f"tessera serve not healthy after {STARTUP_TIMEOUT}s ({last_error}):\n"
+    pytest.fail(f"{what} not healthy after {STARTUP_TIMEOUT}s ({last_error}):\n"
                 f"{log_file.read_text(errors='replace')}")
 
 

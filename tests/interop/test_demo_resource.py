@@ -17,7 +17,7 @@ import pytest
 
 from broker.cli.main import main
 from tests.interop.conftest import REPO_ROOT, TesseraServer
-from tests.server_process import clean_env, free_port, stop
+from tests.server_process import clean_env, free_port, stop, wait_healthy
 
 pytestmark = pytest.mark.interop
 
@@ -53,17 +53,8 @@ def demo_resource(tessera_server: TesseraServer) -> Iterator[DemoResource]:
             cwd=REPO_ROOT, env=clean_env(), stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log_file.read_text(errors="replace")
-            try:
-                if httpx.get(f"{base}/.well-known/oauth-protected-resource/whoami",
-                             timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log_file.read_text(errors="replace")
-            time.sleep(0.1)
+        wait_healthy(proc, base, log_file, path="/.well-known/oauth-protected-resource/whoami",
+                     what="tessera demo-resource")
         yield DemoResource(resource, base, str(log_file))
     finally:
         stop(proc)

@@ -29,7 +29,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ import pytest
 
 from tests.interop.conftest import REPO_ROOT, LoginTenant, TesseraServer
 from tests.peers.oidc_idp import sign_in_at_broker
-from tests.server_process import clean_env, free_port, serving, stop
+from tests.server_process import clean_env, free_port, serving, stop, wait_healthy
 
 pytestmark = pytest.mark.interop
 mcp = pytest.importorskip("mcp", reason="the python mcp SDK (test extra) is not installed")
@@ -95,17 +94,8 @@ def running_mcp_server(server: TesseraServer, tenant: str) -> Iterator[str]:
                                 stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/mcp"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log_file.read_text(errors="replace")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp",
-                             timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log_file.read_text(errors="replace")
-            time.sleep(0.1)
+        wait_healthy(proc, f"http://127.0.0.1:{port}", log_file,
+                     path="/.well-known/oauth-protected-resource/mcp", what="the MCP server")
         yield url
     finally:
         stop(proc)
