@@ -56,7 +56,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bench_tokens import ProofSigner, basic_authorization, tree_usage
-from benchkit import RESOURCE, Deployment, Server, load_average, rounds, stop, summary
+from benchkit import (
+    RESOURCE,
+    Deployment,
+    Server,
+    load_average,
+    rounds,
+    stop,
+    summary,
+    tear_down,
+)
 
 SEED_SCOPES = ["read"]
 
@@ -287,12 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seeding": {k: v for k, v in seeded.items() if k != "samples"},
                 **{s.name: s.runs for s in servers}}, indent=1))
     finally:
-        for s in servers:
-            s.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        tear_down(servers, work, keep=args.keep)
     return 0
 
 

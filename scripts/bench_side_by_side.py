@@ -55,6 +55,7 @@ from benchkit import (
     load_average,
     rounds,
     summary,
+    tear_down,
     wait_http,
 )
 
@@ -189,12 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps({s.name: s.runs for s in servers}, indent=1))
     finally:
-        for s in servers:
-            s.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        tear_down(servers, work, keep=args.keep)
     return 0
 
 

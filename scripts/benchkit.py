@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -188,6 +189,16 @@ class Deployment:
             "--mode", "saml", "--issuer", f"{self.base}/t/{SAML_TENANT}",
             "--client-id", client["client_id"], "--client-secret", client["client_secret"],
             "--audience", SAML_APP, "--id-token", id_token]
+
+
+def tear_down(servers: list[Server], work: Path, *, keep: bool) -> None:
+    """Stop the servers; remove their directory unless ``keep`` (then say where it is)."""
+    for s in servers:
+        s.stop()
+    if keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def load_average() -> str:
