@@ -194,15 +194,23 @@ async def list_apps(scope: TenantScope) -> Sequence[LegacyAppView]:
     return [_view(r) for r in rows.scalars().all()]
 
 
-async def get(scope: TenantScope, entity_id: str, *, active: bool = False
-              ) -> LegacyAppView | None:
-    """The app with this entity ID (with ``active``: only while it is active)."""
-    if not entity_id or len(entity_id) > 512:
-        return None
-    row = await scope.get(LegacyApp, entity_id)
+def _plausible(entity_id: str) -> bool:
+    return bool(entity_id) and len(entity_id) <= 512  # the column's size
+
+
+def _found(row: Any, active: bool) -> LegacyAppView | None:
+    """The view of a row read either way (with ``active``: only while it is active)."""
     if row is None or (active and row.status != "active"):
         return None
     return _view(row)
+
+
+async def get(scope: TenantScope, entity_id: str, *, active: bool = False
+              ) -> LegacyAppView | None:
+    """The app with this entity ID (with ``active``: only while it is active)."""
+    if not _plausible(entity_id):
+        return None
+    return _found(await scope.get(LegacyApp, entity_id), active)
 
 
 _A = LegacyApp.__table__
@@ -214,12 +222,10 @@ async def read_now(hot: HotPath, tenant_id: str, entity_id: str, *, active: bool
                    ) -> LegacyAppView | None:
     """``get`` as one statement on the hot path's connection (the token exchange to SAML reads
     it on every request; an ORM session on aiosqlite cost ~1 ms of CPU per read)."""
-    if not entity_id or len(entity_id) > 512:
+    if not _plausible(entity_id):
         return None
-    row = await hot.read_one(_BY_ENTITY_ID, {"tenant_id": tenant_id, "entity_id": entity_id})
-    if row is None or (active and row.status != "active"):
-        return None
-    return _view(row)
+    return _found(await hot.read_one(_BY_ENTITY_ID, {"tenant_id": tenant_id,
+                                                     "entity_id": entity_id}), active)
 
 
 CHANGEABLE = ("name", "acs_urls", "name_id_format", "attribute_mapping",
