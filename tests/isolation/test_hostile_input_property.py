@@ -318,7 +318,11 @@ ADMIN_FIELDS = [
     "sp_entity_id", "sp_metadata_url", "tenant", "tls_client_certificate_bound_access_tokens",
     "token_endpoint_auth_method", "type", "value", "purpose", "owner", "rule", "threshold",
 ]
-WRITES = [(method, route.path) for route in admin.routes()
+# Rotating the admin token would replace the bearer every later test of the session sends
+# (the old one lasts only for its overlap): its hostile bodies are tested on a database of its
+# own (tests/admin/test_admin_token_rotation.py) and by Schemathesis on its own server.
+SHARED_BEARER = "/admin/v1/admin-token/rotate"
+WRITES = [(method, route.path) for route in admin.routes() if route.path != SHARED_BEARER
           for method in sorted((route.methods or set()) & {"POST", "PUT", "PATCH"})]
 
 
@@ -351,6 +355,7 @@ def test_the_admin_api_is_covered():
     """Every admin write route is drawn from (and there are some)."""
     assert len(WRITES) > 20
     assert ("POST", "/admin/v1/tenants") in WRITES
+    assert not any(path == SHARED_BEARER for _, path in WRITES)
 
 
 
@@ -361,7 +366,7 @@ def every_route(broker: Broker) -> list[tuple[str, str]]:
     """(method, path template) of every route of the real app."""
     app = create_app(broker, background=False, migrate=False)
     return [(method, route.path) for route in app.routes
-            if isinstance(route, Route) and route.path != "/healthz"
+            if isinstance(route, Route) and route.path not in ("/healthz", SHARED_BEARER)
             for method in sorted((route.methods or set()) - {"HEAD"})]
 
 
