@@ -13,10 +13,10 @@
 
 login -> ID token (or refresh token) -> ID-JAG at A -> access token at B -> tool call; a
 revocation at B makes the MCP server answer 401 within its feed's poll interval.
-The Python SDK's flow runs on both deployments (fixture ``peers``): ``deployment`` (the two
-processes above; each names the other's tenant as a registry partner) and ``two_tenants``
-(the IdP's tenant and the MCP server's tenant side by side in broker A, trusting each other as
-peer tenants).
+The Python SDK's flow and the TypeScript SDK's CrossAppAccessProvider run on both
+deployments (fixture ``peers``): ``deployment`` (the two processes above; each names the
+other's tenant as a registry partner) and ``two_tenants`` (the IdP's tenant and the MCP
+server's tenant side by side in broker A, trusting each other as peer tenants).
 """
 
 from __future__ import annotations
@@ -345,8 +345,8 @@ def run_node(node: str, script: str, env: dict[str, str]) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-async def test_typescript_cross_app_access_provider(deployment: Deployment, node_peer: str):
-    d = deployment
+async def test_typescript_cross_app_access_provider(peers: Deployment, node_peer: str):
+    d = peers
     tokens = await login(d)
     out = await asyncio.to_thread(run_node, node_peer, "cross_app_access.mjs", {
         "MCP_URL": d.mcp_url, "MCP_ISSUER": d.mcp_issuer,
