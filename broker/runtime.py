@@ -160,6 +160,9 @@ class Broker:
     _directory: dict[tuple[str, str | None], tuple[TenantView, ClientView | None]] = field(
         default_factory=dict)
     _settings: dict[str, tuple[dict[str, Any], TenantSettings]] = field(default_factory=dict)
+    # (tenant, identifier) -> (directory epoch it was read at, the resource server or None)
+    _resources: dict[tuple[str, str], tuple[int, ResourceServer | None]] = field(
+        default_factory=dict)
     _documents: DocumentClients | None = None
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)  # signatures checked
 
@@ -323,6 +326,23 @@ class Broker:
             resources=frozenset(row.resources), max_lifetime=row.max_lifetime,
             default_rule=row.default_rule, approver=row.approver,
         )
+
+    async def resource_server_at(self, tenant: TenantView,
+                                 identifier: str) -> ResourceServer | None:
+        """``resource_server`` for a token decision on ``tenant`` as read at its directory
+        epoch: every change to a resource server moves the tenant's epoch on, so an entry read
+        at the view's epoch is what the database held then, and a decision on a cached view is
+        confirmed by the journal (``expect``) or decided again. One read per resource and epoch
+        instead of one per token request."""
+        key = (tenant.id, identifier)
+        hit = self._resources.get(key)
+        if hit is not None and hit[0] == tenant.epoch:
+            return hit[1]
+        found = await self.resource_server(tenant.id, identifier=identifier)
+        if len(self._resources) >= DIRECTORY_CACHE_SIZE:
+            self._resources.clear()
+        self._resources[key] = (tenant.epoch, found)
+        return found
 
     async def resource_server(self, tenant_id: str, *, identifier: str | None = None,
                               name: str | None = None) -> ResourceServer | None:

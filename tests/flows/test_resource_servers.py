@@ -320,3 +320,47 @@ async def test_managed_connection_resources_must_be_registered(http, broker, dom
     r = await http.put(base, headers=ADMIN, json={
         **body, "audience": "https://as.elsewhere.example", "resources": ["https://x.example"]})
     assert r.status_code == 200, r.text
+
+
+async def test_a_resource_change_counts_at_the_next_request_on_every_replica(
+        http, broker, tenant, clocked_broker):
+    """Token decisions keep the resource server they read for the tenant's directory epoch;
+    every change to one moves the epoch on, so another replica that kept the old one decides
+    the next request on the new one (the journal refuses a decision on a stale view)."""
+    from tests.broker.runtime_helpers import replica_http
+
+    replica, _ = clocked_broker
+    c = await new_client(broker, tenant, scopes=["read", "write"], audiences=[])
+    await ops.create_resource(broker, tenant, name="prices", identifier=MCP,
+                              scopes={"read": "", "write": ""}, default_scopes=["read"],
+                              allowed_clients=[c.client_id])
+    base = f"{broker.settings.base_url.rstrip('/')}/admin/v1/tenants/{tenant}/resource-servers"
+    cc = {"grant_type": "client_credentials", "resource": MCP}
+    async with replica_http(replica) as other:
+        r = await other.post(c.token_url, auth=c.basic, data=cc)
+        assert r.status_code == 200 and r.json()["scope"] == "read", r.text
+        assert (tenant, MCP) in replica._resources  # the replica kept what it read
+        r = await http.patch(f"{base}/prices", headers=ADMIN,
+                             json={"default_scopes": ["write"], "access_token_lifetime": 60})
+        assert r.status_code == 200, r.text
+        r = await other.post(c.token_url, auth=c.basic, data=cc)
+        assert r.status_code == 200 and r.json()["scope"] == "write", r.text
+        assert r.json()["expires_in"] <= 60
+        other_client = await new_client(broker, tenant, name="other", audiences=[])
+        r = await http.patch(f"{base}/prices", headers=ADMIN,
+                             json={"allowed_clients": [other_client.client_id]})
+        assert r.status_code == 200, r.text
+        r = await other.post(c.token_url, auth=c.basic, data=cc)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_target", r.text
+        r = await http.patch(f"{base}/prices", headers=ADMIN,
+                             json={"allowed_clients": [c.client_id]})
+        assert (await other.post(c.token_url, auth=c.basic, data=cc)).status_code == 200
+        assert (await http.delete(f"{base}/prices", headers=ADMIN)).status_code == 200
+        r = await other.post(c.token_url, auth=c.basic, data=cc)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_target", r.text
+        # registered again under the same identifier: usable at once, not remembered as absent
+        await ops.create_resource(broker, tenant, name="prices2", identifier=MCP,
+                                  scopes={"read": ""}, default_scopes=["read"],
+                                  allowed_clients=[c.client_id])
+        r = await other.post(c.token_url, auth=c.basic, data=cc)
+        assert r.status_code == 200 and r.json()["scope"] == "read", r.text

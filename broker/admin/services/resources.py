@@ -15,6 +15,7 @@ from broker.admin.models.resources import ResourceCreate, ResourceOut, ResourceP
 from broker.admin.services.common import existing_tenant
 from broker.runtime import Broker
 from tenants import audit
+from tenants.directory import bump_epoch
 from tenants.models import Client, ResourceServerRow
 from tenants.scope import TenantScope, scoped, tenant_scope
 
@@ -86,6 +87,7 @@ async def create_resource(broker: Broker, tenant: str, body: ResourceCreate) -> 
         _apply(row, body.model_dump(include=set(SETTINGS) - {"display_name"}))
         await _check(scope, row)
         await scope.session.flush()
+        await bump_epoch(scope.session, tenant)  # token decisions cache resource servers
         await _audit(scope, row, "resource_server.created", "changed", now)
         return resource_out(broker, row)
 
@@ -117,6 +119,7 @@ async def update_resource(broker: Broker, tenant: str, name: str,
         _apply(row, body.model_dump(include=body.model_fields_set))
         await _check(scope, row)
         await scope.session.flush()
+        await bump_epoch(scope.session, tenant)
         await _audit(scope, row, "resource_server.changed", "changed", now)
         return resource_out(broker, row)
 
@@ -129,6 +132,7 @@ async def delete_resource(broker: Broker, tenant: str, name: str) -> ResourceOut
             raise _missing(tenant, name)
         out = resource_out(broker, row)
         await scope.session.delete(row)
+        await bump_epoch(scope.session, tenant)
         await audit.record(scope.session, tenant, [audit.Event(
             "resource_server.deleted", "revoked", None,
             detail={"name": name, "identifier": out.identifier})], broker.clock.now())
