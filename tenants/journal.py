@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -27,6 +27,11 @@ from tenants.hotpath import HotPath
 from tenants.models import DirectoryEpoch, ReplayRecord
 
 _EPOCHS = DirectoryEpoch.__table__
+# built once (constructing a statement costs several times its execution; one per batch)
+_CURRENT_EPOCHS = (select(_EPOCHS.c.tenant_id, _EPOCHS.c.epoch)
+                   .where(_EPOCHS.c.tenant_id.in_(bindparam("b_tenants", expanding=True)))
+                   .order_by(_EPOCHS.c.tenant_id))
+_CURRENT_EPOCHS_SHARED = _CURRENT_EPOCHS.with_for_update(read=True)  # PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -190,11 +195,8 @@ class Journal:
         tenants = {e.expect[0] for e in batch if e.expect is not None}
         if not tenants:
             return set()
-        stmt = select(_EPOCHS.c.tenant_id, _EPOCHS.c.epoch).where(
-            _EPOCHS.c.tenant_id.in_(tenants)).order_by(_EPOCHS.c.tenant_id)
-        if self._hot.dialect == "postgresql":
-            stmt = stmt.with_for_update(read=True)
-        current = {row[0]: row[1] for row in conn.execute(stmt)}
+        stmt = _CURRENT_EPOCHS_SHARED if self._hot.dialect == "postgresql" else _CURRENT_EPOCHS
+        current = {row[0]: row[1] for row in conn.execute(stmt, {"b_tenants": sorted(tenants)})}
         return {
             i for i, e in enumerate(batch)
             if e.expect is not None and current.get(e.expect[0], 0) != e.expect[1]
