@@ -8,7 +8,8 @@
 # W1: client credentials + DPoP; W3: introspection; W2: ID-JAG round trip (two tenants).
 set -uo pipefail
 backend=${1:-sqlite}; workers=${2:-1}; duration=${3:-20}; runs=${4:-3}
-port=${TESSERA_BENCH_PORT:-8000}
+# a free port unless told (a server left on a fixed port would be benchmarked instead)
+port=${TESSERA_BENCH_PORT:-$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 cd "$work"
@@ -40,6 +41,7 @@ tessera serve --port "$port" --workers "$workers" > server.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; [ -n "${TESSERA_BENCH_KEEP:-}" ] || rm -rf "$work"; [ -n "${TESSERA_BENCH_KEEP:-}" ] && echo "kept $work"' EXIT
 for _ in $(seq 1 100); do curl -fs "$TESSERA_BASE_URL/healthz" >/dev/null && break; sleep 0.2; done
+kill -0 "$server" 2>/dev/null || { echo "tessera serve did not start:" >&2; cat server.log >&2; exit 1; }
 
 field() { python -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 bench=$(tessera client create --tenant demo --name bench --client-id bench --dpop-required \
@@ -47,7 +49,8 @@ bench=$(tessera client create --tenant demo --name bench --client-id bench --dpo
 tessera tenant create acme --json >/dev/null; tessera tenant create pricing --json >/dev/null
 agent_json=$(tessera client create --tenant acme --name agent --json)
 agent=$(echo "$agent_json" | field client_id); agent_secret=$(echo "$agent_json" | field client_secret)
-rc_json=$(tessera client create --tenant pricing --name agent --audience "$issuer/pricing/demo" --json)
+rc_json=$(tessera client create --tenant pricing --name agent --audience "$issuer/pricing/demo" \
+          --scope read --json)
 rc=$(echo "$rc_json" | field client_id); rc_secret=$(echo "$rc_json" | field client_secret)
 tessera trust add --tenant acme --peer-tenant pricing --send --json >/dev/null
 tessera trust add --tenant pricing --peer-tenant acme --accept --json >/dev/null
