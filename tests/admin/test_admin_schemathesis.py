@@ -53,6 +53,11 @@ def test_schemathesis_finds_nothing(server: Server) -> None:
          # one worker: Schemathesis' threads meet CPython 3.11's ast.parse race (gh-106905,
          # a spurious "AST constructor recursion depth mismatch" inside Hypothesis)
          "--workers", "1",
+         # a path parameter with a pattern (a legacy app's entity ID: a URI of any non-space
+         # characters) sometimes has most drawn values filtered out before they can be sent,
+         # and Hypothesis then gives up on that operation with an error (seen once in a full
+         # run); what is sent is checked the same
+         "--suppress-health-check", "filter_too_much",
          "--request-timeout", "20"],
         cwd=server.workdir, env=env, capture_output=True, text=True, timeout=600)
     report = proc.stdout[-20_000:] + proc.stderr[-5_000:]
