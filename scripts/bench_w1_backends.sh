@@ -60,7 +60,7 @@ for i in $(seq 1 "$runs"); do
     backend=$(tessera keys list --tenant demo --json \
               | python -c "import json,sys; print(sorted({k['backend'] for k in json.load(sys.stdin)}))")
     python "$here/bench_tokens.py" --duration "$duration" --warmup 3 --concurrency 32 --json \
-        --issuer "$TESSERA_BASE_URL/t/demo" --client-id bench --client-secret "$secret" \
+        --issuer "$TESSERA_BASE_URL/t/demo" --client-id bench --client-secret="$secret" \
         | python "$work/line.py" "$kind" "$i"
     echo "    keys of tenant demo held by: $backend"
     stop

@@ -164,7 +164,9 @@ class Deployment:
                           "--client-id", "bench", "--dpop-required", "--scope", "read",
                           "--audience", RESOURCE)["client_secret"]
         issuer = f"{self.base}/t/demo"
-        common = ["--issuer", issuer, "--client-id", "bench", "--client-secret", secret,
+        # --name=value: a generated secret may start with "-", which argparse would take for
+        # an option of its own (the load generator then refused its arguments)
+        common = ["--issuer", issuer, "--client-id", "bench", f"--client-secret={secret}",
                   "--scope", "read", "--resource", RESOURCE]
         return Server(name, proc, issuer, {
             "W1": common,
@@ -187,8 +189,8 @@ class Deployment:
                             client["client_id"], "--sub", user, "--lifetime", "3600")["id_token"]
         server.bench_args["W5"] = [
             "--mode", "saml", "--issuer", f"{self.base}/t/{SAML_TENANT}",
-            "--client-id", client["client_id"], "--client-secret", client["client_secret"],
-            "--audience", SAML_APP, "--id-token", id_token]
+            f"--client-id={client['client_id']}", f"--client-secret={client['client_secret']}",
+            "--audience", SAML_APP, f"--id-token={id_token}"]
 
 
 def tear_down(servers: list[Server], work: Path, *, keep: bool) -> None:

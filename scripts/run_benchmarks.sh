@@ -75,8 +75,11 @@ run() {  # label, bench args...
   done
 }
 echo "backend=$backend workers=$workers duration=${duration}s concurrency=32 ($(nproc) cores shared with the load generator)"
-run "W1 token+DPoP " --issuer "$issuer/demo" --client-id bench --client-secret "$bench"
-run "W3 introspect " --issuer "$issuer/demo" --client-id bench --client-secret "$bench" --mode introspect
-run "W2 ID-JAG trip" --mode idjag --issuer "$issuer/acme" --client-id "$agent" --client-secret "$agent_secret" \
-    --audience "$issuer/pricing" --resource-client-id "$rc" --resource-client-secret "$rc_secret" --id-token "$id_token"
+# --name=value: a generated secret or client_id may start with "-" (argparse would take it
+# for an option)
+run "W1 token+DPoP " --issuer "$issuer/demo" --client-id bench --client-secret="$bench"
+run "W3 introspect " --issuer "$issuer/demo" --client-id bench --client-secret="$bench" --mode introspect
+run "W2 ID-JAG trip" --mode idjag --issuer "$issuer/acme" --client-id="$agent" --client-secret="$agent_secret" \
+    --audience "$issuer/pricing" --resource-client-id="$rc" --resource-client-secret="$rc_secret" \
+    --id-token="$id_token"
 echo "server RSS: $(ps -o rss= -p $server | awk '{printf "%.0f MB", $1/1024}')"
