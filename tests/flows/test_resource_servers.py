@@ -20,6 +20,7 @@ from tenants.scope import tenant_scope
 from tenants.settings import TenantSettings
 from tests import admin_ops as ops
 from tests.broker.helpers import jwt_parts
+from tests.broker.runtime_helpers import replica_http
 from tests.conftest import ADMIN_TOKEN, new_client
 from tests.dpop_client import new_key, public_jwk
 from tests.flows.test_id_jag import API, Domains, domains, exchange, redeem  # noqa: F401
@@ -327,8 +328,6 @@ async def test_a_resource_change_counts_at_the_next_request_on_every_replica(
     """Token decisions keep the resource server they read for the tenant's directory epoch;
     every change to one moves the epoch on, so another replica that kept the old one decides
     the next request on the new one (the journal refuses a decision on a stale view)."""
-    from tests.broker.runtime_helpers import replica_http
-
     replica, _ = clocked_broker
     c = await new_client(broker, tenant, scopes=["read", "write"], audiences=[])
     await ops.create_resource(broker, tenant, name="prices", identifier=MCP,
