@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -327,21 +328,25 @@ class Broker:
             default_rule=row.default_rule, approver=row.approver,
         )
 
-    async def resource_server_at(self, tenant: TenantView,
-                                 identifier: str) -> ResourceServer | None:
+    async def resource_server_at(self, tenant: TenantView, identifier: str,
+                                 audiences: Sequence[str]) -> ResourceServer | None:
         """``resource_server`` for a token decision on ``tenant`` as read at its directory
         epoch: every change to a resource server moves the tenant's epoch on, so an entry read
         at the view's epoch is what the database held then, and a decision on a cached view is
         confirmed by the journal (``expect``) or decided again. One read per resource and epoch
-        instead of one per token request."""
+        instead of one per token request. Only registered data is remembered: a resource
+        server that exists, or the absence of one for an identifier among the client's
+        ``audiences``; any other identifier (request input, refused next) is read each time,
+        so requests cannot fill this cache."""
         key = (tenant.id, identifier)
         hit = self._resources.get(key)
         if hit is not None and hit[0] == tenant.epoch:
             return hit[1]
         found = await self.resource_server(tenant.id, identifier=identifier)
-        if len(self._resources) >= DIRECTORY_CACHE_SIZE:
-            self._resources.clear()
-        self._resources[key] = (tenant.epoch, found)
+        if found is not None or identifier in audiences:
+            if len(self._resources) >= DIRECTORY_CACHE_SIZE:
+                self._resources.clear()
+            self._resources[key] = (tenant.epoch, found)
         return found
 
     async def resource_server(self, tenant_id: str, *, identifier: str | None = None,

@@ -82,7 +82,8 @@ async def registered_targets(request: TokenRequest,
     client = request.client.client
     found: list[resources.ResourceServer] = []
     for identifier in dict.fromkeys(named):
-        rs = await request.broker.resource_server_at(request.tenant, identifier)
+        rs = await request.broker.resource_server_at(request.tenant, identifier,
+                                                    client.audiences)
         if rs is not None:
             if not rs.allows_client(client.client_id):
                 raise InvalidTarget(f"client {client.client_id} may not get tokens for "

@@ -151,7 +151,7 @@ async def _target(request: TokenRequest, claimed: object) -> resources.ResourceS
     if identifier is None:
         return None
     client = request.client.client
-    rs = await request.broker.resource_server_at(request.tenant, identifier)
+    rs = await request.broker.resource_server_at(request.tenant, identifier, client.audiences)
     refusal = InvalidGrant if claimed is not None else InvalidTarget
     if rs is None:
         if identifier in client.audiences:  # a client's own audience (before resource servers)

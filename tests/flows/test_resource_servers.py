@@ -363,3 +363,27 @@ async def test_a_resource_change_counts_at_the_next_request_on_every_replica(
                                   allowed_clients=[c.client_id])
         r = await other.post(c.token_url, auth=c.basic, data=cc)
         assert r.status_code == 200 and r.json()["scope"] == "read", r.text
+
+
+async def test_resources_named_in_requests_do_not_fill_the_cache(http, broker, tenant):
+    """Only registered data is kept: a registered resource server, or the absence of one for
+    an identifier among the client's audiences. An identifier a request makes up is refused
+    and read again next time, so a client cannot grow a replica's memory with them."""
+    audience = "https://audience-only.example/api"
+    c = await new_client(broker, tenant, scopes=["read"], audiences=[audience])
+    await ops.create_resource(broker, tenant, name="prices", identifier=MCP,
+                              scopes={"read": ""}, default_scopes=["read"],
+                              allowed_clients=[c.client_id])
+    before = len(broker._resources)
+    for i in range(20):
+        made_up = f"https://made-up.example/{i}/" + "x" * 2000
+        r = await http.post(c.token_url, auth=c.basic,
+                            data={"grant_type": "client_credentials", "resource": made_up})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_target", r.text
+        assert (tenant, made_up) not in broker._resources
+    assert len(broker._resources) == before
+    for resource in (MCP, audience):  # registered data is kept
+        r = await http.post(c.token_url, auth=c.basic,
+                            data={"grant_type": "client_credentials", "resource": resource})
+        assert r.status_code == 200, r.text
+        assert (tenant, resource) in broker._resources
