@@ -232,6 +232,30 @@ def _check_header(header: dict[str, Any], allowed_algs: frozenset[str]) -> tuple
     return alg, canonical
 
 
+def _vet_header(
+    segment: str, allowed_algs: frozenset[str]
+) -> tuple[dict[str, Any], str, str, str]:
+    """The proof's JOSE header decoded and checked: (header, alg, canonical jwk JSON, jkt)."""
+    try:
+        header = loads(_b64url_decode(segment), max_bytes=MAX_PROOF_LENGTH)
+    except JSONInputError as exc:
+        raise InvalidDPoPProof(f"DPoP proof header is not base64url JSON: {exc}") from None
+    except ValueError:
+        raise InvalidDPoPProof("DPoP proof header is not base64url JSON") from None
+    if not isinstance(header, dict):
+        raise InvalidDPoPProof("DPoP proof header is not a JSON object")
+    alg, canonical = _check_header(header, allowed_algs)
+    return header, alg, canonical, _b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+# A client signs every proof with the same key, so its header segment repeats: the decoded,
+# checked header is kept per exact segment (a refused header raises and is not kept). Only
+# short segments (an ES256/EdDSA or RSA-2048 header is 150-600 characters), so the cache holds
+# at most ~1 MB whatever is sent. Callers must not change the returned header.
+_CACHED_HEADER_LENGTH = 1024
+_vetted_header = lru_cache(maxsize=1024)(_vet_header)
+
+
 def verify_proof(
     proof: str,
     *,
@@ -258,15 +282,10 @@ def verify_proof(
     segments = proof.split(".")
     if len(segments) != 3 or not segments[0]:
         raise InvalidDPoPProof("DPoP proof is not a compact JWS")
-    try:
-        header = loads(_b64url_decode(segments[0]), max_bytes=MAX_PROOF_LENGTH)
-    except JSONInputError as exc:
-        raise InvalidDPoPProof(f"DPoP proof header is not base64url JSON: {exc}") from None
-    except ValueError:
-        raise InvalidDPoPProof("DPoP proof header is not base64url JSON") from None
-    if not isinstance(header, dict):
-        raise InvalidDPoPProof("DPoP proof header is not a JSON object")
-    alg, canonical = _check_header(header, allowed_algs)
+    if len(segments[0]) <= _CACHED_HEADER_LENGTH:
+        header, alg, canonical, jkt = _vetted_header(segments[0], allowed_algs)
+    else:
+        header, alg, canonical, jkt = _vet_header(segments[0], allowed_algs)
 
     try:
         if alg == "ES256" and header.keys() <= _PLAIN_HEADER:
@@ -328,7 +347,6 @@ def verify_proof(
             expected_ath = ""
         if not hmac.compare_digest(ath.encode(), expected_ath.encode()):
             raise InvalidDPoPProof("DPoP proof ath does not match the access token")
-    jkt = _b64url(hashlib.sha256(canonical.encode()).digest())
     if expected_jkt is not None and jkt != expected_jkt:
         raise InvalidDPoPProof("DPoP proof key does not match the bound key (jkt)")
     if nonce is None:

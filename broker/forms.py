@@ -14,6 +14,10 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def _decode(text: str) -> str:
+    if "%" not in text and "+" not in text:  # nothing to unescape (most names and values)
+        if "\x00" in text:
+            raise InvalidRequest("a parameter holds a NUL character")
+        return text
     if _BAD_ESCAPE.search(text):
         raise InvalidRequest("malformed percent-encoding in form body")
     try:

@@ -751,3 +751,45 @@ def test_thumbprint_rejects_unusable_jwk(jwk: dict[str, Any]) -> None:
 
 def test_ec_key_from_header_is_usable_by_joserfc() -> None:
     assert ECKey.import_key(verify(proof()).public_jwk).thumbprint() == KEY.thumbprint()
+
+
+# --- the vetted-header cache: a repeated header segment skips only its decoding ---------------
+
+def _resign(value: str, key: Any) -> str:
+    """``value``'s header and claims with a signature by ``key`` (not the header's jwk)."""
+    head, body, _ = value.split(".")
+    other = make_proof(key, htm="POST", htu=URL, iat=NOW)
+    return f"{head}.{body}.{other.split('.')[2]}"
+
+
+def test_repeated_header_still_needs_its_own_signature() -> None:
+    good = proof()
+    assert verify(good).jkt == jwk_thumbprint(public_jwk(KEY))
+    # the same header segment (now cached) over claims signed by another key: refused
+    refused(_resign(proof(), OTHER_KEY), "signature invalid")
+    # and over claims whose signature was cut from another proof of the same key
+    head, _, sig = proof(jti="a").split(".")
+    refused(f"{head}.{proof(jti='b').split('.')[1]}.{sig}", "signature invalid")
+
+
+def test_refused_header_is_refused_every_time() -> None:
+    bad = proof(extra_header={"typ": "jwt"})
+    for _ in range(3):
+        refused(bad, "typ must be dpop+jwt")
+
+
+def test_changing_a_result_does_not_change_the_next_check() -> None:
+    first = verify(proof())
+    first.public_jwk["x"] = "tampered"
+    second = verify(proof())
+    assert second.public_jwk == public_jwk(KEY)
+    assert second.jkt == first.jkt == jwk_thumbprint(public_jwk(KEY))
+
+
+def test_long_header_checked_without_the_cache() -> None:
+    padding = {"pad": "p" * 1200}  # unknown header parameters are ignored (joserfc path)
+    value = proof(extra_header=padding)
+    assert len(value.split(".")[0]) > 1024
+    assert verify(value).jkt == jwk_thumbprint(public_jwk(KEY))
+    refused(proof(extra_header={**padding, "typ": "jwt"}), "typ must be dpop+jwt")
+    refused(_resign(value, OTHER_KEY), "signature invalid")
