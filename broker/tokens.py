@@ -75,12 +75,15 @@ async def mint_access_token(
 
 
 async def verify_access_token(
-    broker: Broker, tenant: TenantView, token: str, *, check_state: bool = True
+    broker: Broker, tenant: TenantView, token: str, *, check_state: bool = True,
+    view_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Signature by this tenant's published key, ``typ``, ``iss``, expiry, and (with
     ``check_state``) that it is not revoked (nor its grant, agent, user, partner or tenant),
     its client is still live and a partner's user still has a live trust link. Raises
-    ``InvalidToken`` with the reason."""
+    ``InvalidToken`` with the reason. With ``view_epoch`` (the caller decided on a cached
+    view of the directory at that epoch) also ``InvalidToken`` when the token state read finds
+    the tenant's epoch moved on: the caller must decide again on a fresh read."""
     try:
         kid, claims = await _verified(broker, tenant, token, check_state)
         jose.check_times(claims, broker.clock.now(), leeway=0)
@@ -101,6 +104,8 @@ async def verify_access_token(
             issuer=issuer if isinstance(issuer, str) else None,
             kid=kid,
         )
+        if view_epoch is not None and state.epoch != view_epoch:
+            raise InvalidToken("the directory changed since this process cached it")
         if state.problem is not None:
             raise InvalidToken(state.problem)
     return claims

@@ -8,14 +8,16 @@ the hot path of introspection, the demo resource and every tessera-side check:
   * for a partner's user (``sub_id.iss`` given): a live trust link that accepts that issuer,
     the partner (or peer tenant) active and unexpired, exactly as ``registry.trust.live_peer``;
   * (``kid`` given) the signing key is compromised (``tenants.keys.compromised``), so that
-    an access token check reads the database once, not twice.
+    an access token check reads the database once, not twice;
+  * the tenant's directory epoch, so that a caller authenticated on a cached view of the
+    tenant and its clients learns from this same read whether that view is still current.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 
 from tenants import agents
 from tenants.grants import grant_marker
@@ -23,6 +25,7 @@ from tenants.hotpath import HotPath
 from tenants.keys.compromised import COMPROMISED
 from tenants.models import (
     Client,
+    DirectoryEpoch,
     Partner,
     RevocationCutoff,
     RevokedToken,
@@ -32,7 +35,7 @@ from tenants.models import (
 )
 
 _T, _C, _R = Tenant.__table__, Client.__table__, RevokedToken.__table__
-_S = SigningKey.__table__
+_S, _E = SigningKey.__table__, DirectoryEpoch.__table__
 _K, _L, _P = RevocationCutoff.__table__, TrustLink.__table__, Partner.__table__
 _PEER_T = _T.alias("peer_tenant")
 _TENANT, _NOW = bindparam("tenant_id"), bindparam("now")
@@ -70,6 +73,8 @@ _TOKEN_STATE = select(
     select(_S.c.kid).where(_S.c.tenant_id == _TENANT, _S.c.kid == bindparam("kid"),
                            _S.c.state == COMPROMISED)
     .exists().label("key_compromised"),
+    func.coalesce(select(_E.c.epoch).where(_E.c.tenant_id == _TENANT).scalar_subquery(), 0)
+    .label("epoch"),
 )
 
 
@@ -82,6 +87,7 @@ class TokenState:
     cut: bool = False
     peer_live: bool = True
     key_compromised: bool = False
+    epoch: int = 0  # the tenant's directory epoch now (a cached view of it is current if equal)
 
     @property
     def problem(self) -> str | None:
@@ -110,4 +116,4 @@ async def read(
     return TokenState(
         bool(row.revoked), agents.is_live(row.client_status, row.client_expires_at, now),
         bool(row.cut), issuer is None or bool(row.peer_live),
-        kid is not None and bool(row.key_compromised))
+        kid is not None and bool(row.key_compromised), int(row.epoch))
