@@ -46,6 +46,9 @@ async def _introspect(broker: Broker, request: Request, state: ClientRequest) ->
         if caller.client.public:
             raise InvalidClient("public clients cannot introspect tokens")
         token = state.form.require("token")
+        # a view is confirmed by the journal (it records a client assertion's jti only if the
+        # tenant's epoch is still the view's) or else by the token-state read below
+        confirmed = not state.cached
         if caller.claims:
             reused = await broker.journal.record(state.tenant.id, claims=caller.claims,
                                                  expect=state.expect)
@@ -53,6 +56,7 @@ async def _introspect(broker: Broker, request: Request, state: ClientRequest) ->
                 return None
             if reused is not None:
                 raise InvalidClient("client assertion replayed")
+            confirmed = True  # and its jti is spent: this request must not be decided again
     except OAuthError as exc:
         if state.cached and state.form is not None:
             return None  # refuse only on a fresh read (the body was read: it can be again)
@@ -60,11 +64,11 @@ async def _introspect(broker: Broker, request: Request, state: ClientRequest) ->
         refused = await refuse(broker, state, exc, action="introspection.refused")
         assert refused is not None  # recorded without an expected epoch: never stale
         return refused
-    view = state.tenant.epoch if state.cached else None
+    view = None if confirmed else state.tenant.epoch
     try:
         claims = await verify_access_token(broker, state.tenant, token, view_epoch=view)
     except InvalidToken:
-        if state.cached:
+        if not confirmed:
             return None  # inactive, or the view is stale: say so only after a fresh read
         return JSONResponse({"active": False}, headers=NO_STORE)
     body: dict[str, Any] = {"active": True}

@@ -116,3 +116,47 @@ async def test_refused_body_is_refused_once(http, broker, body):
     assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
     after = await ops.verify_audit(broker, tenant)
     assert after["events"] == before["events"] + 1, (before, after)
+
+
+async def test_private_key_jwt_caller_is_decided_once(http, broker, clocked_broker):
+    """A client assertion's jti is spent when the journal records it (which also confirms the
+    cached view): an inactive token is then answered at once, not decided again (which would
+    present the same assertion twice and refuse it as replayed)."""
+    import time
+
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    replica, _ = clocked_broker
+    tenant = await new_tenant(broker)
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"})
+    caller = await new_client(broker, tenant, auth_method="private_key_jwt",
+                              jwks={"keys": [key.as_dict(private=False)]})
+    subject = await new_client(broker, tenant, name="subject")
+    token = await _token(http, subject)
+
+    def form(value: str) -> dict[str, str]:
+        now = int(time.time())
+        assertion = jwt.encode({"alg": "ES256", "kid": "k1"}, {
+            "iss": caller.client_id, "sub": caller.client_id, "aud": caller.issuer,
+            "iat": now, "exp": now + 60, "jti": f"a-{time.time_ns()}"}, key)
+        return {"token": value, "client_id": caller.client_id, "client_assertion": assertion,
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+
+    url = f"{caller.issuer}/introspect"
+    async with replica_http(replica) as other:
+        for value, active in ((token, True), ("not-a-token", False), (token, True)):
+            r = await other.post(url, data=form(value))
+            assert r.status_code == 200 and r.json()["active"] is active, r.text
+        r = await http.post(f"{subject.issuer}/revoke", data={"token": token}, auth=subject.basic)
+        assert r.status_code == 200, r.text
+        r = await other.post(url, data=form(token))
+        assert r.status_code == 200 and r.json() == {"active": False}, r.text
+        # a change elsewhere after the view was cached: the journal finds the view stale
+        # before the jti is spent, and the request is decided again on a fresh read
+        await ops.set_client_status(broker, tenant, caller.client_id, "disabled")
+        r = await other.post(url, data=form(token))
+        assert r.status_code == 401 and r.json()["error"] == "invalid_client", r.text
+        await ops.set_client_status(broker, tenant, caller.client_id, "active")
+        r = await other.post(url, data=form("not-a-token"))
+        assert r.status_code == 200 and r.json() == {"active": False}, r.text
