@@ -7,9 +7,11 @@ federation key rotation picked up through key continuity."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -60,6 +62,17 @@ async def rotate_federation_keys(p: Server, tenant: str) -> None:
         await broker.keys.rotate(federation.tenant_keys(tenant), reason="test")
     finally:
         await broker.close()
+
+
+async def published_keys_change(http: httpx.AsyncClient, entity: str, before: dict) -> None:
+    """Wait (at most 30 s) until ``entity``'s Entity Configuration publishes other keys."""
+    deadline = time.monotonic() + 30
+    while True:
+        ec = (await http.get(f"{entity}/.well-known/openid-federation")).text
+        if jwt_parts(ec)[1]["jwks"] != before:
+            return
+        assert time.monotonic() < deadline, "the rotated keys were never published"
+        await asyncio.sleep(0.5)
 
 
 def count_partners(p: Server) -> int:
@@ -186,6 +199,9 @@ async def test_a_partner_registers_itself_and_its_id_jag_is_redeemed(pair):
 
         # the partner rotates its federation keys; the registry follows through continuity
         await rotate_federation_keys(par, "acme")
+        # the partner's serving process publishes the new key set once its key cache (10 s)
+        # expires: the registry can only follow what is published
+        await published_keys_change(http, acme, ec.jwks)
         refreshed = cli(reg, "registry", "refresh", partner_id)
         assert "federation_jwks" in refreshed["changed"], refreshed
         r = await http.post(f"{reg.base_url}/registry/refresh", data={
