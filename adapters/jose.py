@@ -13,7 +13,6 @@ numbers in [0, 2**41), ``cnf`` an object...): a ``NaN`` never reaches a time com
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -26,7 +25,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
-from adapters import json_reader, jwt_types
+from adapters import json_reader, json_writer, jwt_types
 
 ASYMMETRIC_ALGS = frozenset({"ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"})
 MAX_HEADER_BYTES = 8_192
@@ -46,7 +45,7 @@ def b64url_decode(data: str) -> bytes:
 
 
 def _json(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=False).encode()
+    return json_writer.dumps(value)
 
 
 def signing_input(header: Mapping[str, Any], claims: Mapping[str, Any]) -> bytes:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from broker import console, metrics
@@ -34,6 +34,7 @@ from broker.endpoints import (
     token,
     userinfo,
 )
+from broker.json_response import JSONResponse
 from broker.observe import ObserveMiddleware
 from broker.request_context import RequestContextMiddleware
 from broker.runtime import Broker

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters.dpop import SUPPORTED_ALGS
 from adapters.errors import InvalidDPoPProof, InvalidRequest, InvalidToken, OAuthError, UseDPoPNonce
@@ -20,6 +20,7 @@ from broker import anomaly, logs
 from broker.client_cert import check_bound_token
 from broker.dpop_check import check_proof, nonce_headers
 from broker.errors import challenge, error_response
+from broker.json_response import JSONResponse
 from broker.runtime import Broker, TenantView
 from broker.tokens import verify_access_token
 

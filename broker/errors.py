@@ -7,10 +7,9 @@ carry a ``WWW-Authenticate`` challenge (RFC 6750 §3, RFC 9449 §7.1) built by t
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
-
 from adapters.errors import OAuthError
 from broker import logs
+from broker.json_response import JSONResponse
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

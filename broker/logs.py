@@ -1,5 +1,5 @@
-"""Logging: one line per record, JSON by default (python-json-logger), with the request id,
-tenant and client of the request being handled; an access log line per request.
+"""Logging: one line per record, JSON by default (python-json-logger's orjson formatter), with
+the request id, tenant and client of the request being handled; an access log line per request.
 
 ``configure(settings)`` is called once per process (``serve``, each worker, the CLI): it
 replaces the root logger's handlers (so nothing is written twice), sets the level from the
@@ -14,7 +14,7 @@ import sys
 from contextvars import ContextVar
 from typing import Any, Final
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from broker.config import Settings
 
@@ -105,7 +105,7 @@ class TextFormatter(logging.Formatter):
 def configure(settings: Settings, stream: Any = None) -> logging.Handler:
     handler = logging.StreamHandler(stream or sys.stderr)
     if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter(
+        handler.setFormatter(OrjsonFormatter(
             "%(levelname)s %(name)s %(message)s",
             rename_fields={"levelname": "level", "name": "logger"},
             timestamp="time"))  # ISO 8601, UTC

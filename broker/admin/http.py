@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import BaseModel
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters import json_reader
@@ -31,6 +31,7 @@ from adapters.errors import InvalidRequest, OAuthError
 from broker.admin import callers, dispatch, openapi, roles
 from broker.admin.routes import PREFIX, ROUTES, AdminRoute, Call
 from broker.errors import NO_STORE, error_response
+from broker.json_response import JSONResponse
 from broker.runtime import Broker
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import select
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from adapters import json_reader, rar
 from adapters.errors import AccessDenied, InvalidRequest, InvalidToken, NotFound, OAuthError
@@ -31,6 +31,7 @@ from broker import ciba_notify, login_flow, pages
 from broker.endpoints.consent import SCOPE_WORDS
 from broker.errors import NO_STORE, error_response
 from broker.forms import read_form
+from broker.json_response import JSONResponse
 from broker.runtime import Broker, TenantView
 from tenants import audit, ciba
 from tenants.models import CibaRequest, LoginSession, User

@@ -9,7 +9,7 @@ with ``error``, ``state`` and ``iss``.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters.errors import (
     InvalidClient,
@@ -29,6 +29,7 @@ from broker.dpop_check import check_proof
 from broker.endpoints.client_request import ClientRequest, authenticate_request, refuse
 from broker.errors import NO_STORE
 from broker.forms import Form, read_params
+from broker.json_response import JSONResponse
 from broker.runtime import Broker, ClientView, TenantView
 from tenants import pending
 from tenants.scope import tenant_scope

@@ -24,7 +24,7 @@ import re
 from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters import jose, rar
 from adapters.errors import InvalidRequest, InvalidScope, OAuthError, UnauthorizedClient
@@ -33,6 +33,7 @@ from broker.authorization_request import OIDC_SCOPES
 from broker.endpoints.client_request import ClientRequest, authenticate_request, refuse
 from broker.errors import NO_STORE
 from broker.forms import Form
+from broker.json_response import JSONResponse
 from broker.runtime import Broker, ClientView, TenantView
 from tenants import audit, ciba
 from tenants.models import User

@@ -9,13 +9,14 @@ scheme that was used."""
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters.errors import InvalidRequest, InvalidToken, OAuthError
 from adapters.jose import audience_matches
 from broker import bearer
 from broker.errors import challenge, error_response
 from broker.grants.exchange_api_key import KeyRefused, verify_api_key
+from broker.json_response import JSONResponse
 from broker.runtime import Broker, TenantView
 
 API_KEY_SCHEME = "ApiKey"

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters.errors import InvalidRequest, NotFound, OAuthError
 from broker.endpoints import metadata
 from broker.errors import error_response
+from broker.json_response import JSONResponse
 from broker.runtime import Broker
 from registry import federation
 

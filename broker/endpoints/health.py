@@ -10,8 +10,9 @@ import time
 
 from sqlalchemy import literal, select
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from broker.json_response import JSONResponse
 from broker.runtime import Broker
 
 NO_STORE = {"Cache-Control": "no-store"}

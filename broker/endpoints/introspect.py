@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters.errors import InvalidClient, InvalidToken, OAuthError
 from broker.endpoints.client_request import ClientRequest, authenticate_request, refuse
 from broker.errors import NO_STORE
+from broker.json_response import JSONResponse
 from broker.runtime import Broker
 from broker.tokens import verify_access_token
 from tenants.journal import STALE

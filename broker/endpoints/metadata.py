@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters.dpop import SUPPORTED_ALGS as DPOP_ALGS
 from adapters.errors import OAuthError
@@ -14,6 +14,7 @@ from broker.authorization_request import OIDC_SCOPES, PROMPTS
 from broker.endpoints.token import GRANTS
 from broker.errors import error_response
 from broker.id_jag import ACCESS_TOKEN, ID_JAG, ID_JAG_PROFILE
+from broker.json_response import JSONResponse
 from broker.runtime import Broker, TenantView
 from tenants.keys.lifecycle import JWKS_MAX_AGE
 

@@ -14,13 +14,14 @@ from html import escape
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters import json_reader
 from adapters.errors import InvalidRequest, OAuthError
 from broker import pages, partner_registration
 from broker.errors import error_response
 from broker.forms import Form, parse_form
+from broker.json_response import JSONResponse
 from broker.runtime import Broker
 from tenants import audit
 from tenants.models import Partner

@@ -6,10 +6,11 @@ the document's ``resource`` is the registered identifier, which the client check
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters.errors import NotFound, OAuthError
 from broker.errors import error_response
+from broker.json_response import JSONResponse
 from broker.resources import protected_resource_metadata
 from broker.runtime import Broker
 

@@ -16,7 +16,7 @@ Order of checks, cheapest and least revealing first:
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters import mtls
 from adapters.errors import (
@@ -45,6 +45,7 @@ from broker.grants.jwt_bearer import JWTBearerGrant
 from broker.grants.refresh_token import RefreshTokenGrant
 from broker.grants.saml2_bearer import SAML2BearerGrant
 from broker.grants.token_exchange import TokenExchangeGrant
+from broker.json_response import JSONResponse
 from broker.runtime import Broker
 from tenants import audit
 from tenants.journal import STALE

@@ -8,12 +8,13 @@ and is refused, so a partner cannot read a local user by asserting their id."""
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from adapters import subjects
 from adapters.errors import InsufficientScope, InvalidToken, OAuthError
 from broker import bearer
 from broker.errors import error_response
+from broker.json_response import JSONResponse
 from broker.runtime import Broker
 from broker.tokens import user_claims
 from tenants.models import User

@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from broker.cli.exits import UNAVAILABLE, USAGE, CliError
+from broker.json_response import JSONResponse
 from broker.resource_server import RemoteJWKS, ResourceConfig, RevocationFeed, TokenVerifier
 from broker.resource_server.asgi import TesseraAuthMiddleware, metadata_url
 
