@@ -2,8 +2,8 @@
 
 Starts a fresh tessera (``tessera serve``, SQLite in its own temporary directory, one worker
 unless ``--workers``; PostgreSQL with ``--postgres``, which wipes the database named by
-``TESSERA_BENCH_POSTGRES_URL``) and node oidc-provider 9 (``tests/peers/bench_op.mjs`` with
-``tests/peers/bench_op.json``: client credentials, RFC 8707 resource indicators, DPoP, in-memory
+``TESSERA_BENCH_POSTGRES_URL``) and node oidc-provider 9 (``fixtures/peers/bench_op.mjs`` with
+``fixtures/peers/bench_op.json``: client credentials, RFC 8707 resource indicators, DPoP, in-memory
 store), then runs ``scripts/bench_tokens.py`` against each in turn, ``--rounds`` times per
 workload, the order alternating each round so that both see the same load on a shared machine:
 
@@ -30,8 +30,8 @@ run and a summary (median and spread per server, and the ratio tessera / oidc-pr
 ``--memory N`` (instead of the rounds) sends N token requests (W1) on fresh TCP connections
 (``Connection: close``), N on fresh connections the client closes, then N on keep-alive
 connections, to each server and prints its RSS before and after each N requests.
-``--json FILE`` writes every run's report. Needs node and ``tests/peers/node_modules``
-(``npm ci`` in tests/peers).
+``--json FILE`` writes every run's report. Needs node and ``fixtures/peers/node_modules``
+(``npm ci`` in fixtures/peers).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from benchkit import (
     wait_http,
 )
 
-PEERS = ROOT / "tests" / "peers"
+PEERS = ROOT / "fixtures" / "peers"
 OP_JWT, OP_OPAQUE = "https://bench.example/jwt", "https://bench.example/opaque"
 SECRET = "bench-side-by-side-secret-0123456789"
 

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from tests.peers.oidc_idp import OidcIdp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PEERS_DIR = REPO_ROOT / "tests" / "peers"
+# the Node.js peers (package.json, lockfile, .mjs scripts; node_modules installed beside them)
+# live in fixtures/peers; their Python harnesses stay in tests/peers
+PEERS_DIR = REPO_ROOT / "fixtures" / "peers"
 OPENID_CLIENT_SCRIPT = PEERS_DIR / "openid_client_cc.mjs"
 
 NODE_TIMEOUT = 30.0
@@ -184,7 +186,7 @@ def openid_client_peer() -> NodePeer:
     if not (PEERS_DIR / "node_modules" / "openid-client").is_dir():
         npm = shutil.which("npm")
         if npm is None:
-            pytest.fail("node is installed but npm is not: cannot install tests/peers deps")
+            pytest.fail("node is installed but npm is not: cannot install fixtures/peers deps")
         try:
             proc = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=PEERS_DIR,
                                   capture_output=True, text=True, timeout=NPM_TIMEOUT,

@@ -317,12 +317,12 @@ async def test_mcp_server_metadata_and_challenge(deployment: Deployment):
 
 # -- the TypeScript SDK ----------------------------------------------------------------------
 
-PEER_DIR = REPO_ROOT / "tests" / "peers" / "mcp"
+PEER_DIR = REPO_ROOT / "fixtures" / "peers" / "mcp"
 
 
 @pytest.fixture(scope="module")
 def node_peer() -> str:
-    """node with tests/peers/mcp's packages (installed here when missing); skips, saying why,
+    """node with fixtures/peers/mcp's packages (installed here when missing); skips, saying why,
     when Node.js or the npm packages cannot be had."""
     import shutil
 
@@ -377,7 +377,7 @@ def test_conformance_authorization_scenarios_for_an_authorization_server(node_pe
     script = PEER_DIR / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / \
         "index.js"
     if not script.is_file():
-        pytest.skip("@modelcontextprotocol/conformance is not installed in tests/peers/mcp")
+        pytest.skip("@modelcontextprotocol/conformance is not installed in fixtures/peers/mcp")
     proc = subprocess.run([node_peer, str(script), "list"], capture_output=True, text=True,
                           timeout=60, check=False, cwd=PEER_DIR)
     if proc.returncode != 0:

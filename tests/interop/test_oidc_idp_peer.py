@@ -1,6 +1,7 @@
-"""The oidc-provider IdP harness (tests/peers/oidc_idp.*), proved with plain httpx as the RP:
-authorization code flow with PKCE, the browser steps driven by ``login_at_idp``, the code
-exchanged at the token endpoint, the ID token checked against the IdP's JWKS; key rotation."""
+"""The oidc-provider IdP harness (tests/peers/oidc_idp.py, which runs fixtures/peers/oidc_idp.mjs),
+proved with plain httpx as the RP: authorization code flow with PKCE, the browser steps driven
+by ``login_at_idp``, the code exchanged at the token endpoint, the ID token checked against the
+IdP's JWKS; key rotation."""
 
 from __future__ import annotations
 

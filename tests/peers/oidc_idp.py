@@ -1,5 +1,5 @@
 """A real upstream OpenID Provider for the tests: panva's ``oidc-provider`` (Node.js) on loopback,
-started by ``oidc_idp.mjs`` beside this file, playing the enterprise IdP that tessera logs users
+started by ``fixtures/peers/oidc_idp.mjs``, playing the enterprise IdP that tessera logs users
 in through.
 
     idp = start_oidc_idp({"clients": [...], "users": {...}}, workdir)
@@ -9,7 +9,7 @@ in through.
     idp.stop()
 
 ``start_oidc_idp`` skips the test (pytest.skip) where Node.js >= 20 is missing, and installs
-tests/peers' npm dependencies first where they are not installed yet.
+fixtures/peers' npm dependencies first where they are not installed yet.
 """
 
 from __future__ import annotations
@@ -58,13 +58,13 @@ def node_or_skip() -> str:
 
 
 def ensure_node_packages() -> None:
-    """``npm install`` in tests/peers unless every package the peers use is there."""
+    """``npm install`` in fixtures/peers unless every package the peers use is there."""
     modules = PEERS_DIR / "node_modules"
     if all((modules / name).is_dir() for name in NODE_PACKAGES):
         return
     npm = shutil.which("npm")
     if npm is None:
-        pytest.fail("node is installed but npm is not: cannot install tests/peers deps")
+        pytest.fail("node is installed but npm is not: cannot install fixtures/peers deps")
     try:
         proc = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=PEERS_DIR,
                               capture_output=True, text=True, timeout=NPM_TIMEOUT, check=False)

@@ -1,6 +1,6 @@
 """SAML 2.0 service providers written by others, for the tests of tessera's IdP role:
 
-* ``SamlifySP``: samlify (npm) through ``samlify_sp.mjs`` beside this file, one Node.js process
+* ``SamlifySP``: samlify (npm) through ``fixtures/peers/samlify_sp.mjs``, one Node.js process
   per call (creates AuthnRequests, parses a SAMLResponse, prints what it extracted);
 * ``Pysaml2SP``: pysaml2's ``Saml2Client`` in process (signatures checked and made by
   python-xmlsec in process, tests/peers/pysaml2_xmlsec.py, where pysaml2 would by default run
@@ -70,7 +70,7 @@ def _npm_install_samlify() -> None:
         return
     npm = shutil.which("npm")
     if npm is None:
-        pytest.fail("node is installed but npm is not: cannot install tests/peers deps")
+        pytest.fail("node is installed but npm is not: cannot install fixtures/peers deps")
     proc = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=PEERS_DIR,
                           capture_output=True, text=True, timeout=NPM_TIMEOUT, check=False)
     if proc.returncode != 0:
