@@ -1,6 +1,6 @@
 """Starlette's ``JSONResponse`` with the body written by ``adapters.json_writer`` (orjson,
 falling back to the standard library for what orjson refuses). Same media type, same compact
-UTF-8 output; every JSON response of the broker is one of these."""
+UTF-8 output; every ``JSONResponse`` the broker builds is one of these."""
 
 from __future__ import annotations
 
