@@ -1,5 +1,5 @@
-"""Two fixes to Hypercorn 0.18's HTTP/1.1 connections: one write per response of known
-length, and a connection the client closed is let go at once.
+"""Fixes to Hypercorn 0.18's HTTP/1.1 connections: one write per response of known length, a
+connection the client closed is let go at once, and the keep-alive timer as one event-loop timer.
 
 **Coalescing.**
 Hypercorn 0.18's ``H11Protocol.stream_send`` writes the status line and headers as soon as
@@ -26,11 +26,29 @@ still in flight is still answered (the task group waits for it).
 resolution) anew for every response (``Config.response_headers``: ~2 % of an introspection's
 CPU); ``install`` keeps the formatted headers for the second they name.
 
+**Keep-alive timer.** Hypercorn stops a connection's idle timer when a request arrives and
+restarts it after each response (``TCPServer.idle_task``): each time it cancels a task, awaits
+its end under a lock, and creates a new task that waits in ``asyncio.wait_for`` (another task)
+for the worker's shutdown or ``keep_alive_timeout``. py-spy put that at ~4 % of an
+introspection's CPU and ~5 % of a token's. ``IdleTimer`` does the same with one
+``loop.call_later`` handle: a connection idle for ``keep_alive_timeout`` is closed as before,
+and when the worker shuts down every idle connection is closed at once (one watcher per worker
+instead of one waiting task per connection). Reads no longer go through ``asyncio.wait_for``
+where no ``read_timeout`` is set (Hypercorn's default and ours).
+
+**Header checks.** h11 checks every header line of every response against its grammar (a
+token for the name; no CR, LF or NUL in the value: what stops a value from splitting the
+response), ~5 % of an introspection. The lines that recur (content type, cache control, the
+date of this second, a content length) are checked once and remembered (up to
+``MAX_CHECKED_LINES``, then forgotten and checked again); a response with any line not seen
+before is built by h11 with all its checks, so a bad line is refused as before.
+
 Pinned to the Hypercorn version checked below (pyproject pins it too).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from itertools import chain
@@ -39,6 +57,7 @@ from typing import Any
 from broker.hypercorn_tls import SUPPORTED_HYPERCORN
 
 log = logging.getLogger("tessera")
+MAX_CHECKED_LINES = 1024  # distinct response header lines remembered as valid (then forgotten)
 
 
 def install(*, strict: bool = False) -> bool:
@@ -73,6 +92,22 @@ def install(*, strict: bool = False) -> bool:
             headers = server_headers[key] = config.response_headers("h11")
         return headers
 
+    # header lines h11 has validated (name a token, value without CR, LF or NUL): the same
+    # few dozen recur on every response; a per-request one (a request id) is checked each time
+    checked: set[tuple[bytes, bytes]] = set()
+
+    def h11_response(headers: list[tuple[bytes, bytes]], status_code: int) -> Any:
+        """``h11.Response``, its header lines checked by h11 once per distinct line."""
+        if all(line in checked for line in headers):
+            # h11 still lower-cases names and checks Content-Length / Transfer-Encoding
+            return h11.Response(headers=headers, status_code=status_code, _parsed=True)
+        response = h11.Response(headers=headers, status_code=status_code)  # may refuse
+        if len(checked) > MAX_CHECKED_LINES:
+            checked.clear()
+        checked.update(line for line in headers
+                       if type(line[0]) is bytes and type(line[1]) is bytes)
+        return response
+
     def h11_bytes(self: Any, event: Any) -> bytes | None:
         """``_send_h11_event`` without the send: the bytes, or None where it sends nothing."""
         try:
@@ -97,16 +132,30 @@ def install(*, strict: bool = False) -> bool:
             headers = list(chain(event.headers, response_headers(self.config)))
             if self.keep_alive_requests >= self.config.keep_alive_max_requests:
                 headers.append((b"connection", b"close"))
-            self._tessera_head = h11_bytes(
-                self, h11.Response(headers=headers, status_code=event.status_code))
+            self._tessera_head = h11_bytes(self, h11_response(headers, event.status_code))
             return
         await original(self, event)
 
     import hypercorn.asyncio.run as run_module
+    from hypercorn.asyncio.tcp_server import MAX_RECV
+    from hypercorn.events import Closed
 
     class ReleasingTCPServer(run_module.TCPServer):  # type: ignore[name-defined,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.idle_task = IdleTimer(self)
+
         async def _read_data(self) -> None:
-            await super()._read_data()
+            if self.config.read_timeout is not None:
+                await super()._read_data()
+            else:  # Hypercorn's loop, less the wait_for around a read that has no timeout
+                while not self.reader.at_eof():
+                    try:
+                        data = await self.reader.read(MAX_RECV)
+                    except OSError:  # ConnectionError and SSLError are OSErrors
+                        break
+                    await self.protocol.handle(RawData(data))
+                await self.protocol.handle(Closed())
             await self.idle_task.stop()  # the peer closed: no keep-alive left to time
 
     run_module.TCPServer = ReleasingTCPServer  # type: ignore[misc]
@@ -114,3 +163,65 @@ def install(*, strict: bool = False) -> bool:
     H11Protocol.stream_send = stream_send  # type: ignore[method-assign]
     H11Protocol._tessera_coalesce = True  # type: ignore[attr-defined]
     return True
+
+
+class IdleTimer:
+    """A connection's keep-alive timer (``TCPServer.idle_task``: ``restart`` when the
+    connection turns idle, ``stop`` when a request arrives or the connection ends) as one
+    ``call_later`` handle. When it fires, or when the worker shuts down while it is armed, the
+    connection is closed as Hypercorn's ``_idle_timeout`` does."""
+
+    __slots__ = ("_group", "_handle", "_server")
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+        self._handle: asyncio.TimerHandle | None = None
+        self._group: Any = None
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        self._cancel()
+        server = self._server
+        self._group = task_group
+        armed = _armed_timers(server.context, server.loop)
+        if server.context.terminated.is_set():
+            self.expire()
+            return
+        self._handle = server.loop.call_later(server.config.keep_alive_timeout, self.expire)
+        armed.add(self)
+
+    async def stop(self) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+            _armed_timers(self._server.context, self._server.loop).discard(self)
+
+    def expire(self) -> None:
+        """The connection has been idle too long, or the worker is shutting down: close it."""
+        self._cancel()
+        group, self._group = self._group, None
+        if group is None:
+            return
+        try:
+            group._task_group.create_task(self._server._initiate_server_close())
+        except RuntimeError:  # the connection's task group has ended: it is closed already
+            pass
+
+
+def _armed_timers(context: Any, loop: asyncio.AbstractEventLoop) -> set[IdleTimer]:
+    """The armed idle timers of one worker (its ``WorkerContext``); the first call starts the
+    task that expires them all when the worker shuts down."""
+    armed: set[IdleTimer] | None = getattr(context, "_tessera_idle", None)
+    if armed is None:
+        armed = context._tessera_idle = set()
+
+        async def close_idle_on_shutdown() -> None:
+            await context.terminated.wait()
+            for timer in list(armed):
+                timer.expire()
+
+        # a strong reference: the loop keeps only a weak one to its tasks
+        context._tessera_idle_watch = loop.create_task(close_idle_on_shutdown())
+    return armed
