@@ -40,8 +40,8 @@ where no ``read_timeout`` is set (Hypercorn's default and ours).
 token for the name; no CR, LF or NUL in the value: what stops a value from splitting the
 response), ~5 % of an introspection. The lines that recur (content type, cache control, the
 date of this second, a content length) are checked once and remembered (up to
-``MAX_CHECKED_LINES``, then forgotten and checked again); a response with any line not seen
-before is built by h11 with all its checks, so a bad line is refused as before.
+``MAX_CHECKED_LINES``, then forgotten and checked again); a line not seen before (a request
+id) goes through h11's checks on every response, so a bad line is refused as before.
 
 Pinned to the Hypercorn version checked below (pyproject pins it too).
 """
@@ -98,15 +98,15 @@ def install(*, strict: bool = False) -> bool:
 
     def h11_response(headers: list[tuple[bytes, bytes]], status_code: int) -> Any:
         """``h11.Response``, its header lines checked by h11 once per distinct line."""
-        if all(line in checked for line in headers):
-            # h11 still lower-cases names and checks Content-Length / Transfer-Encoding
-            return h11.Response(headers=headers, status_code=status_code, _parsed=True)
-        response = h11.Response(headers=headers, status_code=status_code)  # may refuse
-        if len(checked) > MAX_CHECKED_LINES:
-            checked.clear()
-        checked.update(line for line in headers
-                       if type(line[0]) is bytes and type(line[1]) is bytes)
-        return response
+        fresh = [line for line in headers if line not in checked]
+        if fresh:  # h11's checks of the lines not seen before (LocalProtocolError if bad)
+            h11.Response(headers=fresh, status_code=status_code)
+            if len(checked) > MAX_CHECKED_LINES:
+                checked.clear()
+            checked.update(fresh)
+        # h11 still lower-cases names and checks Content-Length / Transfer-Encoding;
+        # Hypercorn has made every name and value bytes (build_and_validate_headers)
+        return h11.Response(headers=headers, status_code=status_code, _parsed=True)
 
     def h11_bytes(self: Any, event: Any) -> bytes | None:
         """``_send_h11_event`` without the send: the bytes, or None where it sends nothing."""
