@@ -67,7 +67,7 @@ def install(*, strict: bool = False) -> bool:
 
     import h11
     from hypercorn.events import RawData
-    from hypercorn.protocol.events import Body, Response
+    from hypercorn.protocol.events import Body, EndBody, Response
     from hypercorn.protocol.h11 import H11Protocol
 
     if getattr(H11Protocol, "_tessera_coalesce", False):
@@ -126,7 +126,14 @@ def install(*, strict: bool = False) -> bool:
                 await self.send(RawData(data=head if data is None else head + data))
                 return
             await self.send(RawData(data=head))
-        elif (isinstance(event, Response) and event.status_code >= 200
+        if isinstance(event, EndBody):
+            # a fixed-length message ends with nothing to send: no empty write (a lock, a
+            # write and a drain per response); a chunked one ends with its last chunk
+            data = h11_bytes(self, h11.EndOfMessage())
+            if data:
+                await self.send(RawData(data=data))
+            return
+        if (isinstance(event, Response) and event.status_code >= 200
               and any(name.lower() == b"content-length" for name, _ in event.headers)):
             # as H11Protocol.stream_send does, less the write
             headers = list(chain(event.headers, response_headers(self.config)))

@@ -35,6 +35,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
     if scope["path"] == "/slow":
         await asyncio.sleep(0.3)
+    if scope["path"] == "/stream":  # no content-length: chunked
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"hel", b"lo"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if scope["path"] == "/empty":
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
     body = b"hello"
     # /echo?V: the query string as a header value (as an app might echo what it was sent)
     extra = ([(b"x-echo", unquote_to_bytes(scope["query_string"]))]
@@ -183,4 +193,22 @@ async def test_a_header_value_that_would_split_the_response_is_refused(bad: byte
         assert b"injected" not in answer.lower(), answer
         assert b"x-echo" not in answer, answer
         assert answer == b"" or answer.startswith(b"HTTP/1.1 500"), answer
+        writer.close()
+
+
+async def test_chunked_and_empty_responses_end_where_they_should() -> None:
+    """A streamed answer ends with its last chunk, an empty one with its head; the next
+    request on the same connection is read from where the answer ended."""
+    async with hypercorn(keep_alive_timeout=5) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        for _ in range(2):
+            writer.write(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert b"transfer-encoding: chunked" in head.lower(), head
+            body = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+            assert body == b"3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n", body
+            writer.write(b"GET /empty HTTP/1.1\r\nHost: t\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 204"), head
+            await _exchange(reader, writer)
         writer.close()
