@@ -67,7 +67,28 @@ class Running:
 
 @asynccontextmanager
 async def hypercorn(keep_alive_timeout: float) -> AsyncIterator[Running]:
-    assert hypercorn_h11.install(strict=True)
+    # patched for this server only, as ``tessera serve`` does; put back after, so that the
+    # process's other tests see Hypercorn as they found it (hypercorn_tls patches it first)
+    import hypercorn.asyncio.run as run_module
+    from hypercorn.protocol.h11 import H11Protocol
+
+    saved = (run_module.TCPServer, H11Protocol.stream_send,
+             H11Protocol.__dict__.get("_tessera_coalesce"))
+    try:
+        assert hypercorn_h11.install(strict=True)
+        async with _serving(keep_alive_timeout) as running:
+            yield running
+    finally:
+        run_module.TCPServer, H11Protocol.stream_send = saved[0], saved[1]  # type: ignore[method-assign,misc]
+        if saved[2] is None:
+            if "_tessera_coalesce" in H11Protocol.__dict__:
+                delattr(H11Protocol, "_tessera_coalesce")
+        else:
+            H11Protocol._tessera_coalesce = saved[2]  # type: ignore[attr-defined]
+
+
+@asynccontextmanager
+async def _serving(keep_alive_timeout: float) -> AsyncIterator[Running]:
     port = _free_port()
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
