@@ -178,10 +178,11 @@ class IdleTimer:
     ``call_later`` handle. When it fires, or when the worker shuts down while it is armed, the
     connection is closed as Hypercorn's ``_idle_timeout`` does."""
 
-    __slots__ = ("_group", "_handle", "_server")
+    __slots__ = ("_armed", "_group", "_handle", "_server")
 
     def __init__(self, server: Any) -> None:
         self._server = server
+        self._armed = _armed_timers(server.context, server.loop)  # the worker's, looked up once
         self._handle: asyncio.TimerHandle | None = None
         self._group: Any = None
 
@@ -189,12 +190,11 @@ class IdleTimer:
         self._cancel()
         server = self._server
         self._group = task_group
-        armed = _armed_timers(server.context, server.loop)
         if server.context.terminated.is_set():
             self.expire()
             return
         self._handle = server.loop.call_later(server.config.keep_alive_timeout, self.expire)
-        armed.add(self)
+        self._armed.add(self)
 
     async def stop(self) -> None:
         self._cancel()
@@ -203,7 +203,7 @@ class IdleTimer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-            _armed_timers(self._server.context, self._server.loop).discard(self)
+            self._armed.discard(self)
 
     def expire(self) -> None:
         """The connection has been idle too long, or the worker is shutting down: close it."""
