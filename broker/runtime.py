@@ -166,6 +166,9 @@ class Broker:
         default_factory=dict)
     _documents: DocumentClients | None = None
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)  # signatures checked
+    # ID tokens presented as subject tokens: their own cache, so a token that passed as an ID
+    # token is never taken for an access token that passed (each has its own typ check)
+    verified_id_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
 
 
     @classmethod
