@@ -29,6 +29,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -302,26 +303,29 @@ class KeyLifecycle:
         next key has been published long enough), retire keys whose tokens have all expired.
         Safe to run on every replica."""
         now = self._clock.now()
+        # the columns the decision needs, not ORM objects: a pass over 10,000 tenants took
+        # ~0.7 s of CPU a minute building rows, keys' JWKs and settings it did not use
         async with self._sessions() as session:
             tenants = (await session.execute(
-                select(Tenant).where(Tenant.status == "active"))).scalars().all()
-            actives = {r.tenant_id: r for r in (await session.execute(
-                select(SigningKey).where(SigningKey.state == "active"))).scalars()}
+                select(Tenant.id, Tenant.settings).where(Tenant.status == "active"))).all()
+            activated: dict[str, float | None] = dict((await session.execute(  # type: ignore[arg-type]
+                select(SigningKey.tenant_id, SigningKey.activated_at)
+                .where(SigningKey.state == "active"))).all())
             # the slots with a key to retire, in one read: a transaction per slot and pass
             # kept a server with 10,000 tenants busy most of the time doing nothing
             expired = set((await session.execute(
                 select(SigningKey.tenant_id).where(SigningKey.state == "retiring",
                                                    SigningKey.retire_after < now)
                 .distinct())).scalars())
-        slots = [(t.id, TenantSettings.of(t)) for t in tenants]
+        slots = [(tenant_id, _rotation_period(tenant_id, raw)) for tenant_id, raw in tenants]
         # system slots (keys not of a tenant, e.g. the registry's) that exist rotate too
-        slots += [(slot, TenantSettings()) for slot in actives if slot.startswith("_")]
+        slots += [(slot, DEFAULT_ROTATION) for slot in activated if slot.startswith("_")]
         done: list[Rotation] = []
-        for slot, settings in slots:
-            active = actives.get(slot)
-            if active is None or (active.activated_at or 0) + settings.key_rotation_seconds <= now:
+        for slot, period in slots:
+            has_active = slot in activated
+            if not has_active or (activated[slot] or 0) + period <= now:
                 try:
-                    if active is None:
+                    if not has_active:
                         await self.ensure(slot)
                     else:
                         done.append(await self.rotate(slot, reason="schedule"))
@@ -334,6 +338,17 @@ class KeyLifecycle:
                         self.invalidate(slot)
                 self._erase(slot, erased)
         return done
+
+
+DEFAULT_ROTATION = TenantSettings().key_rotation_seconds
+
+
+def _rotation_period(tenant_id: str, raw: dict[str, Any] | None) -> int:
+    """A tenant's key rotation period from its stored settings: validated as
+    ``TenantSettings`` does (an invalid value counts as the default) where the tenant sets it."""
+    if not raw or "key_rotation_seconds" not in raw:
+        return DEFAULT_ROTATION
+    return TenantSettings.load(raw, tenant=tenant_id).key_rotation_seconds
 
 
 def new_kid() -> str:

@@ -15,6 +15,7 @@ from adapters import jose
 from adapters.errors import Conflict, InvalidToken
 from broker.tokens import mint_access_token, verify_access_token
 from tenants.keys.lifecycle import JWKS_MAX_AGE, RotationTooEarly
+from tenants.models import Tenant
 from tests import admin_ops as ops
 from tests.admin.admin_helpers import events
 from tests.conftest import new_client, new_tenant
@@ -90,6 +91,27 @@ async def test_schedule_waits_for_publication_instead_of_failing(clocked_broker)
     clock.advance(broker.keys.publication_period)
     rotated = [r for r in await broker.keys.tick() if r.tenant_id == tenant]
     assert len(rotated) == 1 and rotated[0].activated == fresh_next
+
+
+async def test_schedule_follows_each_tenants_period(clocked_broker):
+    """The schedule reads each tenant's stored period (not whole rows): a tenant that sets one
+    rotates on it, the others on the default, and a stored value the settings model refuses
+    counts as the default, as everywhere else."""
+    broker, clock = clocked_broker
+    hourly = await new_tenant(broker, key_rotation_seconds=HOUR)
+    daily = await new_tenant(broker)
+    refused = await new_tenant(broker)
+    async with broker.sessions() as session, session.begin():
+        row = await session.get(Tenant, refused)
+        assert row is not None
+        row.settings = {**(row.settings or {}), "key_rotation_seconds": 5}  # below the minimum
+    clock.advance(HOUR + broker.keys.publication_period)
+    rotated = {r.tenant_id for r in await broker.keys.tick()}
+    assert hourly in rotated
+    assert daily not in rotated and refused not in rotated
+    clock.advance(24 * HOUR)
+    rotated = {r.tenant_id for r in await broker.keys.tick()}
+    assert {hourly, daily, refused} <= rotated
 
 
 async def test_concurrent_rotations_are_serialised(clocked_broker, broker):
