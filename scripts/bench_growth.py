@@ -33,7 +33,8 @@ demo tenant); the seeded one is stopped, seeded, and started again:
 
 The servers run as shipped, so the key schedule's pass over every tenant (at start, then
 60 s after each pass ends; ~0.25 s of CPU a pass with 10,000 tenants on SQLite since
-2026-12-06, ~75 s at ~0.7 of a core before 2026-12-05) counts in the seeded server's CPU. ``--quiet-schedule`` measures the request path alone: both servers get
+2026-12-06, ~75 s at ~0.7 of a core before 2026-12-05) counts in the seeded server's CPU.
+``--quiet-schedule`` measures the request path alone: both servers get
 ``TESSERA_KEY_SCHEDULE_INTERVAL=3600`` and the rounds start once the seeded one is idle.
 ``--json FILE`` writes every run's report; ``--keep`` keeps the directory (logs, databases).
 """

@@ -19,7 +19,9 @@ def test_ruff_clean():
 
 
 def test_layers_contract():
-    exe = shutil.which("lint-imports")
+    # beside this interpreter first: a venv's scripts are there even when it is not activated
+    beside = Path(sys.executable).parent / "lint-imports"
+    exe = str(beside) if beside.exists() else shutil.which("lint-imports")
     if exe is None:
         pytest.fail("import-linter is a test dependency: pip install -e '.[test]'")
     proc = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True)
