@@ -71,12 +71,10 @@ async def _signed_by_tenant(broker: Broker, tenant: TenantView, token: str) -> d
     again (``broker.verified_id_tokens``, the rules of ``broker.verified_tokens``): ~15 % of a
     SAML-out exchange, where an agent presents one ID token for several exchanges. Times,
     audience and the user's state are checked by the caller every time."""
-    hit = broker.verified_id_tokens.get(tenant.id, token)
+    hit = await broker.verified_id_tokens.recall(broker.keys, tenant.id, token,
+                                                 check_compromised=True)
     if hit is not None:
-        kid, cached_key, claims = hit
-        if await broker.keys.verification_key(tenant.id, kid) is cached_key:
-            return claims
-        broker.verified_id_tokens.forget(tenant.id, token)
+        return hit[1]
     header = jose.unverified_header(token)
     if str(header.get("typ", "JWT")).lower() not in ("jwt", "application/jwt"):
         raise jose.JWTError("typ of an ID token is JWT")

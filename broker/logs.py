@@ -129,8 +129,7 @@ def access_line(method: str, path: str, status: int, duration_ms: float) -> None
     if (handler is None or logger.handlers or logger.filters or not logger.propagate
             or _root.handlers != [handler] or _root.filters or handler.level > logging.INFO
             or handler.filters != _json_filters or handler.formatter is not _json_formatter):
-        logger.info("%s %s %d", method, path, status, extra={
-            "method": method, "path": path, "status": status, "duration_ms": duration_ms})
+        _access_through_logging(method, path, status, duration_ms)
         return
     data: dict[str, Any] = {"level": "INFO", "logger": ACCESS,
                             "message": f"{method} {path} {status}", "method": method,
@@ -146,8 +145,7 @@ def access_line(method: str, path: str, status: int, duration_ms: float) -> None
         line = orjson.dumps(data, default=handler.formatter.json_default  # type: ignore[union-attr]
                             ).decode() + handler.terminator
     except TypeError:  # a value orjson cannot write at all: logging's error report
-        logger.info("%s %s %d", method, path, status, extra={
-            "method": method, "path": path, "status": status, "duration_ms": duration_ms})
+        _access_through_logging(method, path, status, duration_ms)
         return
     handler.acquire()
     try:
@@ -157,6 +155,11 @@ def access_line(method: str, path: str, status: int, duration_ms: float) -> None
         handler.handleError(logging.makeLogRecord({"name": ACCESS, "msg": line}))
     finally:
         handler.release()
+
+
+def _access_through_logging(method: str, path: str, status: int, duration_ms: float) -> None:
+    _access.info("%s %s %d", method, path, status, extra={
+        "method": method, "path": path, "status": status, "duration_ms": duration_ms})
 
 
 _access = logging.getLogger(ACCESS)

@@ -119,13 +119,10 @@ async def _verified(broker: Broker, tenant: TenantView, token: str,
     key service still publishes for its ``kid`` is not verified again
     (``broker.verified_tokens``)."""
     if check_state:
-        hit = broker.verified.get(tenant.id, token)
+        hit = await broker.verified.recall(broker.keys, tenant.id, token,
+                                           check_compromised=False)
         if hit is not None:
-            kid, key, claims = hit
-            if await broker.keys.verification_key(tenant.id, kid,
-                                                  check_compromised=False) is key:
-                return kid, claims
-            broker.verified.forget(tenant.id, token)
+            return hit
     header = jose.unverified_header(token)
     kid = header.get("kid")
     key = (await broker.keys.verification_key(tenant.id, kid, check_compromised=not check_state)

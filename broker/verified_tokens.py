@@ -20,9 +20,14 @@ verified are stored, so forged tokens cannot fill it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 SIZE = 4096  # ~2.5 KB each (token + claims): ~10 MB at most
+
+
+class _PublishedKeys(Protocol):  # tenants.keys.KeyService
+    async def verification_key(self, tenant_id: str, kid: str, *,
+                               check_compromised: bool = True) -> object | None: ...
 
 
 class VerifiedTokens:
@@ -38,6 +43,21 @@ class VerifiedTokens:
             return None
         kid, key, claims = hit
         return kid, key, dict(claims)
+
+    async def recall(self, keys: _PublishedKeys, tenant_id: str, token: str, *,
+                     check_compromised: bool) -> tuple[str, dict[str, Any]] | None:
+        """``(kid, claims)`` of a token verified earlier at this tenant whose key is still the
+        very object ``keys`` publishes for its ``kid`` (``check_compromised``: and not
+        compromised, read now), or None; an entry whose key is gone is forgotten."""
+        hit = self.get(tenant_id, token)
+        if hit is None:
+            return None
+        kid, key, claims = hit
+        if await keys.verification_key(tenant_id, kid,
+                                       check_compromised=check_compromised) is key:
+            return kid, claims
+        self.forget(tenant_id, token)
+        return None
 
     def put(self, tenant_id: str, token: str, kid: str, key: object,
             claims: dict[str, Any]) -> None:

@@ -308,9 +308,10 @@ class KeyLifecycle:
         async with self._sessions() as session:
             tenants = (await session.execute(
                 select(Tenant.id, Tenant.settings).where(Tenant.status == "active"))).all()
-            activated: dict[str, float | None] = dict((await session.execute(  # type: ignore[arg-type]
-                select(SigningKey.tenant_id, SigningKey.activated_at)
-                .where(SigningKey.state == "active"))).all())
+            activated: dict[str, float | None] = {
+                tenant_id: at for tenant_id, at in (await session.execute(
+                    select(SigningKey.tenant_id, SigningKey.activated_at)
+                    .where(SigningKey.state == "active"))).all()}
             # the slots with a key to retire, in one read: a transaction per slot and pass
             # kept a server with 10,000 tenants busy most of the time doing nothing
             expired = set((await session.execute(

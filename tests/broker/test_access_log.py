@@ -54,15 +54,24 @@ def through_logging(method: str, path: str, status: int, duration_ms: float) -> 
         "method": method, "path": path, "status": status, "duration_ms": duration_ms})
 
 
-def test_direct_line_is_the_object_logging_writes(restore_logging: None) -> None:
-    stream = configured()
-    token = logs.bind({"request_id": "req-1", "tenant": "demo", "client_id": "agent"})
+def both_ways(stream: io.StringIO, context: dict[str, Any],
+              duration_ms: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """In a request with ``context``: the line ``access_line`` writes, then the one
+    ``through_logging`` writes, as parsed JSON."""
+    token = logs.bind(context)
     try:
-        logs.access_line("POST", ROUTE, 200, 1.25)
-        through_logging("POST", ROUTE, 200, 1.25)
+        logs.access_line("POST", ROUTE, 200, duration_ms)
+        through_logging("POST", ROUTE, 200, duration_ms)
     finally:
         logs.unbind(token)
     direct, reference = (json.loads(x) for x in lines(stream))
+    return direct, reference
+
+
+def test_direct_line_is_the_object_logging_writes(restore_logging: None) -> None:
+    stream = configured()
+    direct, reference = both_ways(
+        stream, {"request_id": "req-1", "tenant": "demo", "client_id": "agent"}, 1.25)
     assert direct.pop("time").endswith("+00:00") and reference.pop("time")
     assert direct == reference
     assert list(direct) == list(reference)  # the same field order too
@@ -123,13 +132,8 @@ def test_text_format_and_disabled_access_log(restore_logging: None) -> None:
 def test_values_json_lacks_are_written_as_the_formatter_writes_them(
         restore_logging: None) -> None:
     stream = configured()
-    token = logs.bind({"request_id": "req-2", "tenant": {1, 2}, "client_id": b"\x00"})
-    try:
-        logs.access_line("POST", ROUTE, 200, 1.0)
-        through_logging("POST", ROUTE, 200, 1.0)
-    finally:
-        logs.unbind(token)
-    direct, reference = (json.loads(x) for x in lines(stream))
+    direct, reference = both_ways(
+        stream, {"request_id": "req-2", "tenant": {1, 2}, "client_id": b"\x00"}, 1.0)
     direct.pop("time"), reference.pop("time")
     assert direct == reference and direct["request_id"] == "req-2"
 
