@@ -41,7 +41,10 @@ token for the name; no CR, LF or NUL in the value: what stops a value from split
 response), ~5 % of an introspection. The lines that recur (content type, cache control, the
 date of this second, a content length) are checked once and remembered (up to
 ``MAX_CHECKED_LINES``, then forgotten and checked again); a line not seen before (a request
-id) goes through h11's checks on every response, so a bad line is refused as before.
+id) goes through h11's checks on every response, so a bad line is refused as before. Those
+checks are h11's own name and value patterns applied to the new lines alone (~1 us a line;
+building an ``h11.Response`` to have them checked cost ~8 us, ~2 % of an introspection), and
+a request id, new on every response, is not remembered.
 
 Pinned to the Hypercorn version checked below (pyproject pins it too).
 """
@@ -58,6 +61,9 @@ from broker.hypercorn_tls import SUPPORTED_HYPERCORN
 
 log = logging.getLogger("tessera")
 MAX_CHECKED_LINES = 1024  # distinct response header lines remembered as valid (then forgotten)
+# header lines new on every response: checked each time and not remembered (they would push
+# the recurring lines out of the set every MAX_CHECKED_LINES responses)
+PER_RESPONSE = frozenset({b"x-request-id"})
 
 
 def install(*, strict: bool = False) -> bool:
@@ -95,15 +101,16 @@ def install(*, strict: bool = False) -> bool:
     # header lines h11 has validated (name a token, value without CR, LF or NUL): the same
     # few dozen recur on every response; a per-request one (a request id) is checked each time
     checked: set[tuple[bytes, bytes]] = set()
+    check_lines = _line_checks(h11)
 
     def h11_response(headers: list[tuple[bytes, bytes]], status_code: int) -> Any:
         """``h11.Response``, its header lines checked by h11 once per distinct line."""
         fresh = [line for line in headers if line not in checked]
         if fresh:  # h11's checks of the lines not seen before (LocalProtocolError if bad)
-            h11.Response(headers=fresh, status_code=status_code)
+            check_lines(fresh, status_code)
             if len(checked) > MAX_CHECKED_LINES:
                 checked.clear()
-            checked.update(fresh)
+            checked.update(line for line in fresh if line[0] not in PER_RESPONSE)
         # h11 still lower-cases names and checks Content-Length / Transfer-Encoding;
         # Hypercorn has made every name and value bytes (build_and_validate_headers)
         return h11.Response(headers=headers, status_code=status_code, _parsed=True)
@@ -170,6 +177,28 @@ def install(*, strict: bool = False) -> bool:
     H11Protocol.stream_send = stream_send  # type: ignore[method-assign]
     H11Protocol._tessera_coalesce = True  # type: ignore[attr-defined]
     return True
+
+
+def _line_checks(h11: Any) -> Any:
+    """``check(lines, status_code)``: h11's own checks of header lines (its name and value
+    patterns, through its ``validate``: ``LocalProtocolError`` if one is bad), without building
+    an ``h11.Response`` for them (~1 us a line instead of ~8 us). Where this h11 does not have
+    them where 0.16 keeps them, the ``Response`` it builds does the same checks."""
+    try:
+        from h11._headers import _field_name_re, _field_value_re
+        from h11._util import validate
+    except ImportError:
+        validate = None
+
+    def check(lines: list[tuple[bytes, bytes]], status_code: int) -> None:
+        if validate is None:
+            h11.Response(headers=lines, status_code=status_code)
+            return
+        for name, value in lines:
+            validate(_field_name_re, name, "Illegal header name {!r}", name)
+            validate(_field_value_re, value, "Illegal header value {!r}", value)
+
+    return check
 
 
 class IdleTimer:

@@ -6,6 +6,7 @@
 #
 # postgres needs TESSERA_BENCH_POSTGRES_URL (postgresql+asyncpg://...; the database is wiped).
 # W1: client credentials + DPoP; W3: introspection; W2: ID-JAG round trip (two tenants).
+# TESSERA_BENCH_WORKLOADS="W2" (default "W1 W3 W2") runs only those (profiling one of them).
 set -uo pipefail
 backend=${1:-sqlite}; workers=${2:-1}; duration=${3:-20}; runs=${4:-3}
 # a free port unless told (a server left on a fixed port would be benchmarked instead)
@@ -77,9 +78,10 @@ run() {  # label, bench args...
 echo "backend=$backend workers=$workers duration=${duration}s concurrency=32 ($(nproc) cores shared with the load generator)"
 # --name=value: a generated secret or client_id may start with "-" (argparse would take it
 # for an option)
-run "W1 token+DPoP " --issuer "$issuer/demo" --client-id bench --client-secret="$bench"
-run "W3 introspect " --issuer "$issuer/demo" --client-id bench --client-secret="$bench" --mode introspect
-run "W2 ID-JAG trip" --mode idjag --issuer "$issuer/acme" --client-id="$agent" --client-secret="$agent_secret" \
+only=" ${TESSERA_BENCH_WORKLOADS:-W1 W3 W2} "
+[[ $only == *" W1 "* ]] && run "W1 token+DPoP " --issuer "$issuer/demo" --client-id bench --client-secret="$bench"
+[[ $only == *" W3 "* ]] && run "W3 introspect " --issuer "$issuer/demo" --client-id bench --client-secret="$bench" --mode introspect
+[[ $only == *" W2 "* ]] && run "W2 ID-JAG trip" --mode idjag --issuer "$issuer/acme" --client-id="$agent" --client-secret="$agent_secret" \
     --audience "$issuer/pricing" --resource-client-id="$rc" --resource-client-secret="$rc_secret" \
     --id-token="$id_token"
 echo "server RSS: $(ps -o rss= -p $server | awk '{printf "%.0f MB", $1/1024}')"

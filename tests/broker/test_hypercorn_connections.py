@@ -49,6 +49,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     # /echo?V: the query string as a header value (as an app might echo what it was sent)
     extra = ([(b"x-echo", unquote_to_bytes(scope["query_string"]))]
              if scope["path"] == "/echo" else [])
+    if scope["path"] == "/name":  # /name?N: the query string as a header name
+        extra = [(unquote_to_bytes(scope["query_string"]), b"1")]
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(len(body)).encode()), *extra]})
     await send({"type": "http.response.body", "body": body})
@@ -233,3 +235,37 @@ async def test_chunked_and_empty_responses_end_where_they_should() -> None:
             assert head.startswith(b"HTTP/1.1 204"), head
             await _exchange(reader, writer)
         writer.close()
+
+
+@pytest.mark.parametrize("bad", [b"a%0D%0AInjected:%201", b"x%20y", b"x:y", b""])
+async def test_a_header_name_that_is_not_a_token_is_refused(bad: bytes) -> None:
+    async with hypercorn(keep_alive_timeout=5) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        head = await _exchange(reader, writer, b"GET /name?x-fine HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert b"\r\nx-fine: 1\r\n" in head
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /name?" + bad + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        assert b"injected" not in answer.lower(), answer
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 500"), answer
+        writer.close()
+
+
+@pytest.mark.parametrize("h11_internals", [True, False])
+def test_header_lines_are_checked_with_or_without_h11s_patterns(
+        h11_internals: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fresh-line check uses h11's own patterns where h11 keeps them; where it does not,
+    an ``h11.Response`` built for the lines checks them: either way a bad line is refused."""
+    import sys
+
+    import h11
+
+    if not h11_internals:
+        monkeypatch.setitem(sys.modules, "h11._util", None)  # import fails: the fallback
+    check = hypercorn_h11._line_checks(h11)
+    check([(b"content-type", b"application/json"), (b"x-request-id", b"ab.c-1:2")], 200)
+    for bad in ([(b"x-a", b"1\r\nInjected: 1")], [(b"x-a", b"1\nb")], [(b"x-a", b"a\x00")],
+                [(b"x a", b"1")], [(b"x:a", b"1")], [(b"", b"1")], [(b"x\r\ny", b"1")]):
+        with pytest.raises(h11.LocalProtocolError):
+            check(bad, 200)

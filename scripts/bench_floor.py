@@ -1,0 +1,248 @@
+"""What an introspection (W3) costs below tessera's own code: the same load generator against
+servers that answer the same requests with a fixed JSON body, layer by layer, beside tessera
+itself, in alternating rounds of one run.
+
+Each layer is a Hypercorn server (one process, as ``tessera serve``) whose app answers
+``POST /t/{tenant}/token`` with a bearer token and ``POST /t/{tenant}/introspect`` with an
+``active`` answer of the size and headers tessera sends, after reading the request body:
+
+  * ``hypercorn-asyncio``: Hypercorn 0.18 as shipped (h11, asyncio's event loop), a bare ASGI
+    app: the cost of the server alone;
+  * ``hypercorn-uvloop``: the same on uvloop (what ``tessera serve`` uses when installed);
+  * ``hypercorn-patched``: plus ``broker.hypercorn_h11.install()`` (one write per response,
+    the idle timer, header lines checked once): tessera's server as it runs;
+  * ``starlette``: plus a Starlette app (routing by path with a ``{tenant}`` parameter, a
+    ``Request``, the form parsed, a ``JSONResponse``), as tessera's endpoints are reached;
+  * ``middleware``: plus tessera's three ASGI middlewares (request id, access log and
+    metrics, client certificate) in front: everything but the endpoint's own work;
+  * ``tessera``: ``tessera serve`` (SQLite, the demo tenant) and the real W3: a DPoP-bound
+    JWT introspected with client authentication and the revocation state read each time.
+
+The difference between two adjacent layers is what the later one adds. CPU per request is the
+server process's utime + stime over the measured window (``bench_tokens.py --cpu-pid``), and
+"per core" is 1,000 / CPU ms: the most one event loop could answer if it did nothing else::
+
+    python scripts/bench_floor.py                     # 3 rounds of 10 s per layer
+    python scripts/bench_floor.py --rounds 5 --layers hypercorn-patched,tessera
+
+``--serve LAYER --port N`` runs one layer's server in the foreground (what the run starts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from benchkit import ROOT, Deployment, Server, bench, free_port, tear_down
+
+LAYERS = ("hypercorn-asyncio", "hypercorn-uvloop", "hypercorn-patched", "starlette",
+          "middleware", "tessera")
+# the size of tessera's answer to the benchmark's introspection (an active DPoP-bound token)
+INTROSPECTION = (b'{"active":true,"client_id":"bench","sub":"bench","scope":"read",'
+                 b'"aud":"https://bench.example/api","iss":"http://127.0.0.1:8000/t/demo",'
+                 b'"exp":1796000000,"iat":1795999100,"jti":"bench-floor-0123456789abcdef",'
+                 b'"token_type":"DPoP","cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA'
+                 b'4I"},"tenant":"demo"}')
+TOKEN = (b'{"access_token":"floor-token-0123456789abcdef","token_type":"Bearer",'
+         b'"expires_in":900,"scope":"read"}')
+HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+           (b"pragma", b"no-cache")]
+
+
+def raw_app() -> Any:
+    """A bare ASGI app: read the body, answer the fixed JSON."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                while (await receive())["type"] != "lifespan.shutdown":
+                    await send({"type": "lifespan.startup.complete"})
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        parse_qsl(body.decode("latin-1"))
+        answer = INTROSPECTION if scope["path"].endswith("/introspect") else TOKEN
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            *HEADERS, (b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+    return app
+
+
+def starlette_app(middleware: bool) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def answer(request: Request, body: bytes) -> Response:
+        dict(parse_qsl((await request.body()).decode("latin-1")))
+        return Response(body, headers={"cache-control": "no-store", "pragma": "no-cache"},
+                        media_type="application/json")
+
+    async def token(request: Request) -> Response:
+        return await answer(request, TOKEN)
+
+    async def introspect(request: Request) -> Response:
+        return await answer(request, INTROSPECTION)
+
+    app = Starlette(routes=[Route("/t/{tenant}/token", token, methods=["POST"]),
+                            Route("/t/{tenant}/introspect", introspect, methods=["POST"])])
+    if middleware:  # as broker.app.create_app adds them, the last added outermost
+        from broker import logs
+        from broker.client_cert import ClientCertMiddleware
+        from broker.config import Settings
+        from broker.observe import ObserveMiddleware
+        from broker.request_context import RequestContextMiddleware
+
+        logs.configure(Settings())  # JSON access lines to stderr (the layer's log), as serve
+        app.add_middleware(ClientCertMiddleware, trusted_proxies=())
+        app.add_middleware(ObserveMiddleware)
+        app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def serve(layer: str, port: int) -> None:
+    """One layer's server, in the foreground, until SIGTERM."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+
+    from broker import hypercorn_h11
+    from broker.serve import event_loop_factory, hypercorn_config, tune_gc
+
+    if layer not in ("hypercorn-asyncio", "hypercorn-uvloop"):
+        hypercorn_h11.install(strict=True)
+    app = (raw_app() if layer.startswith("hypercorn-")
+           else starlette_app(middleware=layer == "middleware"))
+    config = hypercorn_config("127.0.0.1", port, None, None)
+    factory = None if layer == "hypercorn-asyncio" else event_loop_factory()
+    if layer != "hypercorn-asyncio" and factory is None:
+        raise SystemExit(f"{layer} needs uvloop")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        tune_gc()
+        await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+
+
+def start_layer(layer: str, work: Path) -> Server:
+    port = free_port()
+    with open(work / f"{layer}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, __file__, "--serve", layer, "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                start_new_session=True)
+    issuer = f"http://127.0.0.1:{port}/t/floor"
+    _wait_post(issuer, proc, layer)
+    args = ["--issuer", issuer, "--client-id", "floor", "--client-secret", "floor-secret",
+            "--no-dpop", "--mode", "introspect"]
+    return Server(layer, proc, issuer, {"W3": args})
+
+
+def _wait_post(issuer: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{issuer}/introspect", data=b"token=x", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{what} did not answer within 30 s")
+
+
+def start_tessera(work: Path) -> Server:
+    deployment = Deployment.create(work)
+    server = deployment.bench_server(deployment.serve(), "tessera")
+    server.bench_args = {"W3": server.bench_args["W3"]}
+    return server
+
+
+def report(servers: list[Server]) -> None:
+    print("\nmedian (min-max) over rounds; 'adds' is this layer's CPU minus the one above it")
+    print(f"  {'layer':<18} {'requests/s':>22} {'CPU ms/request':>24} {'per core':>9} "
+          f"{'adds':>9}")
+    previous = None
+    for s in servers:
+        runs = s.runs.get("W3", [])
+        if not runs:
+            continue
+        rate = [r["throughput_per_s"] for r in runs]
+        cpu = [r["server"]["cpu_ms_per_op"] or 0.0 for r in runs]
+        med = statistics.median(cpu)
+        adds = f"{med - previous:+.3f}" if previous is not None else ""
+        print(f"  {s.name:<18} {statistics.median(rate):>8,.0f} ({min(rate):,.0f}-"
+              f"{max(rate):,.0f}) {med:>10.3f} ({min(cpu):.3f}-{max(cpu):.3f}) "
+              f"{1000 / med if med else 0:>9,.0f} {adds:>9}")
+        previous = med
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--layers", default=",".join(LAYERS), help="comma-separated, of: "
+                   + ", ".join(LAYERS))
+    p.add_argument("--serve", choices=LAYERS[:-1], help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    args = p.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port)
+        return 0
+    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    if not layers or not set(layers) <= set(LAYERS):
+        p.error(f"--layers: of {', '.join(LAYERS)}")
+    layers.sort(key=LAYERS.index)
+    work = Path(tempfile.mkdtemp(prefix="tessera-floor-"))
+    servers: list[Server] = []
+    try:
+        for layer in layers:
+            servers.append(start_tessera(work / "tessera") if layer == "tessera"
+                           else start_layer(layer, work))
+        print(f"layers {', '.join(layers)}; {os.cpu_count()} cores shared with the load "
+              f"generator; {time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
+        extra = ["--duration", str(args.duration), "--warmup", str(args.warmup),
+                 "--concurrency", str(args.concurrency)]
+        for rnd in range(1, args.rounds + 1):
+            for s in servers if rnd % 2 else servers[::-1]:
+                r = bench(s, "W3", extra)
+                s.runs.setdefault("W3", []).append(r)
+                srv = r["server"]
+                errors = f" errors {r['errors_total']} {r['errors']}" if r["errors_total"] else ""
+                cpu = srv.get("cpu_ms_per_op") or 0
+                print(f"round {rnd} {s.name:<18} {r['throughput_per_s']:>7.0f}/s p99 "
+                      f"{r['latency_ms']['p99'] or 0:6.1f} ms CPU {cpu:.3f} ms/req "
+                      f"({srv.get('cpu_cores') or 0:.2f} cores)  load "
+                      f"{r['load_average_after']}{errors}", flush=True)
+        report(servers)
+    finally:
+        tear_down(servers, work, keep=args.keep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
