@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import random
 import re
-import secrets
 from contextvars import ContextVar
 from typing import Final
 
@@ -45,6 +46,9 @@ LOGGER: Final = "tessera.server_error"
 
 log = logging.getLogger(LOGGER)
 _current: ContextVar[str | None] = ContextVar("tessera_request_id", default=None)
+_ids = random.Random()  # noqa: S311 (not a secret: see _chosen_id)
+if hasattr(os, "register_at_fork"):  # a forked worker draws its own ids, not its parent's
+    os.register_at_fork(after_in_child=_ids.seed)
 
 
 def request_id() -> str | None:
@@ -56,7 +60,10 @@ def _chosen_id(scope: Scope) -> str:
     offered = [value for name, value in scope.get("headers") or () if name == HEADER]
     if len(offered) == 1 and SAFE_ID.fullmatch(offered[0]):
         return offered[0].decode("ascii")
-    return secrets.token_hex(8)
+    # 64 random bits from the process's own generator (seeded from os.urandom when each
+    # process starts): an id correlates log lines and is no secret (a caller may choose its
+    # own), so it does not need secrets' system call per request (~2 us)
+    return f"{_ids.getrandbits(64):016x}"
 
 
 def _with_id(message: Message, rid: bytes) -> Message:

@@ -24,6 +24,7 @@ server process's utime + stime over the measured window (``bench_tokens.py --cpu
 
     python scripts/bench_floor.py                     # 3 rounds of 10 s per layer
     python scripts/bench_floor.py --rounds 5 --layers hypercorn-patched,tessera
+    python scripts/bench_floor.py --workers 2 --layers hypercorn-patched,tessera   # scale-out
 
 ``--serve LAYER --port N`` runs one layer's server in the foreground (what the run starts).
 """
@@ -115,21 +116,40 @@ def starlette_app(middleware: bool) -> Any:
     return app
 
 
-def serve(layer: str, port: int) -> None:
-    """One layer's server, in the foreground, until SIGTERM."""
-    from hypercorn.asyncio import serve as hypercorn_serve
-
+def layer_app(layer: str) -> Any:
+    """The layer's ASGI app, tessera's Hypercorn patches installed where the layer has them."""
     from broker import hypercorn_h11
-    from broker.serve import event_loop_factory, hypercorn_config, tune_gc
 
     if layer not in ("hypercorn-asyncio", "hypercorn-uvloop"):
         hypercorn_h11.install(strict=True)
-    app = (raw_app() if layer.startswith("hypercorn-")
-           else starlette_app(middleware=layer == "middleware"))
+    return (raw_app() if layer.startswith("hypercorn-")
+            else starlette_app(middleware=layer == "middleware"))
+
+
+def worker_app() -> Any:
+    """Each worker's app (``--workers`` > 1: Hypercorn's process manager evaluates this)."""
+    return layer_app(os.environ["TESSERA_FLOOR_LAYER"])
+
+
+def serve(layer: str, port: int, workers: int = 1) -> None:
+    """One layer's server, in the foreground, until SIGTERM."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.run import run as hypercorn_run
+
+    from broker.serve import event_loop_factory, hypercorn_config, tune_gc
+
     config = hypercorn_config("127.0.0.1", port, None, None)
     factory = None if layer == "hypercorn-asyncio" else event_loop_factory()
     if layer != "hypercorn-asyncio" and factory is None:
         raise SystemExit(f"{layer} needs uvloop")
+    if workers > 1:  # as ``tessera serve --workers``: Hypercorn's processes, one socket
+        os.environ["TESSERA_FLOOR_LAYER"] = layer
+        config.application_path = f"{Path(__file__).resolve()}:worker_app()"
+        config.workers = workers
+        config.worker_class = "asyncio" if factory is None else "uvloop"
+        hypercorn_run(config)
+        return
+    app = layer_app(layer)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -143,10 +163,11 @@ def serve(layer: str, port: int) -> None:
         runner.run(main())
 
 
-def start_layer(layer: str, work: Path) -> Server:
+def start_layer(layer: str, work: Path, workers: int) -> Server:
     port = free_port()
     with open(work / f"{layer}.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, __file__, "--serve", layer, "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, __file__, "--serve", layer, "--port", str(port),
+                                 "--workers", str(workers)],
                                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 start_new_session=True)
     issuer = f"http://127.0.0.1:{port}/t/floor"
@@ -171,9 +192,9 @@ def _wait_post(issuer: str, proc: subprocess.Popen[bytes], what: str) -> None:
     raise SystemExit(f"{what} did not answer within 30 s")
 
 
-def start_tessera(work: Path) -> Server:
+def start_tessera(work: Path, workers: int) -> Server:
     deployment = Deployment.create(work)
-    server = deployment.bench_server(deployment.serve(), "tessera")
+    server = deployment.bench_server(deployment.serve(workers), "tessera")
     server.bench_args = {"W3": server.bench_args["W3"]}
     return server
 
@@ -204,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--workers", type=int, default=1, help="Hypercorn worker processes per server")
     p.add_argument("--layers", default=",".join(LAYERS), help="comma-separated, of: "
                    + ", ".join(LAYERS))
     p.add_argument("--serve", choices=LAYERS[:-1], help=argparse.SUPPRESS)
@@ -211,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = p.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.workers)
         return 0
     layers = [x.strip() for x in args.layers.split(",") if x.strip()]
     if not layers or not set(layers) <= set(LAYERS):
@@ -221,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     servers: list[Server] = []
     try:
         for layer in layers:
-            servers.append(start_tessera(work / "tessera") if layer == "tessera"
-                           else start_layer(layer, work))
-        print(f"layers {', '.join(layers)}; {os.cpu_count()} cores shared with the load "
+            servers.append(start_tessera(work / "tessera", args.workers) if layer == "tessera"
+                           else start_layer(layer, work, args.workers))
+        print(f"layers {', '.join(layers)}; {args.workers} worker(s) each; "
+              f"{os.cpu_count()} cores shared with the load "
               f"generator; {time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
         extra = ["--duration", str(args.duration), "--warmup", str(args.warmup),
                  "--concurrency", str(args.concurrency)]

@@ -196,3 +196,23 @@ async def test_a_database_that_cannot_be_opened_is_503_not_500(tmp_path: Path,
     assert r.json()["error"] == "temporarily_unavailable"
     assert r.json()["request_id"] == "req-503" == r.headers["x-request-id"]
     assert server_error_records == []
+
+
+def test_a_forked_process_draws_ids_of_its_own():
+    """Generated ids come from a per-process generator: a forked worker must not repeat its
+    parent's sequence (uniqueness across the replicas' log lines)."""
+    import os
+
+    from broker.request_context import _chosen_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, then out without running the parent's cleanup
+        os.write(write, ",".join(_chosen_id({}) for _ in range(4)).encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 4096).decode().split(",")
+    os.waitpid(pid, 0)
+    parent = [_chosen_id({}) for _ in range(4)]
+    assert all(FRESH_ID.fullmatch(i) for i in child + parent)
+    assert not set(child) & set(parent)
