@@ -4,9 +4,13 @@ handler when nothing else would see it, the same object ``logging`` would have w
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -148,3 +152,70 @@ def test_a_value_orjson_cannot_write_is_reported_by_logging(
         logs.unbind(token)
     assert lines(stream) == []
     assert "Integer exceeds 64-bit range" in capsys.readouterr().err  # logging's own report
+
+
+class CountingStream(io.StringIO):
+    """A stream that counts its writes (each a system call on a real one)."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_lines_of_one_loop_iteration_go_out_in_one_write(restore_logging: None) -> None:
+    stream = CountingStream()
+    logs.configure(Settings.load({}), stream=stream)
+    for status in (200, 401, 404):
+        logs.access_line("POST", ROUTE, status, 1.0)
+    assert stream.writes == 0  # held until this iteration ends
+    await asyncio.sleep(0)
+    assert stream.writes == 1
+    assert [json.loads(x)["status"] for x in lines(stream)] == [200, 401, 404]
+    logs.access_line("POST", ROUTE, 500, 1.0)
+    await asyncio.sleep(0)
+    assert stream.writes == 2 and json.loads(lines(stream)[-1])["status"] == 500
+
+
+async def test_held_lines_are_written_first_from_elsewhere_and_on_reconfiguring(
+        restore_logging: None) -> None:
+    stream = CountingStream()
+    logs.configure(Settings.load({}), stream=stream)
+    logs.access_line("POST", ROUTE, 201, 1.0)  # held by this loop
+    # a thread without a loop (the loop is blocked: its write has not run) writes at once,
+    # what this loop held first
+    elsewhere = threading.Thread(target=logs.access_line, args=("GET", ROUTE, 202, 1.0))
+    elsewhere.start()
+    elsewhere.join()
+    assert [json.loads(x)["status"] for x in lines(stream)] == [201, 202]
+
+    logs.access_line("POST", ROUTE, 203, 1.0)  # held again; then the handler is replaced
+    other = configured()
+    assert json.loads(lines(stream)[-1])["status"] == 203 and lines(other) == []
+    await asyncio.sleep(0)
+    assert len(lines(stream)) == 3 and lines(other) == []  # nothing written twice
+
+
+def test_lines_held_at_exit_are_written() -> None:
+    """A process that ends between a request and its loop's next iteration (``serve``
+    stopping) still writes the line: the held lines are written at exit."""
+    program = (
+        "import asyncio, sys\n"
+        "from broker import logs\n"
+        "from broker.config import Settings\n"
+        "logs.configure(Settings.load({}), stream=sys.stdout)\n"
+        "loop = asyncio.new_event_loop()\n"
+        "def answered():\n"
+        "    logs.access_line('POST', '/t/{tenant}/token', 200, 1.0)\n"
+        "    loop.stop()\n"  # this iteration is the last: the write stays scheduled
+        "loop.call_soon(answered)\n"
+        "loop.run_forever()\n"
+        "import os; os.write(1, b'before exit\\n')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert out[0] == "before exit"  # the line was still held then
+    assert json.loads(out[1])["status"] == 200
