@@ -1,0 +1,61 @@
+"""``scripts/bench_floor.py``, run by hand, kept from rotting: each layer's server starts,
+answers the two requests of W3 the way the load generator expects, and the load generator
+measures it (a second of load, not a timed test: nothing here asserts a speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+import bench_floor  # noqa: E402
+from benchkit import free_port, stop  # noqa: E402
+
+
+@pytest.fixture(params=bench_floor.LAYERS[:-1])
+def layer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, int]]:
+    server = bench_floor.start_layer(request.param, tmp_path, workers=1)
+    try:
+        yield request.param, server.issuer, server.proc.pid
+    finally:
+        stop(server.proc)
+
+
+def test_each_layer_answers_what_the_load_generator_expects(
+        layer: tuple[str, str, int]) -> None:
+    name, issuer, _ = layer
+    auth = ("floor", "floor-secret")
+    token = httpx.post(f"{issuer}/token", data={"grant_type": "client_credentials"}, auth=auth)
+    assert token.status_code == 200 and token.json()["token_type"] == "Bearer"
+    answer = httpx.post(f"{issuer}/introspect", data={"token": "x"}, auth=auth)
+    assert answer.status_code == 200 and answer.json()["active"] is True
+    assert answer.headers["cache-control"] == "no-store"
+    assert ("x-request-id" in answer.headers) == (name == "middleware")
+
+
+def test_the_load_generator_measures_a_layer(tmp_path: Path) -> None:
+    server = bench_floor.start_layer("hypercorn-patched", tmp_path, workers=1)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(SCRIPTS / "bench_tokens.py"), *server.bench_args["W3"],
+             "--duration", "1", "--warmup", "0.2", "--concurrency", "4",
+             "--cpu-pid", str(server.proc.pid), "--json"],
+            capture_output=True, text=True, timeout=60)
+    finally:
+        stop(server.proc)
+    report = json.loads(done.stdout)
+    assert report["errors_total"] == 0 and report["operations_completed"] > 0
+    assert report["server"]["cpu_ms_per_op"] > 0
+
+
+def test_an_unknown_layer_is_refused() -> None:
+    done = subprocess.run([sys.executable, str(SCRIPTS / "bench_floor.py"), "--layers",
+                           "nginx", "--port", str(free_port())], capture_output=True, text=True)
+    assert done.returncode == 2 and "--layers" in done.stderr
