@@ -91,7 +91,15 @@ def parse_xml(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> etree._Element:
 
 
 def format_instant(when: float) -> str:
-    return datetime.fromtimestamp(int(when), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """xs:dateTime in UTC to the second (Core §1.3.3). An assertion names three or four
+    instants, the same seconds across the assertions of that second: the text of the last few
+    seconds is kept (strftime cost ~3 us a call, ~2 % of a SAML assertion out)."""
+    return _format_second(int(when))
+
+
+@functools.lru_cache(maxsize=64)
+def _format_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_instant(value: str | None, what: str) -> float:

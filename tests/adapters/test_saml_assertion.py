@@ -332,3 +332,15 @@ def test_verify_returns_the_signed_element_not_a_wrapped_sibling(rsa_pair):
     assert sa.verify(good, [rsa_pair[1]]).find(f".//{{{SAML}}}NameID").text == "alice"
     with pytest.raises(SAMLError, match="not signed"):
         sa.verify(evil, [rsa_pair[1]])
+
+
+@pytest.mark.parametrize(("when", "text"), [
+    (0, "1970-01-01T00:00:00Z"),
+    (951782400.9, "2000-02-29T00:00:00Z"),  # a fraction is cut, never rounded up
+    (1709251199.5, "2024-02-29T23:59:59Z"),
+    (4102444799, "2099-12-31T23:59:59Z"),
+])
+def test_instants_are_utc_to_the_second(when: float, text: str) -> None:
+    assert sa.format_instant(when) == text
+    assert sa.format_instant(when) == text  # the kept text of that second is the same
+    assert sa.format_instant(when + 1) != text
