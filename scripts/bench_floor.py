@@ -44,7 +44,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from benchkit import ROOT, Deployment, Server, bench, free_port, tear_down
+from benchkit import (
+    ROOT,
+    Deployment,
+    Server,
+    add_round_options,
+    free_port,
+    load_options,
+    rounds,
+    tear_down,
+    wait_http,
+)
 
 LAYERS = ("hypercorn-asyncio", "hypercorn-uvloop", "hypercorn-patched", "starlette",
           "middleware", "tessera")
@@ -171,25 +181,10 @@ def start_layer(layer: str, work: Path, workers: int) -> Server:
                                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                 start_new_session=True)
     issuer = f"http://127.0.0.1:{port}/t/floor"
-    _wait_post(issuer, proc, layer)
+    wait_http(f"{issuer}/introspect", proc, layer, timeout=30, data=b"token=x")
     args = ["--issuer", issuer, "--client-id", "floor", "--client-secret", "floor-secret",
             "--no-dpop", "--mode", "introspect"]
     return Server(layer, proc, issuer, {"W3": args})
-
-
-def _wait_post(issuer: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{issuer}/introspect", data=b"token=x", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{what} did not answer within 30 s")
 
 
 def start_tessera(work: Path, workers: int) -> Server:
@@ -221,10 +216,7 @@ def report(servers: list[Server]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
-    p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--concurrency", type=int, default=32)
+    add_round_options(p)
     p.add_argument("--workers", type=int, default=1, help="Hypercorn worker processes per server")
     p.add_argument("--layers", default=",".join(LAYERS), help="comma-separated, of: "
                    + ", ".join(LAYERS))
@@ -248,19 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"layers {', '.join(layers)}; {args.workers} worker(s) each; "
               f"{os.cpu_count()} cores shared with the load "
               f"generator; {time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
-        extra = ["--duration", str(args.duration), "--warmup", str(args.warmup),
-                 "--concurrency", str(args.concurrency)]
-        for rnd in range(1, args.rounds + 1):
-            for s in servers if rnd % 2 else servers[::-1]:
-                r = bench(s, "W3", extra)
-                s.runs.setdefault("W3", []).append(r)
-                srv = r["server"]
-                errors = f" errors {r['errors_total']} {r['errors']}" if r["errors_total"] else ""
-                cpu = srv.get("cpu_ms_per_op") or 0
-                print(f"round {rnd} {s.name:<18} {r['throughput_per_s']:>7.0f}/s p99 "
-                      f"{r['latency_ms']['p99'] or 0:6.1f} ms CPU {cpu:.3f} ms/req "
-                      f"({srv.get('cpu_cores') or 0:.2f} cores)  load "
-                      f"{r['load_average_after']}{errors}", flush=True)
+        extra = load_options(args)
+        rounds(servers, ["W3"], args.rounds, extra)
         report(servers)
     finally:
         tear_down(servers, work, keep=args.keep)

@@ -61,7 +61,9 @@ from benchkit import (
     RESOURCE,
     Deployment,
     Server,
+    add_round_options,
     load_average,
+    load_options,
     rounds,
     stop,
     summary,
@@ -219,10 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=250, help="tenants per seeding transaction")
     p.add_argument("--verify", type=int, default=5,
                    help="seeded tenants checked over HTTP before measuring")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
-    p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--concurrency", type=int, default=32)
+    add_round_options(p)
     p.add_argument("--workloads", default="W1,W3", help="comma-separated: W1, W3")
     p.add_argument("--postgres", action="store_true",
                    help="TESSERA_BENCH_POSTGRES_URL (seeded) and TESSERA_BENCH_POSTGRES_URL_EMPTY "
@@ -288,8 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label} at {grown.issuer}, empty tessera at {empty.issuer} ({backend}, 1 worker "
               f"each); {os.cpu_count()} cores shared with the load generator; load average "
               f"{load_average()}; {time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
-        extra = ["--duration", str(args.duration), "--warmup", str(args.warmup),
-                 "--concurrency", str(args.concurrency)]
+        extra = load_options(args)
         rounds(servers, workloads, args.rounds, extra)
         summary(servers, workloads)
         if args.json:

@@ -50,9 +50,11 @@ from benchkit import (
     ROOT,
     Deployment,
     Server,
+    add_round_options,
     bench,
     free_port,
     load_average,
+    load_options,
     rounds,
     summary,
     tear_down,
@@ -130,10 +132,7 @@ def memory(servers: list[Server], n: int, concurrency: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
-    p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--concurrency", type=int, default=32)
+    add_round_options(p)
     p.add_argument("--workloads", default="W1,W3",
                    help="comma-separated: W1, W3, W5 (SAML out; tessera only)")
     p.add_argument("--workers", type=int, default=1, help="tessera's Hypercorn workers")
@@ -183,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.memory:
             memory(chosen, args.memory, args.concurrency)
         else:
-            extra = ["--duration", str(args.duration), "--warmup", str(args.warmup),
-                     "--concurrency", str(args.concurrency)]
+            extra = load_options(args)
             rounds(chosen, workloads, args.rounds, extra)
             summary(chosen, workloads)
         if args.json:

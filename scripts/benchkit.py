@@ -10,6 +10,7 @@ as a first login makes one; run with the deployment's environment).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -53,13 +54,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 60.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 60.0,
+              data: bytes | None = None) -> None:
+    """Until ``url`` answers 2xx (a POST of ``data`` when given); SystemExit if ``proc`` ends
+    or ``timeout`` passes first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"{what} exited with {proc.returncode} before answering {url}")
         try:
-            with urllib.request.urlopen(url, timeout=2):
+            with urllib.request.urlopen(url, data=data, timeout=2):
                 return
         except OSError:
             time.sleep(0.2)
@@ -203,6 +207,20 @@ def tear_down(servers: list[Server], work: Path, *, keep: bool) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def add_round_options(p: argparse.ArgumentParser) -> None:
+    """The options every harness's rounds take (``load_options`` passes them on)."""
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--concurrency", type=int, default=32)
+
+
+def load_options(args: argparse.Namespace) -> list[str]:
+    """``bench_tokens.py`` arguments for the options ``add_round_options`` added."""
+    return ["--duration", str(args.duration), "--warmup", str(args.warmup),
+            "--concurrency", str(args.concurrency)]
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -222,7 +240,7 @@ def bench(server: Server, workload: str, extra: list[str]) -> dict[str, Any]:
 def line(server: Server, workload: str, rnd: int, r: dict[str, Any]) -> str:
     lat, srv = r["latency_ms"], r.get("server", {})
     errors = f" errors {r['errors_total']} {r['errors']}" if r["errors_total"] else ""
-    return (f"{workload} round {rnd} {server.name:<13} {r['throughput_per_s']:>7.0f}/s "
+    return (f"{workload} round {rnd} {server.name:<17} {r['throughput_per_s']:>7.0f}/s "
             f"p50 {lat['p50'] or 0:6.1f} ms p99 {lat['p99'] or 0:6.1f} ms "
             f"CPU {srv.get('cpu_ms_per_op') or 0:.3f} ms/req ({srv.get('cpu_cores') or 0:.2f} "
             f"cores) RSS {srv.get('rss_mb_end', 0):.0f} MB  load {r['load_average_after']}"
