@@ -139,3 +139,20 @@ def test_software_handle_stays_bound_after_its_key_was_unwrapped():
     assert len(backend.sign("ES256", generated.handle, b"x", context=b"acme|k1")) == 64
     with pytest.raises(Exception):  # noqa: B017 - the AEAD refuses the other context
         backend.sign("ES256", generated.handle, b"x", context=b"other|k1")
+
+
+def test_software_keys_sign_only_their_own_algorithm():
+    """A handle signs with the algorithm of the key it wraps and nothing else, also after the
+    backend has seen that key type (the type -> algorithm map is filled on first sight)."""
+    backend = SoftwareBackend(b"\x03" * 32)
+    keys = {alg: backend.generate(alg, context=f"acme|{alg}".encode())
+            for alg in ("ES256", "EdDSA", "RS256")}
+    for _ in range(2):
+        for alg, generated in keys.items():
+            context = f"acme|{alg}".encode()
+            signature = backend.sign(alg, generated.handle, b"x", context=context)
+            assert len(signature) == {"ES256": 64, "EdDSA": 64, "RS256": 256}[alg]
+            for other in ("ES256", "EdDSA", "RS256", "ES384", "none"):
+                if other != alg:
+                    with pytest.raises(ValueError, match=f"key does not sign {other}"):
+                        backend.sign(other, generated.handle, b"x", context=context)
