@@ -130,7 +130,7 @@ class SoftwareBackend:
     def sign(self, alg: str, handle: bytes, data: bytes, *, context: bytes) -> bytes:
         key = self._key(handle, context)
         kind = _ALG_OF_TYPE.get(type(key)) or _alg_of(key)
-        if alg != kind:
+        if not kind or alg != kind:
             raise ValueError(f"key does not sign {alg}")
         if kind == "ES256":
             r, s = decode_dss_signature(cast(ec.EllipticCurvePrivateKey, key).sign(
