@@ -120,7 +120,8 @@ def import_public_jwk(jwk: Mapping[str, Any]) -> Key:
 
 
 _PLAIN_HEADER = frozenset({"typ", "alg", "kid"})
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # immutable; ~2.7 µs to build for every verify
+# immutable, made once: ~2.7 µs to build for every ES256 signature and verification
+ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 def verify_es256(public: ec.EllipticCurvePublicKey, token: str) -> bytes:
@@ -133,7 +134,7 @@ def verify_es256(public: ec.EllipticCurvePublicKey, token: str) -> bytes:
     der = encode_dss_signature(
         int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     )
-    public.verify(der, f"{head}.{body}".encode("ascii"), _ECDSA_SHA256)
+    public.verify(der, f"{head}.{body}".encode("ascii"), ECDSA_SHA256)
     return b64url_decode(body)
 
 

@@ -32,26 +32,20 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
+from adapters.jose import ECDSA_SHA256
 from tenants.keys.backend import SUPPORTED_SIGNING_ALGS, GeneratedKey
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 
 
-# Made once: an ECDSA(SHA256()) costs ~2.7 µs to build and a key's ABC isinstance ~0.9 µs,
-# paid on every signature otherwise. Both are immutable; the type -> algorithm map is filled
-# on first sight of each key type.
-_SHA256 = hashes.SHA256()
-_ECDSA_SHA256 = ec.ECDSA(_SHA256)
-_ALG_OF_TYPE: dict[type, str] = {}
+_SHA256 = hashes.SHA256()  # immutable, made once (as adapters.jose.ECDSA_SHA256)
 
 
-def _alg_of(key: PrivateKey) -> str:
-    """The JWS algorithm a private key signs: ES256, EdDSA or RS256 ('' for none)."""
-    alg = ("ES256" if isinstance(key, ec.EllipticCurvePrivateKey)
-           else "EdDSA" if isinstance(key, ed25519.Ed25519PrivateKey)
-           else "RS256" if isinstance(key, rsa.RSAPrivateKey) else "")
-    _ALG_OF_TYPE[type(key)] = alg
-    return alg
+def _alg_of(key: object) -> str:
+    """The JWS algorithm a private key signs: ES256, EdDSA or RS256 ('' for any other key)."""
+    return ("ES256" if isinstance(key, ec.EllipticCurvePrivateKey)
+            else "EdDSA" if isinstance(key, ed25519.Ed25519PrivateKey)
+            else "RS256" if isinstance(key, rsa.RSAPrivateKey) else "")
 
 
 class SoftwareBackend:
@@ -62,8 +56,9 @@ class SoftwareBackend:
             raise ValueError("master key must be at least 32 bytes")
         self._aead = _wrapper(master_key)
         self._accepted = tuple(_wrapper(k) for k in accepted if k != master_key)
-        # by (handle, context): a handle presented for another row must unwrap (and fail) again
-        self._unwrapped: dict[tuple[bytes, bytes], PrivateKey] = {}
+        # by (handle, context): a handle presented for another row must unwrap (and fail) again;
+        # with the algorithm the key signs, found once when it is unwrapped
+        self._unwrapped: dict[tuple[bytes, bytes], tuple[PrivateKey, str]] = {}
 
     def generate(self, alg: str, *, context: bytes) -> GeneratedKey:
         key: PrivateKey
@@ -116,25 +111,27 @@ class SoftwareBackend:
         return nonce + self._aead.encrypt(nonce, der, context)
 
     def _key(self, handle: bytes, context: bytes) -> PrivateKey:
-        key = self._unwrapped.get((handle, context))
-        if key is None:
+        return self._loaded(handle, context)[0]
+
+    def _loaded(self, handle: bytes, context: bytes) -> tuple[PrivateKey, str]:
+        """The unwrapped key and the algorithm it signs."""
+        loaded = self._unwrapped.get((handle, context))
+        if loaded is None:
             der = self._unwrap(handle, context)
-            loaded = serialization.load_der_private_key(der, password=None)
-            if not isinstance(loaded, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-                              | rsa.RSAPrivateKey):
+            key = serialization.load_der_private_key(der, password=None)
+            alg = _alg_of(key)
+            if not alg:
                 raise ValueError("unsupported key material")
-            key = loaded
-            self._unwrapped[(handle, context)] = key
-        return key
+            loaded = self._unwrapped[(handle, context)] = (cast(PrivateKey, key), alg)
+        return loaded
 
     def sign(self, alg: str, handle: bytes, data: bytes, *, context: bytes) -> bytes:
-        key = self._key(handle, context)
-        kind = _ALG_OF_TYPE.get(type(key)) or _alg_of(key)
-        if not kind or alg != kind:
+        key, kind = self._loaded(handle, context)
+        if alg != kind:
             raise ValueError(f"key does not sign {alg}")
         if kind == "ES256":
             r, s = decode_dss_signature(cast(ec.EllipticCurvePrivateKey, key).sign(
-                data, _ECDSA_SHA256))
+                data, ECDSA_SHA256))
             return r.to_bytes(32, "big") + s.to_bytes(32, "big")
         if kind == "EdDSA":
             return cast(ed25519.Ed25519PrivateKey, key).sign(data)

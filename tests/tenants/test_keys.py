@@ -142,8 +142,8 @@ def test_software_handle_stays_bound_after_its_key_was_unwrapped():
 
 
 def test_software_keys_sign_only_their_own_algorithm():
-    """A handle signs with the algorithm of the key it wraps and nothing else, also after the
-    backend has seen that key type (the type -> algorithm map is filled on first sight)."""
+    """A handle signs with the algorithm of the key it wraps and nothing else, also once the
+    key is unwrapped (its algorithm is found then and kept with it)."""
     backend = SoftwareBackend(b"\x03" * 32)
     keys = {alg: backend.generate(alg, context=f"acme|{alg}".encode())
             for alg in ("ES256", "EdDSA", "RS256")}
