@@ -41,20 +41,21 @@ class BindPlan:
     what ``construct_params`` and the bind processors give, without building the dictionary
     of every bind first (~6 µs of a ~38 µs token-state read). Per position: the caller's
     value under the bind's key (or its compiled name), else the statement's own literal; a
-    required bind with no value is refused as SQLAlchemy refuses it. ``of`` returns None
-    for what it does not mirror (callable values, escaped names, parameters collected by
-    ``.params()``); the caller then takes ``construct_params``. Used on both backends'
-    one-row reads."""
+    required bind with no value is refused as SQLAlchemy refuses it. What it does not mirror
+    (callable values, escaped names, parameters collected by ``.params()``, expanding or
+    post-compile binds) goes through ``construct_params`` (``mirrored`` is then False). Used
+    on both backends' one-row reads."""
 
-    __slots__ = ("_steps",)
+    __slots__ = ("_processors", "_query", "_steps")
 
-    def __init__(self, steps: tuple[tuple[str, str, bool, Any, Any], ...]) -> None:
-        self._steps = steps
+    def __init__(self, query: Any, processors: bool = True) -> None:
+        """``processors=False`` passes values as given (asyncpg converts them itself)."""
+        self._query = query
+        self._processors = {name: fn for name, fn in query._bind_processors.items()
+                            if callable(fn)} if processors else {}
+        self._steps = self._plan(query)
 
-    @classmethod
-    def of(cls, query: Any, processors: bool = True) -> BindPlan | None:
-        """The plan of ``query``; ``processors=False`` passes values as given (asyncpg
-        converts them itself)."""
+    def _plan(self, query: Any) -> tuple[tuple[str, str, bool, Any, Any], ...] | None:
         if (query.escaped_bind_names or getattr(query, "_collected_params", None)
                 or getattr(query, "_render_postcompile", False) or query.positiontup is None):
             return None
@@ -64,12 +65,19 @@ class BindPlan:
             bind = by_name.get(name)
             if bind is None or bind.callable is not None or bind.expanding:
                 return None
-            process = query._bind_processors.get(name) if processors else None
             steps.append((bind.key, name, bool(bind.required), bind.value,
-                          process if callable(process) else None))
-        return cls(tuple(steps))
+                          self._processors.get(name)))
+        return tuple(steps)
+
+    @property
+    def mirrored(self) -> bool:
+        return self._steps is not None
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
+        if self._steps is None:
+            values = self._query.construct_params(params)  # with the statement's literals
+            return [values[n] if (p := self._processors.get(n)) is None else p(values[n])
+                    for n in self._query.positiontup or ()]
         args = []
         for key, name, required, literal, process in self._steps:
             if key in params:
@@ -129,7 +137,7 @@ class HotPath:
         self._writer: ThreadPoolExecutor | None = None
         self._pg_pool: asyncpg.Pool | None = None
         self._pg_lock = asyncio.Lock()
-        self._compiled: dict[int, tuple[str, tuple[str, ...], tuple[str, ...], Any, Any]] = {}
+        self._compiled: dict[int, tuple[str, tuple[str, ...], BindPlan, Any]] = {}
         self._sqlite_prepared: dict[int, tuple[Any, ...]] = {}
         self._sqlite_local = threading.local()
         self._sqlite_lock = threading.Lock()
@@ -173,15 +181,9 @@ class HotPath:
             assert self._sync is not None
             with self._sync.connect() as conn:
                 return conn.execute(stmt, params).first()
-        sql, plan, query, row_type, results, _ = prepared
-        if plan is None:
-            values = query.construct_params(params)  # with the statement's own literals
-            args = [values[n] if (b := query._bind_processors.get(n)) is None
-                    or not callable(b) else b(values[n]) for n in query.positiontup]
-        else:
-            args = plan.args(params)
+        sql, plan, row_type, results, _ = prepared
         conn = self._sqlite_local.__dict__.get("conn") or self._sqlite_connection()
-        cursor = conn.execute(sql, args)
+        cursor = conn.execute(sql, plan.args(params))
         try:
             row = cursor.fetchone()
         finally:
@@ -204,7 +206,7 @@ class HotPath:
         else:
             keys = [c[0] for c in columns]
             results = [c[3]._cached_result_processor(dialect, None) for c in columns]
-            prepared = (str(query), BindPlan.of(query), query,
+            prepared = (str(query), BindPlan(query),
                         namedtuple("Row", keys, rename=True),  # type: ignore[misc]
                         results if any(results) else None, stmt)  # stmt kept alive: id key
         self._sqlite_prepared[id(stmt)] = prepared
@@ -229,20 +231,15 @@ class HotPath:
         compiled = self._compiled.get(id(stmt))
         if compiled is None:
             query = stmt.compile(dialect=self._engine.dialect)
-            names = tuple(query.positiontup or ())
             json_columns = tuple(
                 c.key for c in stmt.selected_columns  # type: ignore[attr-defined]
                 if isinstance(c.type, JSON)
             )
-            compiled = (str(query), names, json_columns, query, BindPlan.of(query, False),
+            compiled = (str(query), json_columns, BindPlan(query, processors=False),
                         stmt)  # stmt kept alive: id key
             self._compiled[id(stmt)] = compiled
-        sql, names, json_columns, query, plan, _ = compiled
-        if plan is not None:
-            args = plan.args(params)
-        else:
-            values = query.construct_params(params)  # with the statement's own literals
-            args = [values[n] for n in names]
+        sql, json_columns, plan, _ = compiled
+        args = plan.args(params)
         pool = self._pg_pool or await self._open_pg_pool()
         async with pool.acquire(timeout=self._connect_timeout) as conn:
             record = await conn.fetchrow(sql, *args, timeout=self._statement_timeout)
