@@ -1,6 +1,7 @@
 """``scripts/bench_floor.py``, run by hand, kept from rotting: each layer's server starts,
-answers the two requests of W3 the way the load generator expects, and the load generator
-measures it (a second of load, not a timed test: nothing here asserts a speed)."""
+answers the two requests of W3 (and W5's token exchange) the way the load generator expects,
+and the load generator measures it (a second of load, not a timed test: nothing here asserts
+a speed)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,38 @@ def test_the_load_generator_measures_a_layer(tmp_path: Path) -> None:
     assert report["server"]["cpu_ms_per_op"] > 0
 
 
+@pytest.mark.parametrize("name", ["hypercorn-patched", "rsa-signature", "middleware"])
+def test_w5_layers_answer_a_saml_exchange_as_tessera_does(tmp_path: Path, name: str) -> None:
+    server = bench_floor.start_layer(name, tmp_path, workers=1, workload="W5")
+    try:
+        done = subprocess.run(
+            [sys.executable, str(SCRIPTS / "bench_tokens.py"), *server.bench_args["W5"],
+             "--duration", "1", "--warmup", "0.2", "--concurrency", "2",
+             "--cpu-pid", str(server.proc.pid), "--json"],
+            capture_output=True, text=True, timeout=60)
+        answer = httpx.post(f"{server.issuer}/token", auth=("floor", "floor-secret"),
+                            data={"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange"})
+    finally:
+        stop(server.proc)
+    report = json.loads(done.stdout)
+    assert report["errors_total"] == 0 and report["operations_completed"] > 0
+    body = answer.json()
+    assert body["issued_token_type"] == "urn:ietf:params:oauth:token-type:saml2"
+    assert len(answer.content) == len(bench_floor.SAML_OUT) > 5_000  # tessera's answer's size
+
+
+def test_the_rsa_layer_signs_what_an_assertion_needs() -> None:
+    sign = bench_floor.assertion_signer()
+    assert len(sign()) == 256  # one RSA-2048 signature a request
+
+
 def test_an_unknown_layer_is_refused() -> None:
     done = subprocess.run([sys.executable, str(SCRIPTS / "bench_floor.py"), "--layers",
                            "nginx", "--port", str(free_port())], capture_output=True, text=True)
     assert done.returncode == 2 and "--layers" in done.stderr
+
+
+def test_the_rsa_layer_is_a_w5_layer() -> None:
+    done = subprocess.run([sys.executable, str(SCRIPTS / "bench_floor.py"), "--layers",
+                           "rsa-signature"], capture_output=True, text=True)
+    assert done.returncode == 2 and "W5" in done.stderr
