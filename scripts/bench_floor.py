@@ -264,13 +264,18 @@ def report(servers: list[Server], workload: str = "W3") -> None:
               f"{1000 / med if med else 0:>9,.0f} {adds:>9}")
 
 
+def workload_layers(workload: str) -> list[str]:
+    """The layers a workload runs (``rsa-signature`` is W5's alone), in order."""
+    return [x for x in LAYERS if workload == "W5" or x != "rsa-signature"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_round_options(p)
     p.add_argument("--workers", type=int, default=1, help="Hypercorn worker processes per server")
-    p.add_argument("--layers", default=",".join(LAYERS), help="comma-separated, of: "
-                   + ", ".join(LAYERS))
+    p.add_argument("--layers", help="comma-separated, of: " + ", ".join(LAYERS)
+                   + " (default: every layer of the workload)")
     p.add_argument("--workload", choices=WORKLOADS, default="W3",
                    help="W3 introspection, or W5 SAML assertion out (adds rsa-signature)")
     p.add_argument("--serve", choices=LAYERS[:-1], help=argparse.SUPPRESS)
@@ -280,13 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.serve, args.port, args.workers, args.workload)
         return 0
-    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    own = workload_layers(args.workload)
+    layers = own if args.layers is None else [
+        x.strip() for x in args.layers.split(",") if x.strip()]
     if not layers or not set(layers) <= set(LAYERS):
         p.error(f"--layers: of {', '.join(LAYERS)}")
-    if args.workload != "W5" and "rsa-signature" in layers:
-        if args.layers != p.get_default("layers"):
-            p.error("--layers: rsa-signature is a W5 layer (--workload W5)")
-        layers.remove("rsa-signature")
+    if not set(layers) <= set(own):
+        p.error("--layers: rsa-signature is a W5 layer (--workload W5)")
     layers.sort(key=LAYERS.index)
     work = Path(tempfile.mkdtemp(prefix="tessera-floor-"))
     servers: list[Server] = []

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 import bench_floor  # noqa: E402
-from benchkit import free_port, stop  # noqa: E402
+from benchkit import Server, free_port, stop  # noqa: E402
 
 
 @pytest.fixture(params=bench_floor.LAYERS[:-1])
@@ -41,17 +42,23 @@ def test_each_layer_answers_what_the_load_generator_expects(
     assert ("x-request-id" in answer.headers) == (name == "middleware")
 
 
+def measure(server: Server, workload: str, concurrency: int) -> dict[str, Any]:
+    """A second of the load generator against ``server``: its JSON report."""
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_tokens.py"), *server.bench_args[workload],
+         "--duration", "1", "--warmup", "0.2", "--concurrency", str(concurrency),
+         "--cpu-pid", str(server.proc.pid), "--json"],
+        capture_output=True, text=True, timeout=60)
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
 def test_the_load_generator_measures_a_layer(tmp_path: Path) -> None:
     server = bench_floor.start_layer("hypercorn-patched", tmp_path, workers=1)
     try:
-        done = subprocess.run(
-            [sys.executable, str(SCRIPTS / "bench_tokens.py"), *server.bench_args["W3"],
-             "--duration", "1", "--warmup", "0.2", "--concurrency", "4",
-             "--cpu-pid", str(server.proc.pid), "--json"],
-            capture_output=True, text=True, timeout=60)
+        report = measure(server, "W3", concurrency=4)
     finally:
         stop(server.proc)
-    report = json.loads(done.stdout)
     assert report["errors_total"] == 0 and report["operations_completed"] > 0
     assert report["server"]["cpu_ms_per_op"] > 0
 
@@ -60,16 +67,11 @@ def test_the_load_generator_measures_a_layer(tmp_path: Path) -> None:
 def test_w5_layers_answer_a_saml_exchange_as_tessera_does(tmp_path: Path, name: str) -> None:
     server = bench_floor.start_layer(name, tmp_path, workers=1, workload="W5")
     try:
-        done = subprocess.run(
-            [sys.executable, str(SCRIPTS / "bench_tokens.py"), *server.bench_args["W5"],
-             "--duration", "1", "--warmup", "0.2", "--concurrency", "2",
-             "--cpu-pid", str(server.proc.pid), "--json"],
-            capture_output=True, text=True, timeout=60)
+        report = measure(server, "W5", concurrency=2)
         answer = httpx.post(f"{server.issuer}/token", auth=("floor", "floor-secret"),
                             data={"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange"})
     finally:
         stop(server.proc)
-    report = json.loads(done.stdout)
     assert report["errors_total"] == 0 and report["operations_completed"] > 0
     body = answer.json()
     assert body["issued_token_type"] == "urn:ietf:params:oauth:token-type:saml2"
@@ -85,6 +87,11 @@ def test_an_unknown_layer_is_refused() -> None:
     done = subprocess.run([sys.executable, str(SCRIPTS / "bench_floor.py"), "--layers",
                            "nginx", "--port", str(free_port())], capture_output=True, text=True)
     assert done.returncode == 2 and "--layers" in done.stderr
+
+
+def test_each_workload_runs_its_own_layers_by_default() -> None:
+    assert "rsa-signature" not in bench_floor.workload_layers("W3")
+    assert bench_floor.workload_layers("W5") == list(bench_floor.LAYERS)
 
 
 def test_the_rsa_layer_is_a_w5_layer() -> None:
